@@ -1,0 +1,1 @@
+"""Policy heads (torch and diffusers only). Never imports `vla`, `sim` or `ros_bridge`."""

@@ -1,0 +1,62 @@
+"""The package layout rules from DEVELOPERS.md, checked on the source itself."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LEAVES = ("policies", "sim", "ros_bridge")
+
+
+def _imported_top_levels(pkg: str) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for path in (ROOT / pkg).rglob("*.py"):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        names: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module.split(".")[0])
+        found[str(path.relative_to(ROOT))] = names
+    return found
+
+
+@pytest.mark.parametrize("leaf", LEAVES)
+def test_leaves_do_not_import_each_other_or_vla(leaf: str) -> None:
+    forbidden = ({"vla", *LEAVES} - {leaf}) | {"hydra", "omegaconf"}
+    bad = {f: sorted(n & forbidden) for f, n in _imported_top_levels(leaf).items() if n & forbidden}
+    assert not bad, f"{leaf}/ imports what it must not: {bad}"
+
+
+def test_library_code_never_imports_hydra() -> None:
+    bad = {
+        f: sorted(n & {"hydra", "omegaconf"})
+        for f, n in _imported_top_levels("vla").items()
+        if n & {"hydra", "omegaconf"} and not f.startswith("vla/cli/")
+    }
+    assert not bad, f"only vla/cli/ entry points may import Hydra: {bad}"
+
+
+@pytest.mark.parametrize("pkg", ["sim", "ros_bridge"])
+def test_imports_without_torch(pkg: str) -> None:
+    """`sim` and `ros_bridge` (all their modules) import in a process where torch cannot load."""
+    code = (
+        "import sys, importlib, pkgutil\n"
+        "class _Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch' or name.startswith('torch.'):\n"
+        "            raise ImportError('torch is blocked in this check')\n"
+        "sys.meta_path.insert(0, _Block())\n"
+        f"import {pkg}\n"
+        f"for m in pkgutil.walk_packages({pkg}.__path__, '{pkg}.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-3000:]

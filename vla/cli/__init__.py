@@ -1,0 +1,1 @@
+"""Console entry points (`vla-<verb>`). Only these modules compose Hydra configs."""
