@@ -1,0 +1,251 @@
+"""Typed configuration of the nodes, mirrored 1:1 by validated ROS 2 parameters.
+
+`vla` builds these dataclasses from a Hydra deploy config; the nodes declare one ROS parameter
+per field (defaults from the dataclass they were given), so `--ros-args -p name:=value` or a
+params file can still override, and every change goes through the same `__post_init__`
+validation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from rclpy.exceptions import InvalidTopicNameException
+from rclpy.validate_topic_name import validate_topic_name
+
+UR5E_2F85_JOINTS = (
+    "shoulder_pan_joint",
+    "shoulder_lift_joint",
+    "elbow_joint",
+    "wrist_1_joint",
+    "wrist_2_joint",
+    "wrist_3_joint",
+    "robotiq_85_left_knuckle_joint",
+)
+DEFAULT_CAMERAS = ("front", "wrist")
+
+
+def default_image_topic(camera: str) -> str:
+    """Topic a camera named `camera` publishes on when no explicit topic is configured."""
+    return f"/camera/{camera}/image_raw"
+
+
+def _check_topic(cls: str, name: str, value: str) -> None:
+    try:
+        validate_topic_name(value)
+    except InvalidTopicNameException as exc:
+        raise ValueError(f"{cls}.{name}: invalid topic name {value!r}: {str(exc).splitlines()[0]}") from None
+
+
+def _check_names(cls: str, name: str, values: tuple[str, ...]) -> None:
+    if not values:
+        raise ValueError(f"{cls}.{name} must not be empty")
+    if any(not isinstance(v, str) or not v for v in values):
+        raise ValueError(f"{cls}.{name} must hold non-empty strings, got {list(values)}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{cls}.{name} has duplicates: {list(values)}")
+
+
+def _check_rate(cls: str, name: str, value: float) -> None:
+    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{cls}.{name} must be a positive finite number [Hz], got {value!r}")
+
+
+def _image_topics(cls: str, cameras: tuple[str, ...], topics: tuple[str, ...]) -> tuple[str, ...]:
+    if not topics:
+        return tuple(default_image_topic(c) for c in cameras)
+    if len(topics) != len(cameras):
+        raise ValueError(f"{cls}.image_topics has {len(topics)} entries for {len(cameras)} camera_names")
+    return topics
+
+
+@dataclass
+class PolicyNodeConfig:
+    """Parameters of the lifecycle policy node (each field is a ROS parameter of the same name).
+
+    image_topics: one per camera, aligned with camera_names; empty -> /camera/<name>/image_raw.
+    forward_command_topic: empty disables the `Float64MultiArray` output for forward controllers.
+    n_action_steps: Ta, how many steps of each (gated) chunk are executed before the next query.
+    max_input_age_s: images / joint states older than this trigger a hold; 0 -> 2 control periods.
+    checkpoint: opaque to ros_bridge; the injected factory reads it (a run directory, for vla).
+    instruction: initial instruction; the instruction topic replaces it at run time.
+    """
+
+    joint_names: tuple[str, ...] = UR5E_2F85_JOINTS
+    camera_names: tuple[str, ...] = DEFAULT_CAMERAS
+    image_topics: tuple[str, ...] = ()
+    joint_state_topic: str = "/joint_states"
+    instruction_topic: str = "/vla/instruction"
+    estop_topic: str = "/vla/estop"
+    trajectory_topic: str = "/joint_trajectory_controller/joint_trajectory"
+    forward_command_topic: str = ""
+    status_topic: str = "/vla/status"
+    control_rate_hz: float = 20.0
+    n_action_steps: int = 8
+    max_input_age_s: float = 0.0
+    checkpoint: str = ""
+    instruction: str = ""
+
+    def __post_init__(self) -> None:
+        cls = type(self).__name__
+        self.joint_names = tuple(self.joint_names)
+        self.camera_names = tuple(self.camera_names)
+        _check_names(cls, "joint_names", self.joint_names)
+        # Zero cameras is allowed: a proprioception-only policy.
+        if self.camera_names:
+            _check_names(cls, "camera_names", self.camera_names)
+        self.image_topics = _image_topics(cls, self.camera_names, tuple(self.image_topics))
+        for i, topic in enumerate(self.image_topics):
+            _check_topic(cls, f"image_topics[{i}]", topic)
+        for name in (
+            "joint_state_topic",
+            "instruction_topic",
+            "estop_topic",
+            "trajectory_topic",
+            "status_topic",
+        ):
+            _check_topic(cls, name, getattr(self, name))
+        if self.forward_command_topic:
+            _check_topic(cls, "forward_command_topic", self.forward_command_topic)
+        _check_rate(cls, "control_rate_hz", self.control_rate_hz)
+        if not (isinstance(self.n_action_steps, int) and self.n_action_steps >= 1):
+            raise ValueError(f"{cls}.n_action_steps must be an integer >= 1, got {self.n_action_steps!r}")
+        if not (math.isfinite(self.max_input_age_s) and self.max_input_age_s >= 0):
+            raise ValueError(
+                f"{cls}.max_input_age_s must be >= 0 (0 = two control periods), got {self.max_input_age_s!r}"
+            )
+
+    @property
+    def period_s(self) -> float:
+        """One control period [s]."""
+        return 1.0 / self.control_rate_hz
+
+    @property
+    def max_age_s(self) -> float:
+        """The effective input age limit [s] (two control periods unless set)."""
+        return self.max_input_age_s if self.max_input_age_s > 0 else 2.0 * self.period_s
+
+
+@dataclass
+class RobotNodeConfig:
+    """Parameters of the generic robot node (each field is a ROS parameter of the same name).
+
+    joint_names / camera_names: empty -> taken from the backend.
+    command_rate_hz: interpolation and simulation step rate; each tick advances the backend by
+        1 / command_rate_hz seconds, and publication rates are counted in that simulated time.
+    """
+
+    joint_names: tuple[str, ...] = ()
+    camera_names: tuple[str, ...] = ()
+    image_topics: tuple[str, ...] = ()
+    joint_state_topic: str = "/joint_states"
+    trajectory_topic: str = "/joint_trajectory_controller/joint_trajectory"
+    command_rate_hz: float = 100.0
+    joint_state_rate_hz: float = 50.0
+    camera_rate_hz: float = 20.0
+    frame_id_prefix: str = ""
+
+    def __post_init__(self) -> None:
+        cls = type(self).__name__
+        self.joint_names = tuple(self.joint_names)
+        self.camera_names = tuple(self.camera_names)
+        if self.joint_names:
+            _check_names(cls, "joint_names", self.joint_names)
+        if self.camera_names:
+            _check_names(cls, "camera_names", self.camera_names)
+            self.image_topics = _image_topics(cls, self.camera_names, tuple(self.image_topics))
+        elif self.image_topics:
+            raise ValueError(f"{cls}.image_topics given without camera_names")
+        for i, topic in enumerate(self.image_topics):
+            _check_topic(cls, f"image_topics[{i}]", topic)
+        for name in ("joint_state_topic", "trajectory_topic"):
+            _check_topic(cls, name, getattr(self, name))
+        for name in ("command_rate_hz", "joint_state_rate_hz", "camera_rate_hz"):
+            _check_rate(cls, name, getattr(self, name))
+
+    def resolved(self, joint_names: list[str], camera_names: list[str]) -> RobotNodeConfig:
+        """Fill empty joint/camera names (and their topics) from a backend's lists."""
+        joints = self.joint_names or tuple(joint_names)
+        cameras = self.camera_names or tuple(camera_names)
+        topics = self.image_topics if self.camera_names else ()
+        return dataclasses.replace(self, joint_names=joints, camera_names=cameras, image_topics=topics)
+
+
+# -------------------------------------------------------------------- dataclass <-> parameters
+
+# One line per parameter, shown by `ros2 param describe`.
+DESCRIPTIONS = {
+    "joint_names": "Joint names, in the order of the action / state vectors (7: 6 arm joints + gripper).",
+    "camera_names": "Camera names, in the order the policy expects its images.",
+    "image_topics": "sensor_msgs/Image topic per camera (aligned with camera_names); empty: /camera/<name>/image_raw.",
+    "joint_state_topic": "sensor_msgs/JointState topic.",
+    "instruction_topic": "std_msgs/String topic carrying the language instruction.",
+    "estop_topic": "std_msgs/Bool topic; true holds the robot until false arrives.",
+    "trajectory_topic": "trajectory_msgs/JointTrajectory topic (joint trajectory controller input).",
+    "forward_command_topic": "std_msgs/Float64MultiArray topic for a forward controller; empty disables it.",
+    "status_topic": "std_msgs/String topic with a JSON status (latency, gate verdict, hold reason).",
+    "control_rate_hz": "Control rate [Hz]: one chunk step per period.",
+    "n_action_steps": "Ta: steps of each gated chunk executed before the policy is queried again.",
+    "max_input_age_s": "Inputs older than this [s] cause a hold; 0 means two control periods.",
+    "checkpoint": "Checkpoint / run directory handed to the collaborator factory.",
+    "instruction": "Initial language instruction (the instruction topic replaces it).",
+    "command_rate_hz": "Interpolation and simulation step rate [Hz].",
+    "joint_state_rate_hz": "JointState publication rate [Hz] (in simulated time).",
+    "camera_rate_hz": "Image publication rate per camera [Hz] (in simulated time).",
+    "frame_id_prefix": "Prefix for image frame ids (<prefix><camera>_optical_frame).",
+}
+
+
+def config_fields(cls: type) -> dict[str, dataclasses.Field[Any]]:
+    """The dataclass fields of a node config, by name."""
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def to_parameter_value(value: Any) -> Any:
+    """A config field value -> what `Node.declare_parameter` accepts (tuples become lists)."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def from_parameters(cls: type, values: dict[str, Any]) -> Any:
+    """Build (and so validate) a config dataclass from ROS parameter values.
+
+    ROS has no typed empty arrays: an empty string array parameter can arrive as an empty list of
+    any type, so lists are turned back into tuples of str, ints into floats where the field is
+    a float, and an unknown name raises.
+    """
+    fields = config_fields(cls)
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown parameters {unknown}")
+    kwargs: dict[str, Any] = {}
+    for name, value in values.items():
+        default = fields[name].default if fields[name].default is not dataclasses.MISSING else None
+        if isinstance(default, tuple):
+            items = list(value) if value is not None else []
+            if not all(isinstance(v, str) for v in items):
+                raise ValueError(f"{cls.__name__}.{name} must be a list of strings, got {items!r}")
+            kwargs[name] = tuple(items)
+        elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            kwargs[name] = float(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A config dataclass -> plain JSON-ready dict (tuples as lists)."""
+    return {k: to_parameter_value(v) for k, v in dataclasses.asdict(config).items()}
+
+
+__all__ = [
+    "DEFAULT_CAMERAS",
+    "UR5E_2F85_JOINTS",
+    "PolicyNodeConfig",
+    "RobotNodeConfig",
+    "default_image_topic",
+    "from_parameters",
+    "to_dict",
+]

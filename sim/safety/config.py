@@ -1,0 +1,300 @@
+"""Typed safety limits for one robot (one YAML file in ``configs/safety/`` per robot).
+
+Every check has a limit and a margin; the margin always makes the check stricter:
+
+- upper limits (velocity, acceleration, jump, force): effective limit = ``limit - margin``;
+- joint position limits: the interval ``[lower + margin, upper - margin]``;
+- workspace box: shrunk by ``margin`` on every side;
+- collision: a contact counts when two geoms come closer than ``margin`` (before they touch).
+
+Library code builds :class:`SafetyConfig` directly or from a plain dict (:func:`safety_config_from_dict`,
+what a Hydra entry point passes after ``OmegaConf.to_container``); :func:`load_safety_config` reads a
+YAML file with PyYAML for tools that run without Hydra (the ROS node, tests, benchmarks).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+N_ARM = 6
+
+
+def _check_vec(owner: str, name: str, value: tuple[float, ...], n: int) -> None:
+    if len(value) != n or not all(math.isfinite(v) for v in value):
+        raise ValueError(f"{owner}.{name} must be {n} finite numbers, got {value!r}")
+
+
+@dataclass(frozen=True)
+class JointPositionLimits:
+    """Joint position limits [rad] per arm joint, checked on every target and every simulated substep."""
+
+    enabled: bool = True
+    lower: tuple[float, ...] = (-6.2832, -6.2832, -3.1416, -6.2832, -6.2832, -6.2832)
+    upper: tuple[float, ...] = (6.2832, 6.2832, 3.1416, 6.2832, 6.2832, 6.2832)
+    margin: float = 0.05
+
+    def __post_init__(self) -> None:
+        _check_vec("joint_position", "lower", self.lower, N_ARM)
+        _check_vec("joint_position", "upper", self.upper, N_ARM)
+        if self.margin < 0:
+            raise ValueError(f"joint_position.margin must be >= 0, got {self.margin}")
+        lo, hi = self.effective()
+        if any(h <= lo_ for lo_, h in zip(lo, hi)):
+            raise ValueError(
+                f"joint_position: lower + margin must stay below upper - margin, got {self.lower}, "
+                f"{self.upper}, margin {self.margin}"
+            )
+
+    def effective(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        return (
+            tuple(v + self.margin for v in self.lower),
+            tuple(v - self.margin for v in self.upper),
+        )
+
+
+@dataclass(frozen=True)
+class JointRateLimit:
+    """A per-joint bound on |rate| (velocity [rad/s] or acceleration [rad/s^2]).
+
+    ``window_s`` (acceleration only) is the finite-difference window of the velocity [s]: one
+    physics step resolves the servo's stiff transients, a few ms average them the way a joint
+    encoder at the robot's control rate would.
+    """
+
+    enabled: bool = True
+    limit: tuple[float, ...] = (3.14,) * N_ARM
+    margin: float = 0.0
+    window_s: float = 0.01
+
+    def __post_init__(self) -> None:
+        _check_vec("joint rate", "limit", self.limit, N_ARM)
+        if self.margin < 0 or any(v - self.margin <= 0 for v in self.limit):
+            raise ValueError(f"joint rate limit - margin must be > 0, got {self.limit}, margin {self.margin}")
+        if self.window_s <= 0:
+            raise ValueError(f"joint rate window_s must be > 0, got {self.window_s}")
+
+    def effective(self) -> tuple[float, ...]:
+        return tuple(v - self.margin for v in self.limit)
+
+
+@dataclass(frozen=True)
+class JumpLimit:
+    """Largest |first target - current position| per arm joint [rad] (a chunk must start where the robot is)."""
+
+    enabled: bool = True
+    limit: float = 0.3
+    margin: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.limit - self.margin <= 0 or self.margin < 0:
+            raise ValueError(f"jump.limit - margin must be > 0, got {self.limit}, margin {self.margin}")
+
+    def effective(self) -> float:
+        return self.limit - self.margin
+
+
+@dataclass(frozen=True)
+class KeepOutBox:
+    """A box of space the robot must stay out of (a fixture, a person's side of the table), world frame [m]."""
+
+    name: str
+    center: tuple[float, float, float]
+    half_size: tuple[float, float, float]
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name:
+            raise ValueError(f"keepout box name must be non-empty without '/', got {self.name!r}")
+        _check_vec(f"keepout[{self.name}]", "center", self.center, 3)
+        _check_vec(f"keepout[{self.name}]", "half_size", self.half_size, 3)
+        if any(v <= 0 for v in self.half_size):
+            raise ValueError(f"keepout[{self.name}].half_size must be > 0, got {self.half_size}")
+
+
+@dataclass(frozen=True)
+class CollisionConfig:
+    """Self-collision and collision with the static scene and keep-out boxes.
+
+    Attributes:
+        margin: contacts closer than this [m] count (the world model detects them before touching).
+        allowed_pairs: ``(pattern, pattern)`` geom-name globs (``fnmatch``) that may touch, in either
+            order, e.g. ``("gripper/*", "obj/*")``. Everything else that touches is a violation.
+        keepout: boxes added to the world model as detection-only geoms ``keepout/<name>``.
+    """
+
+    enabled: bool = True
+    margin: float = 0.01
+    allowed_pairs: tuple[tuple[str, str], ...] = ()
+    keepout: tuple[KeepOutBox, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.margin <= 0.2:
+            raise ValueError(f"collision.margin must be in [0, 0.2] m, got {self.margin}")
+        for i, pair in enumerate(self.allowed_pairs):
+            if len(pair) != 2 or not all(isinstance(p, str) and p for p in pair):
+                raise ValueError(f"collision.allowed_pairs[{i}] must be two non-empty globs, got {pair!r}")
+        names = [b.name for b in self.keepout]
+        if len(set(names)) != len(names):
+            raise ValueError(f"collision.keepout names must be unique, got {names}")
+
+
+@dataclass(frozen=True)
+class WorkspaceBounds:
+    """Axis-aligned box the pinch site (fingertip centre) must stay in, world frame [m]."""
+
+    enabled: bool = True
+    low: tuple[float, float, float] = (0.1, -0.6, 0.0)
+    high: tuple[float, float, float] = (0.9, 0.6, 0.8)
+    margin: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_vec("workspace", "low", self.low, 3)
+        _check_vec("workspace", "high", self.high, 3)
+        if self.margin < 0 or any(h - lo - 2 * self.margin <= 0 for lo, h in zip(self.low, self.high)):
+            raise ValueError(
+                f"workspace: high - low must exceed 2 * margin, got {self.low}, {self.high}, {self.margin}"
+            )
+
+    def effective(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        return tuple(v + self.margin for v in self.low), tuple(v - self.margin for v in self.high)
+
+
+@dataclass(frozen=True)
+class ContactForceLimit:
+    """Largest contact force on any robot geom [N] (norm of the contact force)."""
+
+    enabled: bool = True
+    limit: float = 100.0
+    margin: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.margin < 0 or self.limit - self.margin <= 0:
+            raise ValueError(f"contact_force.limit - margin must be > 0, got {self.limit}, {self.margin}")
+
+    def effective(self) -> float:
+        return self.limit - self.margin
+
+
+@dataclass(frozen=True)
+class GateOptions:
+    """How the gate runs.
+
+    Attributes:
+        nthread: rollout threads for best-of-K (0: run on the calling thread).
+        reference: default best-of-K score when no task score is given: prefer the candidate closest
+            to the ``"first"`` candidate (the policy's own sample) or to the ``"mean"`` of all.
+    """
+
+    nthread: int = 2
+    reference: str = "first"
+
+    def __post_init__(self) -> None:
+        if self.nthread < 0:
+            raise ValueError(f"gate.nthread must be >= 0, got {self.nthread}")
+        if self.reference not in ("first", "mean"):
+            raise ValueError(f"gate.reference must be 'first' or 'mean', got {self.reference!r}")
+
+
+@dataclass(frozen=True)
+class SafetyConfig:
+    """All limits of one robot plus the control timing the gate simulates with.
+
+    ``control_rate_hz`` and ``timestep`` must match the robot (and the simulator): each action is
+    held for ``n_substeps = 1 / (control_rate_hz * timestep)`` physics steps.
+    """
+
+    name: str = "ur5e_default"
+    control_rate_hz: float = 20.0
+    timestep: float = 0.002
+    joint_position: JointPositionLimits = field(default_factory=JointPositionLimits)
+    joint_velocity: JointRateLimit = field(default_factory=JointRateLimit)
+    joint_acceleration: JointRateLimit = field(
+        default_factory=lambda: JointRateLimit(limit=(40.0,) * N_ARM, window_s=0.01)
+    )
+    jump: JumpLimit = field(default_factory=JumpLimit)
+    collision: CollisionConfig = field(default_factory=CollisionConfig)
+    workspace: WorkspaceBounds = field(default_factory=WorkspaceBounds)
+    contact_force: ContactForceLimit = field(default_factory=ContactForceLimit)
+    gate: GateOptions = field(default_factory=GateOptions)
+
+    def __post_init__(self) -> None:
+        if not 1.0 <= self.control_rate_hz <= 500.0:
+            raise ValueError(f"control_rate_hz must be in [1, 500], got {self.control_rate_hz}")
+        sub = 1.0 / (self.control_rate_hz * self.timestep)
+        if abs(sub - round(sub)) > 1e-6 or round(sub) < 1:
+            raise ValueError(
+                f"1 / (control_rate_hz * timestep) must be a whole number of substeps, got {sub:.3f}"
+            )
+
+    @property
+    def n_substeps(self) -> int:
+        return round(1.0 / (self.control_rate_hz * self.timestep))
+
+
+# -- building from plain data ---------------------------------------------------------------------
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    """Turn plain YAML data into the annotated type ``tp`` (dataclasses, tuples, floats), or raise."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise TypeError(f"{where}: expected a mapping, got {type(value).__name__}")
+        hints = typing.get_type_hints(tp)
+        known = {f.name for f in dataclasses.fields(tp)}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise KeyError(f"{where}: unknown field(s) {unknown}; valid fields: {sorted(known)}")
+        kwargs = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in value.items()}
+        try:
+            return tp(**kwargs)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{where}: {err}") from err
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, list | tuple):
+            raise TypeError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ValueError(f"{where}: expected {len(args)} items, got {len(value)}")
+        return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin in (typing.Union, types.UnionType):
+        raise TypeError(f"{where}: union types are not supported")
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise TypeError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise TypeError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"{where}: unsupported type {tp}")
+
+
+def safety_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> SafetyConfig:
+    """Build a :class:`SafetyConfig` from plain data; errors name ``source`` and the field."""
+    return _convert(SafetyConfig, dict(data), source)
+
+
+def load_safety_config(path: str | Path) -> SafetyConfig:
+    """Read one ``configs/safety/*.yaml`` file (PyYAML, no Hydra)."""
+    import yaml
+
+    path = Path(path)
+    with path.open() as f:
+        data = yaml.safe_load(f)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    return safety_config_from_dict(data, source=str(path))

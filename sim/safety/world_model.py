@@ -1,0 +1,339 @@
+"""The world model: a MuJoCo copy of the robot and its static surroundings that the gate simulates.
+
+Built from :func:`sim.scene.build_scene` (robot + table, no task objects) for a real robot, or from a
+task environment's own spec (objects included) in simulation, then extended for checking:
+
+- keep-out boxes from the config: world geoms ``keepout/<name>`` that collide with nothing in the
+  physics model (they never push back) and only with robot geoms in a twin *detection* model;
+- ``gap = collision.margin`` on every robot geom (``margin`` stays 0): MuJoCo (>= 4) then *reports*
+  contacts from that distance on but makes them active constraints only on touch, exactly as in the
+  unmodified scene, so the predicted motion is the simulator's motion;
+- sensors evaluated by MuJoCo inside every physics step (so inside ``mujoco.rollout``, in C): the
+  pinch-site position, a contact sensor over the robot subtree (number of robot contacts, near ones
+  included, and the largest contact force) and the position of every robot body (for a conservative
+  bounding-sphere screen against the keep-out boxes).
+
+Synchronization: :meth:`WorldModel.state_from_joints` makes a full physics state from what a robot
+reports (arm q, qd and the gripper closure); in simulation :meth:`WorldModel.state_from_full` takes
+the environment's own ``mj_getState(..., mjSTATE_FULLPHYSICS)`` vector (objects included).
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatch
+
+import mujoco
+import numpy as np
+
+from sim.safety.config import SafetyConfig
+from sim.scene import (
+    ARM_ACTUATORS,
+    ARM_JOINTS,
+    GRIPPER_ACTUATOR,
+    GRIPPER_CTRL_MAX,
+    HOME_QPOS,
+    PINCH_SITE,
+    ROBOT_ROOT_BODY,
+    SceneConfig,
+    arm_dof_ids,
+    arm_qpos_ids,
+    build_scene,
+    robot_geom_ids,
+)
+
+STATE_SPEC = mujoco.mjtState.mjSTATE_FULLPHYSICS
+KEEPOUT_PREFIX = "keepout/"
+PINCH_SENSOR = "safety/pinch"
+CONTACT_SENSOR = "safety/robot_contacts"
+BODY_SENSOR_PREFIX = "safety/body/"
+# contype bit used only between robot geoms and keep-out boxes in the detection model (scene: bit 0).
+_KEEPOUT_BIT = 2
+# Closure samples for the gripper linkage lookup (a real gripper reports one number).
+_GRIPPER_SAMPLES = 11
+
+
+def _collides(model: mujoco.MjModel, g: int) -> bool:
+    return bool(model.geom_contype[g] or model.geom_conaffinity[g])
+
+
+def action_to_ctrl(actions: np.ndarray, arm_act: np.ndarray, grip_act: int, nu: int) -> np.ndarray:
+    """Map actions ``(..., 7)`` to MuJoCo ``ctrl`` ``(..., nu)`` exactly as ``TabletopEnv.step`` does.
+
+    Arm targets go to the 6 position servos as they are (MuJoCo clamps them to ``ctrlrange``), the
+    gripper command is clipped to [0, 1] and scaled to the 2F-85's 0..255 input.
+    """
+    ctrl = np.zeros((*actions.shape[:-1], nu), np.float64)
+    ctrl[..., arm_act] = actions[..., :6]
+    ctrl[..., grip_act] = np.clip(actions[..., 6], 0.0, 1.0) * GRIPPER_CTRL_MAX
+    return ctrl
+
+
+class WorldModel:
+    """A compiled MuJoCo model for checking plus the ids and state layout the checks need.
+
+    Args:
+        cfg: limits and timing (``cfg.timestep`` must match the spec's).
+        spec: the scene to check in; ``None`` builds :func:`sim.scene.build_scene` (robot + table).
+            The spec is copied, never modified.
+
+    Attributes:
+        model: the physics model rolled out (dynamics identical to the scene's).
+        detect_model: the same model with keep-out boxes switched on for collision detection only;
+            it shares the state layout, and only kinematics + collision detection ever run on it.
+    """
+
+    def __init__(self, cfg: SafetyConfig, spec: mujoco.MjSpec | None = None) -> None:
+        self.cfg = cfg
+        if spec is None:
+            spec = build_scene(SceneConfig(timestep=cfg.timestep))
+        else:
+            spec = spec.copy()
+            if abs(spec.option.timestep - cfg.timestep) > 1e-12:
+                raise ValueError(
+                    f"SafetyConfig.timestep ({cfg.timestep}) differs from the scene's ({spec.option.timestep}); "
+                    "the gate must simulate with the robot's own physics step"
+                )
+        self._add_keepout(spec)
+        self._add_sensors(spec)
+        self.model = model = spec.compile()
+        self.robot_geoms = robot_geom_ids(model)
+        self._set_detection_gap(model)
+        self.data = mujoco.MjData(model)  # scratch data (sync, contact forces)
+        self.detect_model = self._detection_twin(spec)
+        self.detect_data = mujoco.MjData(self.detect_model)
+
+        self.qadr = arm_qpos_ids(model)
+        self.dadr = arm_dof_ids(model)
+        self.arm_act = np.array([model.actuator(a).id for a in ARM_ACTUATORS])
+        self.grip_act = model.actuator(GRIPPER_ACTUATOR).id
+        self.pinch_site = model.site(PINCH_SITE).id
+        self.joint_names = ARM_JOINTS
+        self.geom_names = tuple(model.geom(i).name for i in range(model.ngeom))
+        self.body_of_geom = tuple(model.body(model.geom_bodyid[i]).name for i in range(model.ngeom))
+        self.keepout_geoms = np.array(
+            [i for i, n in enumerate(self.geom_names) if n.startswith(KEEPOUT_PREFIX)], dtype=int
+        )
+        self.allowed = self._allowed_matrix()
+        self._is_robot = np.zeros(model.ngeom, bool)
+        self._is_robot[self.robot_geoms] = True
+
+        # State vector layout (mjSTATE_FULLPHYSICS): time, qpos, qvel, ... in this order.
+        self.nstate = mujoco.mj_stateSize(model, STATE_SPEC)
+        self.qpos_offset = mujoco.mj_stateSize(model, mujoco.mjtState.mjSTATE_TIME)
+        self.qvel_offset = self.qpos_offset + model.nq
+        pinch = model.sensor(PINCH_SENSOR)
+        contact = model.sensor(CONTACT_SENSOR)
+        self.pinch_slice = slice(int(pinch.adr[0]), int(pinch.adr[0]) + 3)
+        self.contact_count_index = int(contact.adr[0])
+        self.contact_force_slice = slice(int(contact.adr[0]) + 1, int(contact.adr[0]) + 4)
+        self.body_sensor_adr = np.array(
+            [int(model.sensor(f"{BODY_SENSOR_PREFIX}{b}").adr[0]) for b in self._collision_bodies], int
+        )
+        self.body_radius = self._body_radii(model)
+
+        # The gripper's closed-chain linkage: joint positions as a function of closure in [0, 1].
+        self._grip_qadr = np.array(
+            [
+                model.jnt_qposadr[j]
+                for j in range(model.njnt)
+                if model.joint(j).name.startswith("gripper/")
+                and int(model.jnt_type[j]) in (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
+            ],
+            dtype=int,
+        )
+        self._grip_table = self._gripper_table()
+        self._home = self.state_from_joints(np.asarray(HOME_QPOS), np.zeros(6))
+
+    # -- model building ------------------------------------------------------------------------
+    def _add_keepout(self, spec: mujoco.MjSpec) -> None:
+        for box in self.cfg.collision.keepout:
+            spec.worldbody.add_geom(
+                name=f"{KEEPOUT_PREFIX}{box.name}",
+                type=mujoco.mjtGeom.mjGEOM_BOX,
+                pos=list(box.center),
+                size=list(box.half_size),
+                contype=0,
+                conaffinity=0,  # switched on in the detection twin only
+                rgba=[1.0, 0.2, 0.2, 0.15],
+                group=4,  # hidden by default in viewers
+            )
+
+    def _add_sensors(self, spec: mujoco.MjSpec) -> None:
+        spec.add_sensor(
+            name=PINCH_SENSOR,
+            type=mujoco.mjtSensor.mjSENS_FRAMEPOS,
+            objtype=mujoco.mjtObj.mjOBJ_SITE,
+            objname=PINCH_SITE,
+        )
+        # Contact sensor over the robot subtree (objtype XBODY = subtree): data = found | force (bits
+        # 1 | 2), reduce = maxforce (2), num = 1 -> [count, fx, fy, fz] of the strongest robot contact.
+        spec.add_sensor(
+            name=CONTACT_SENSOR,
+            type=mujoco.mjtSensor.mjSENS_CONTACT,
+            objtype=mujoco.mjtObj.mjOBJ_XBODY,
+            objname=ROBOT_ROOT_BODY,
+            intprm=[1 | 2, 2, 1],
+        )
+        # Body origins of robot bodies that carry collision geoms (keep-out screening).
+        probe = spec.compile()
+        bodies = sorted({int(probe.geom_bodyid[g]) for g in robot_geom_ids(probe) if _collides(probe, g)})
+        self._collision_bodies = [probe.body(b).name for b in bodies]
+        for name in self._collision_bodies:
+            spec.add_sensor(
+                name=f"{BODY_SENSOR_PREFIX}{name}",
+                type=mujoco.mjtSensor.mjSENS_FRAMEPOS,
+                objtype=mujoco.mjtObj.mjOBJ_XBODY,
+                objname=name,
+            )
+
+    def _set_detection_gap(self, model: mujoco.MjModel) -> None:
+        """Report robot contacts from ``collision.margin`` away; they stay inactive until touch."""
+        for g in self.robot_geoms:
+            if _collides(model, g):
+                model.geom_gap[g] = self.cfg.collision.margin
+
+    def _detection_twin(self, spec: mujoco.MjSpec) -> mujoco.MjModel:
+        twin = spec.compile()
+        for g in robot_geom_ids(twin):
+            if _collides(twin, g):
+                twin.geom_gap[g] = self.cfg.collision.margin
+                if twin.geom_contype[g]:
+                    twin.geom_contype[g] |= _KEEPOUT_BIT
+        for g in range(twin.ngeom):
+            if twin.geom(g).name.startswith(KEEPOUT_PREFIX):
+                twin.geom_conaffinity[g] = _KEEPOUT_BIT
+                twin.geom_gap[g] = self.cfg.collision.margin
+        return twin
+
+    def _body_radii(self, model: mujoco.MjModel) -> np.ndarray:
+        """Radius around each screened body origin that contains all its collision geoms [m]."""
+        radii = np.zeros(len(self._collision_bodies))
+        for i, name in enumerate(self._collision_bodies):
+            b = model.body(name).id
+            for g in np.flatnonzero(model.geom_bodyid == b):
+                if _collides(model, g):
+                    r = np.linalg.norm(model.geom_pos[g]) + model.geom_rbound[g]
+                    radii[i] = max(radii[i], r)
+        return radii
+
+    def _allowed_matrix(self) -> np.ndarray:
+        """``allowed[g1, g2]``: the config declares that geoms g1 and g2 may touch."""
+        n = self.model.ngeom
+        allowed = np.zeros((n, n), bool)
+        names = self.geom_names
+        for a, b in self.cfg.collision.allowed_pairs:
+            ma = np.array([fnmatch(x, a) for x in names])
+            mb = np.array([fnmatch(x, b) for x in names])
+            allowed |= ma[:, None] & mb[None, :]
+            allowed |= mb[:, None] & ma[None, :]
+        return allowed
+
+    def _gripper_table(self) -> np.ndarray:
+        """``(_GRIPPER_SAMPLES, n_gripper_joints)``: settled linkage positions for closure 0..1 (free air)."""
+        m, d = self.model, self.data
+        table = np.zeros((_GRIPPER_SAMPLES, len(self._grip_qadr)))
+        for i, c in enumerate(np.linspace(0.0, 1.0, _GRIPPER_SAMPLES)):
+            mujoco.mj_resetData(m, d)
+            d.qpos[self.qadr] = HOME_QPOS
+            d.ctrl[:] = action_to_ctrl(np.append(HOME_QPOS, c), self.arm_act, self.grip_act, m.nu)
+            mujoco.mj_step(m, d, nstep=400)  # 0.8 s: the linkage settles well within
+            table[i] = d.qpos[self._grip_qadr]
+        mujoco.mj_resetData(m, d)
+        return table
+
+    # -- synchronization -----------------------------------------------------------------------
+    def state_from_joints(self, q: np.ndarray, qd: np.ndarray) -> np.ndarray:
+        """Full physics state ``(nstate,)`` from arm positions ``q`` (6,) or (7,) (+ gripper closure)
+        and arm velocities ``qd`` (6,). Objects (if the model has any) keep their model defaults."""
+        m, d = self.model, self.data
+        mujoco.mj_resetData(m, d)
+        d.qpos[self.qadr] = q[:6]
+        d.qvel[self.dadr] = qd[:6]
+        closure = float(np.clip(q[6], 0.0, 1.0)) if len(q) > 6 else 0.0
+        x = closure * (_GRIPPER_SAMPLES - 1)
+        i = min(int(x), _GRIPPER_SAMPLES - 2)
+        w = x - i
+        d.qpos[self._grip_qadr] = (1 - w) * self._grip_table[i] + w * self._grip_table[i + 1]
+        state = np.empty(self.nstate)
+        mujoco.mj_getState(m, d, state, STATE_SPEC)
+        return state
+
+    def state_from_full(self, full_state: np.ndarray) -> np.ndarray:
+        """Validate a simulator's ``mjSTATE_FULLPHYSICS`` vector for this model and return it as float64."""
+        s = np.asarray(full_state, np.float64).reshape(-1)
+        if s.shape != (self.nstate,):
+            raise ValueError(
+                f"full_state has {s.size} numbers, the world model's mjSTATE_FULLPHYSICS has {self.nstate}: "
+                "build the gate from the environment's own spec (SafetyGate.for_env)"
+            )
+        if not np.all(np.isfinite(s)):
+            raise ValueError("full_state contains NaN/Inf")
+        return s
+
+    def sync_static(self, model: mujoco.MjModel) -> None:
+        """Copy per-episode static layout (body poses, e.g. target pads moved at reset) from a simulator model."""
+        if model.nbody != self.model.nbody:
+            raise ValueError(f"model has {model.nbody} bodies, the world model {self.model.nbody}")
+        self.model.body_pos[:] = model.body_pos
+        self.model.body_quat[:] = model.body_quat
+
+    def arm_q(self, state: np.ndarray) -> np.ndarray:
+        """Arm joint positions ``(..., 6)`` from states ``(..., nstate)``."""
+        return state[..., self.qpos_offset + self.qadr]
+
+    def arm_qd(self, state: np.ndarray) -> np.ndarray:
+        """Arm joint velocities ``(..., 6)`` from states ``(..., nstate)``."""
+        return state[..., self.qvel_offset + self.dadr]
+
+    def controls(self, actions: np.ndarray) -> np.ndarray:
+        """Per-physics-step controls ``(K, H * n_substeps + 1, nu)`` for actions ``(K, H, 7)``.
+
+        Each action is held for ``n_substeps`` steps; one extra step repeats the last action so the
+        in-step sensors also see the final state (see :class:`sim.safety.checks.Trajectory`).
+        """
+        ctrl = action_to_ctrl(actions, self.arm_act, self.grip_act, self.model.nu)
+        ctrl = np.repeat(ctrl, self.cfg.n_substeps, axis=1)
+        return np.concatenate([ctrl, ctrl[:, -1:]], axis=1)
+
+    # -- contacts --------------------------------------------------------------------------------
+    def forbidden_contacts(self, state: np.ndarray) -> list[tuple[int, int, float]]:
+        """Contacts closer than ``collision.margin`` in ``state`` that the config does not allow.
+
+        Includes keep-out boxes. Returns ``[(geom1, geom2, distance)]``, deepest first. Runs
+        kinematics and collision detection only (no dynamics) on the detection twin.
+        """
+        m, d = self.detect_model, self.detect_data
+        mujoco.mj_setState(m, d, state, STATE_SPEC)
+        mujoco.mj_kinematics(m, d)
+        mujoco.mj_collision(m, d)
+        n = d.ncon
+        if n == 0:
+            return []
+        g1 = d.contact.geom1[:n]
+        g2 = d.contact.geom2[:n]
+        dist = d.contact.dist[:n]
+        bad = (dist < self.cfg.collision.margin) & ~self.allowed[g1, g2]
+        if not bad.any():
+            return []
+        g1, g2, dist = g1[bad], g2[bad], dist[bad]
+        order = np.argsort(dist)
+        return [(int(g1[i]), int(g2[i]), float(dist[i])) for i in order]
+
+    def contact_forces(self, state: np.ndarray) -> list[tuple[int, int, float]]:
+        """Robot contacts and their force norms [N] in ``state`` (full forward dynamics), strongest first."""
+        m, d = self.model, self.data
+        mujoco.mj_setState(m, d, state, STATE_SPEC)
+        mujoco.mj_forward(m, d)
+        out = []
+        f6 = np.zeros(6)
+        for i in range(d.ncon):
+            c = d.contact[i]
+            if not (self._is_robot[c.geom1] or self._is_robot[c.geom2]) or c.efc_address < 0:
+                continue
+            mujoco.mj_contactForce(m, d, i, f6)
+            out.append((int(c.geom1), int(c.geom2), float(np.linalg.norm(f6[:3]))))
+        return sorted(out, key=lambda t: -t[2])
+
+    @property
+    def home_state(self) -> np.ndarray:
+        return self._home.copy()
