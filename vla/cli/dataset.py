@@ -1,0 +1,220 @@
+"""`vla-dataset`: inspect, validate, convert and compute statistics of native zarr v3 datasets.
+
+Plain argparse (not a Hydra entry point): each subcommand takes a store path.
+
+    vla-dataset info PATH [--json] [--instructions N]
+    vla-dataset validate PATH [--quick]
+    vla-dataset import-dp SRC DST [--camera front] [--fps 10] [--robot NAME] [--instruction TEXT]
+    vla-dataset stats PATH [--keys state action]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from vla.data.errors import DatasetError
+
+
+def _summary(path: str) -> dict[str, Any]:
+    from vla.data import ReplayBuffer
+    from vla.data.format import FORMAT_VERSION
+
+    rb = ReplayBuffer.open(path)
+    lengths = rb.episode_lengths
+    keys = {}
+    for k in rb.keys:
+        arr = rb.array(k)
+        spec = rb.meta.keys.get(k)
+        keys[k] = {
+            "shape": list(rb.shape(k)),
+            "dtype": str(rb.dtype(k)),
+            "chunks": list(arr.chunks),
+            "codecs": [type(c).__name__ for c in arr.compressors],
+            "units": spec.units if spec else "",
+            "description": spec.description if spec else "",
+        }
+    try:
+        stats_keys = sorted(rb.load_stats(allow_stale=True))
+    except Exception:
+        stats_keys = []
+    return {
+        "path": str(rb.path),
+        "format_version": FORMAT_VERSION,
+        "robot": rb.meta.robot,
+        "fps": rb.meta.fps,
+        "n_episodes": rb.n_episodes,
+        "n_frames": rb.n_frames,
+        "duration_s": rb.n_frames / rb.meta.fps,
+        "episode_length": {
+            "min": int(lengths.min()) if len(lengths) else 0,
+            "mean": float(lengths.mean()) if len(lengths) else 0.0,
+            "max": int(lengths.max()) if len(lengths) else 0,
+        },
+        "joint_names": rb.meta.joint_names,
+        "camera_names": rb.meta.camera_names,
+        "keys": keys,
+        "instructions": rb.instructions,
+        "stats": stats_keys,
+        "other_groups": sorted(n for n, _ in rb.root.members() if n not in ("data", "meta")),
+        "extra": rb.meta.extra,
+    }
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    s = _summary(args.path)
+    if args.json:
+        print(json.dumps(s, indent=2))
+        return 0
+    el = s["episode_length"]
+    print(f"{s['path']}  (vla-replay-buffer v{s['format_version']})")
+    print(f"  robot       {s['robot']}   fps {s['fps']:g}")
+    print(
+        f"  episodes    {s['n_episodes']}   frames {s['n_frames']}   duration {s['duration_s']:.1f} s   "
+        f"episode length min/mean/max {el['min']}/{el['mean']:.1f}/{el['max']}"
+    )
+    print(f"  joints      {', '.join(s['joint_names']) or '-'}")
+    print(f"  cameras     {', '.join(s['camera_names']) or '-'}")
+    print("  keys:")
+    for k, v in s["keys"].items():
+        shape = "(N, " + ", ".join(map(str, v["shape"])) + ")" if v["shape"] else "(N,)"
+        units = f"  [{v['units']}]" if v["units"] else ""
+        print(f"    {k:<16} {shape:<18} {v['dtype']:<8} chunks {tuple(v['chunks'])!s:<18}{units}")
+    print(f"  stats       {', '.join(s['stats']) or 'none (vla-dataset stats PATH)'}")
+    if s["other_groups"]:
+        print(f"  groups      {', '.join(s['other_groups'])}")
+    counts = Counter(s["instructions"])
+    print(f"  instructions ({len(counts)} distinct):")
+    for text, n in counts.most_common(args.instructions):
+        print(f"    {n:>5} x {text!r}")
+    if len(counts) > args.instructions:
+        print(f"    ... {len(counts) - args.instructions} more (--instructions N)")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from vla.data import validate_store
+
+    lay = validate_store(args.path, deep=not args.quick)
+    for note in lay.notes:
+        print(f"note: {note}")
+    for p in lay.problems:
+        print(f"problem: {p}")
+    if lay.problems:
+        print(f"INVALID: {len(lay.problems)} problem(s) in {args.path}")
+        return 1
+    what = "structure" if args.quick else "structure and every chunk"
+    print(f"OK: {args.path}: {lay.n_episodes} episodes, {lay.n_frames} frames ({what} checked)")
+    return 0
+
+
+def _parse_rename(items: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise DatasetError(f"--rename {it!r}: expected SRC=DST")
+        a, b = it.split("=", 1)
+        out[a] = b
+    return out
+
+
+def cmd_import_dp(args: argparse.Namespace) -> int:
+    from vla.data.import_dp import import_diffusion_policy
+
+    report = import_diffusion_policy(
+        args.src,
+        args.dst,
+        camera=args.camera,
+        fps=args.fps,
+        robot=args.robot,
+        instruction=args.instruction,
+        image_max=args.image_max,
+        rename=_parse_rename(args.rename),
+        overwrite=args.overwrite,
+    )
+    print(report)
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from vla.data import ReplayBuffer, compute_stats
+
+    rb = ReplayBuffer.open(args.path, mode="a")
+    stats = compute_stats(rb, keys=args.keys)
+    rb.save_stats(stats)
+    np.set_printoptions(precision=4, suppress=True, linewidth=150)
+    for k, s in stats.items():
+        print(f"{k}:")
+        for name, v in s.items():
+            print(f"  {name:<5} {v}")
+    print(f"saved statistics of {sorted(stats)} in {rb.path}/stats ({rb.n_frames} frames)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vla-dataset",
+        description="Inspect, validate and convert vla datasets (zarr v3 stores, see docs/dataset_format.md).",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("info", help="summary: episodes, frames, keys with shapes/dtypes, fps, instructions")
+    s.add_argument("path", help="dataset store (directory)")
+    s.add_argument("--json", action="store_true", help="print the summary as JSON")
+    s.add_argument(
+        "--instructions", type=int, default=10, metavar="N", help="show the N most common instructions"
+    )
+    s.set_defaults(func=cmd_info)
+
+    s = sub.add_parser(
+        "validate",
+        help="check structure and chunks; print each problem with its array and episode; exit 1 on problems",
+    )
+    s.add_argument("path", help="dataset store (directory)")
+    s.add_argument("--quick", action="store_true", help="skip reading every chunk (metadata and shapes only)")
+    s.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser(
+        "import-dp",
+        help="convert a Diffusion Policy zarr v2 ReplayBuffer (data/img, data/state, ..., meta/episode_ends)",
+        description="Convert a Diffusion Policy zarr v2 ReplayBuffer (directory or .zip, e.g. PushT) into "
+        "the native format: data/img -> data/image_<camera> uint8, float64 -> float32, other keys kept.",
+    )
+    s.add_argument("src", help="source store (directory or .zarr.zip)")
+    s.add_argument("dst", help="destination native store (directory)")
+    s.add_argument("--camera", default="front", help="camera name for data/img (default: front)")
+    s.add_argument("--fps", type=float, default=10.0, help="control rate of the source in Hz (PushT: 10)")
+    s.add_argument("--robot", default="diffusion_policy", help="robot name stored in the metadata")
+    s.add_argument("--instruction", default="", help="instruction text for every episode")
+    s.add_argument("--image-max", type=float, default=255.0, help="value of white in float images (255 or 1)")
+    s.add_argument(
+        "--rename", action="append", default=[], metavar="SRC=DST", help="rename a key (repeatable)"
+    )
+    s.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    s.set_defaults(func=cmd_import_dp)
+
+    s = sub.add_parser("stats", help="compute min/max/mean/std of low-dim keys and store them in the dataset")
+    s.add_argument("path", help="dataset store (directory)")
+    s.add_argument("--keys", nargs="+", default=None, help="keys (default: every non-image key)")
+    s.set_defaults(func=cmd_stats)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (DatasetError, FileExistsError, KeyError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

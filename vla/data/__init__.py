@@ -1,0 +1,33 @@
+"""Datasets: the native zarr v3 episode store, training windows and normalization.
+
+Format specification: `docs/dataset_format.md`. Modules: `format` (names, metadata, storage choices),
+`replay_buffer` (writer/reader), `validate` (structure and chunk checks), `sampler` (training
+windows), `normalize` (statistics, `Normalizer`), `import_dp` (Diffusion Policy zarr v2 conversion).
+"""
+
+from vla.data.errors import DatasetError, MissingStatsError
+from vla.data.format import FORMAT_NAME, FORMAT_VERSION, DatasetMeta, KeySpec
+from vla.data.import_dp import ImportReport, import_diffusion_policy
+from vla.data.normalize import Normalizer, compute_stats
+from vla.data.replay_buffer import ReplayBuffer
+from vla.data.sampler import SequenceDataset, split_episodes, window_indices
+from vla.data.validate import Problem, validate_store
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "DatasetError",
+    "DatasetMeta",
+    "ImportReport",
+    "KeySpec",
+    "MissingStatsError",
+    "Normalizer",
+    "Problem",
+    "ReplayBuffer",
+    "SequenceDataset",
+    "compute_stats",
+    "import_diffusion_policy",
+    "split_episodes",
+    "validate_store",
+    "window_indices",
+]
