@@ -5,13 +5,15 @@ task environment's own spec (objects included) in simulation, then extended for 
 
 - keep-out boxes from the config: world geoms ``keepout/<name>`` that collide with nothing in the
   physics model (they never push back) and only with robot geoms in a twin *detection* model;
-- ``gap = collision.margin`` on every robot geom (``margin`` stays 0): MuJoCo (>= 4) then *reports*
-  contacts from that distance on but makes them active constraints only on touch, exactly as in the
-  unmodified scene, so the predicted motion is the simulator's motion;
+- the physics model is otherwise the scene itself (same gains, substeps, contacts): the predicted
+  motion is the simulator's motion;
 - sensors evaluated by MuJoCo inside every physics step (so inside ``mujoco.rollout``, in C): the
-  pinch-site position, a contact sensor over the robot subtree (number of robot contacts, near ones
-  included, and the largest contact force) and the position of every robot body (for a conservative
-  bounding-sphere screen against the keep-out boxes).
+  pinch-site position and a contact sensor over the robot subtree (number of robot contacts and the
+  largest contact force);
+- the detection twin (same state layout, never stepped): keep-out boxes on, ``gap = collision.margin``
+  on robot geoms (MuJoCo >= 4 then reports contacts from that distance on, inactive until touch), and
+  body pairs whose every geom pair is declared allowed excluded (e.g. the gripper's own linkage), so
+  :meth:`WorldModel.forbidden_contacts` runs only the collision tests that can matter.
 
 Synchronization: :meth:`WorldModel.state_from_joints` makes a full physics state from what a robot
 reports (arm q, qd and the gripper closure); in simulation :meth:`WorldModel.state_from_full` takes
@@ -45,7 +47,6 @@ STATE_SPEC = mujoco.mjtState.mjSTATE_FULLPHYSICS
 KEEPOUT_PREFIX = "keepout/"
 PINCH_SENSOR = "safety/pinch"
 CONTACT_SENSOR = "safety/robot_contacts"
-BODY_SENSOR_PREFIX = "safety/body/"
 # contype bit used only between robot geoms and keep-out boxes in the detection model (scene: bit 0).
 _KEEPOUT_BIT = 2
 # Closure samples for the gripper linkage lookup (a real gripper reports one number).
@@ -54,6 +55,12 @@ _GRIPPER_SAMPLES = 11
 
 def _collides(model: mujoco.MjModel, g: int) -> bool:
     return bool(model.geom_contype[g] or model.geom_conaffinity[g])
+
+
+def _can_collide(model: mujoco.MjModel, a: int, b: int) -> bool:
+    ta, ca = model.geom_contype[a], model.geom_conaffinity[a]
+    tb, cb = model.geom_contype[b], model.geom_conaffinity[b]
+    return bool((ta & cb) or (tb & ca))
 
 
 def action_to_ctrl(actions: np.ndarray, arm_act: np.ndarray, grip_act: int, nu: int) -> np.ndarray:
@@ -97,7 +104,6 @@ class WorldModel:
         self._add_sensors(spec)
         self.model = model = spec.compile()
         self.robot_geoms = robot_geom_ids(model)
-        self._set_detection_gap(model)
         self.data = mujoco.MjData(model)  # scratch data (sync, contact forces)
         self.detect_model = self._detection_twin(spec)
         self.detect_data = mujoco.MjData(self.detect_model)
@@ -126,10 +132,6 @@ class WorldModel:
         self.pinch_slice = slice(int(pinch.adr[0]), int(pinch.adr[0]) + 3)
         self.contact_count_index = int(contact.adr[0])
         self.contact_force_slice = slice(int(contact.adr[0]) + 1, int(contact.adr[0]) + 4)
-        self.body_sensor_adr = np.array(
-            [int(model.sensor(f"{BODY_SENSOR_PREFIX}{b}").adr[0]) for b in self._collision_bodies], int
-        )
-        self.body_radius = self._body_radii(model)
 
         # The gripper's closed-chain linkage: joint positions as a function of closure in [0, 1].
         self._grip_qadr = np.array(
@@ -137,7 +139,8 @@ class WorldModel:
                 model.jnt_qposadr[j]
                 for j in range(model.njnt)
                 if model.joint(j).name.startswith("gripper/")
-                and int(model.jnt_type[j]) in (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
+                and int(model.jnt_type[j])
+                in (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
             ],
             dtype=int,
         )
@@ -174,53 +177,46 @@ class WorldModel:
             objname=ROBOT_ROOT_BODY,
             intprm=[1 | 2, 2, 1],
         )
-        # Body origins of robot bodies that carry collision geoms (keep-out screening).
-        probe = spec.compile()
-        bodies = sorted({int(probe.geom_bodyid[g]) for g in robot_geom_ids(probe) if _collides(probe, g)})
-        self._collision_bodies = [probe.body(b).name for b in bodies]
-        for name in self._collision_bodies:
-            spec.add_sensor(
-                name=f"{BODY_SENSOR_PREFIX}{name}",
-                type=mujoco.mjtSensor.mjSENS_FRAMEPOS,
-                objtype=mujoco.mjtObj.mjOBJ_XBODY,
-                objname=name,
-            )
-
-    def _set_detection_gap(self, model: mujoco.MjModel) -> None:
-        """Report robot contacts from ``collision.margin`` away; they stay inactive until touch."""
-        for g in self.robot_geoms:
-            if _collides(model, g):
-                model.geom_gap[g] = self.cfg.collision.margin
 
     def _detection_twin(self, spec: mujoco.MjSpec) -> mujoco.MjModel:
-        twin = spec.compile()
-        for g in robot_geom_ids(twin):
-            if _collides(twin, g):
-                twin.geom_gap[g] = self.cfg.collision.margin
-                if twin.geom_contype[g]:
-                    twin.geom_contype[g] |= _KEEPOUT_BIT
-        for g in range(twin.ngeom):
-            if twin.geom(g).name.startswith(KEEPOUT_PREFIX):
-                twin.geom_conaffinity[g] = _KEEPOUT_BIT
-                twin.geom_gap[g] = self.cfg.collision.margin
-        return twin
-
-    def _body_radii(self, model: mujoco.MjModel) -> np.ndarray:
-        """Radius around each screened body origin that contains all its collision geoms [m]."""
-        radii = np.zeros(len(self._collision_bodies))
-        for i, name in enumerate(self._collision_bodies):
-            b = model.body(name).id
-            for g in np.flatnonzero(model.geom_bodyid == b):
-                if _collides(model, g):
-                    r = np.linalg.norm(model.geom_pos[g]) + model.geom_rbound[g]
-                    radii[i] = max(radii[i], r)
-        return radii
+        twin = spec.copy()
+        margin = self.cfg.collision.margin
+        robot = {self.model.geom(int(g)).name for g in self.robot_geoms}
+        if "" in robot:
+            raise ValueError("every robot geom needs a name (sim.scene names them)")
+        for g in twin.geoms:
+            if g.name.startswith(KEEPOUT_PREFIX):
+                g.conaffinity = _KEEPOUT_BIT
+                g.gap = margin
+            elif g.name in robot and (g.contype or g.conaffinity):
+                g.gap = margin
+                if g.contype:
+                    g.contype = g.contype | _KEEPOUT_BIT
+        probe = twin.compile()
+        allowed = self._allowed_for(probe)
+        # Exclude body pairs whose every geom pair that could collide is allowed anyway.
+        body_geoms: dict[int, list[int]] = {}
+        for g in range(probe.ngeom):
+            if _collides(probe, g):
+                body_geoms.setdefault(int(probe.geom_bodyid[g]), []).append(g)
+        bodies = sorted(body_geoms)
+        for a_i, a in enumerate(bodies):
+            for b in bodies[a_i + 1 :]:
+                if a == 0 or b == 0:
+                    continue  # the world body cannot be excluded; static geoms stay checked
+                pairs = [(x, y) for x in body_geoms[a] for y in body_geoms[b] if _can_collide(probe, x, y)]
+                if pairs and all(allowed[x, y] for x, y in pairs):
+                    twin.add_exclude(bodyname1=probe.body(a).name, bodyname2=probe.body(b).name)
+        return twin.compile()
 
     def _allowed_matrix(self) -> np.ndarray:
+        return self._allowed_for(self.model)
+
+    def _allowed_for(self, model: mujoco.MjModel) -> np.ndarray:
         """``allowed[g1, g2]``: the config declares that geoms g1 and g2 may touch."""
-        n = self.model.ngeom
+        n = model.ngeom
         allowed = np.zeros((n, n), bool)
-        names = self.geom_names
+        names = [model.geom(i).name for i in range(n)]
         for a, b in self.cfg.collision.allowed_pairs:
             ma = np.array([fnmatch(x, a) for x in names])
             mb = np.array([fnmatch(x, b) for x in names])

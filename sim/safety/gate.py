@@ -1,0 +1,320 @@
+"""The safety gate: simulate each chunk in the world model, pass only its safe prefix, or hold.
+
+    gate = SafetyGate(load_safety_config("configs/safety/ur5e_default.yaml"))
+    decision = gate.filter(q, qd, chunk)           # q (7,), qd (6,), chunk (H, 7)
+    robot.execute(decision.actions)                # (K, 7): safe prefix, or the 1-step hold command
+    i, decision, verdicts = gate.select(q, qd, candidates)   # best-of-K, candidates (K, H, 7)
+
+In simulation build it from the environment (``SafetyGate.for_env(env, cfg)``) and pass
+``full_state=gate.env_state(env)`` so objects are simulated too; score candidates with
+:func:`sim.safety.scoring.task_progress_score`.
+
+Simulation uses ``mujoco.rollout`` (native threads, GIL released) with one persistent rollout
+object and per-thread ``MjData``; every physics substep is checked (see :mod:`sim.safety.checks`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import mujoco
+import numpy as np
+from mujoco import rollout
+
+from sim.safety import checks
+from sim.safety.config import SafetyConfig
+from sim.safety.verdict import Verdict, Violation, make_verdict
+from sim.safety.world_model import STATE_SPEC, WorldModel
+
+# score_fn(final_states (K, nstate), candidates (K, H, 7)) -> scores (K,), higher is better.
+ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """What to execute.
+
+    Attributes:
+        actions: ``(K, 7)`` float32, finite: the safe prefix (``K >= 1``), or when ``hold`` a single
+            command holding the current joint positions and gripper.
+        hold: the first step was unsafe; the robot should stay where it is.
+        reason: ``"safe"``, or the first violation in words.
+        verdict: the full :class:`Verdict` of the (chosen) chunk.
+    """
+
+    actions: np.ndarray
+    hold: bool
+    reason: str
+    verdict: Verdict
+
+    @property
+    def status(self) -> str:
+        """``"pass"`` (whole chunk), ``"truncated"`` (a prefix) or ``"hold"``."""
+        return "hold" if self.hold else ("pass" if self.verdict.safe else "truncated")
+
+
+@dataclass
+class GateStats:
+    """Counters since the last :meth:`SafetyGate.reset_stats` (per episode in ``vla-eval``)."""
+
+    chunks: int = 0
+    passed: int = 0
+    truncated: int = 0
+    held: int = 0
+    steps_proposed: int = 0
+    steps_passed: int = 0
+    by_check: dict[str, int] = field(default_factory=dict)
+
+    def record(self, decision: GateDecision) -> None:
+        self.chunks += 1
+        self.steps_proposed += decision.verdict.horizon
+        if decision.hold:
+            self.held += 1
+        else:
+            self.steps_passed += len(decision.actions)
+            if decision.verdict.safe:
+                self.passed += 1
+            else:
+                self.truncated += 1
+        if decision.verdict.check is not None:
+            self.by_check[decision.verdict.check] = self.by_check.get(decision.verdict.check, 0) + 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "chunks": self.chunks,
+            "passed": self.passed,
+            "truncated": self.truncated,
+            "held": self.held,
+            "steps_proposed": self.steps_proposed,
+            "steps_passed": self.steps_passed,
+            "by_check": dict(self.by_check),
+        }
+
+
+class SafetyGate:
+    """World-model safety gate for one robot.
+
+    Args:
+        cfg: limits, margins, timing and thread count.
+        spec: scene to simulate (``None``: robot + table from :func:`sim.scene.build_scene`).
+        collision_stride: evaluate near-contacts every this many physics substeps (1 = all);
+            actual touches are evaluated at every substep whatever the stride.
+    """
+
+    def __init__(
+        self, cfg: SafetyConfig, spec: mujoco.MjSpec | None = None, collision_stride: int = 1
+    ) -> None:
+        if collision_stride < 1:
+            raise ValueError(f"collision_stride must be >= 1, got {collision_stride}")
+        self.cfg = cfg
+        self.wm = WorldModel(cfg, spec)
+        self.collision_stride = collision_stride
+        self.stats = GateStats()
+        nthread = cfg.gate.nthread
+        self._rollout = rollout.Rollout(nthread=nthread)
+        self._datas = [mujoco.MjData(self.wm.model) for _ in range(max(1, nthread))]
+        self._buffers: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    @classmethod
+    def for_env(cls, env: Any, cfg: SafetyConfig, collision_stride: int = 1) -> SafetyGate:
+        """A gate whose world model is ``env``'s own scene (task objects included)."""
+        base = env.unwrapped
+        if abs(cfg.control_rate_hz - base.cfg.control_rate_hz) > 1e-9:
+            raise ValueError(
+                f"SafetyConfig.control_rate_hz ({cfg.control_rate_hz}) != the env's ({base.cfg.control_rate_hz})"
+            )
+        return cls(cfg, spec=base.spec_, collision_stride=collision_stride)
+
+    def env_state(self, env: Any) -> np.ndarray:
+        """The env's full physics state for ``full_state=`` (also syncs per-episode static layout)."""
+        base = env.unwrapped
+        self.wm.sync_static(base.model)
+        state = np.empty(mujoco.mj_stateSize(base.model, STATE_SPEC))
+        mujoco.mj_getState(base.model, base.data, state, STATE_SPEC)
+        return state
+
+    def close(self) -> None:
+        self._rollout.close()
+
+    def __enter__(self) -> SafetyGate:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def reset_stats(self) -> GateStats:
+        """Return the counters so far and start new ones (call at each episode start)."""
+        old, self.stats = self.stats, GateStats()
+        return old
+
+    # -- core ------------------------------------------------------------------------------------
+    def _initial_state(self, q: np.ndarray, qd: np.ndarray, full_state: np.ndarray | None) -> np.ndarray:
+        if full_state is not None:
+            return self.wm.state_from_full(full_state)
+        return self.wm.state_from_joints(q, qd)
+
+    def _simulate(self, init: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Roll out ``actions (K, H, 7)`` from ``init (nstate,)``: states/sensordata ``(K, H*n+1, .)``."""
+        ctrl = self.wm.controls(actions)
+        k, nstep = ctrl.shape[:2]
+        key = k * 100_000 + nstep
+        if key not in self._buffers:
+            m = self.wm.model
+            self._buffers[key] = (np.empty((k, nstep, self.wm.nstate)), np.empty((k, nstep, m.nsensordata)))
+        state, sens = self._buffers[key]
+        self._rollout.rollout(
+            self.wm.model, self._datas, np.tile(init, (k, 1)), ctrl, nstep=nstep, state=state, sensordata=sens
+        )
+        return state, sens
+
+    def _pre_checks(
+        self, q: np.ndarray, chunk: object, horizon: int | None = None
+    ) -> tuple[np.ndarray | None, list]:
+        bad = checks.check_action_shape(chunk, horizon)
+        if bad is not None:
+            return None, [bad]
+        a = np.asarray(chunk, np.float64)
+        return a, [
+            checks.check_target_limits(self.cfg, self.wm, a),
+            checks.check_jump(self.cfg, self.wm, q, a),
+        ]
+
+    def _judge(
+        self, init: np.ndarray, a: np.ndarray, pre: list, state: np.ndarray, sens: np.ndarray
+    ) -> Verdict:
+        horizon = len(a)
+        traj = checks.Trajectory.from_rollout(self.wm, init, state, sens, horizon)
+        found: list[Violation | None] = list(pre)
+        found += [fn(self.cfg, self.wm, traj) for fn in checks.TRAJECTORY_CHECKS]
+        # Collision detection is the costly check: stop where an earlier violation ends the prefix.
+        earliest = min((v.step for v in found if v is not None), default=horizon)
+        stop = (earliest + 1) * self.cfg.n_substeps
+        found.append(checks.check_collision(self.cfg, self.wm, traj, self.collision_stride, stop_before=stop))
+        return make_verdict(horizon, found)
+
+    @staticmethod
+    def _check_q(q: np.ndarray, qd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        q = np.asarray(q, np.float64).reshape(-1)
+        qd = np.asarray(qd, np.float64).reshape(-1)
+        if q.shape != (7,) or not np.all(np.isfinite(q)):
+            raise ValueError(f"q must be 7 finite numbers (6 joints [rad] + gripper closure), got {q}")
+        if qd.shape != (6,) or not np.all(np.isfinite(qd)):
+            raise ValueError(f"qd must be 6 finite joint velocities [rad/s], got {qd}")
+        return q, qd
+
+    def check(
+        self, q: np.ndarray, qd: np.ndarray, chunk: np.ndarray, full_state: np.ndarray | None = None
+    ) -> Verdict:
+        """Verdict on one chunk ``(H, 7)`` from the current ``q (7,)``, ``qd (6,)`` (no counters)."""
+        q, qd = self._check_q(q, qd)
+        a, pre = self._pre_checks(q, chunk)
+        if a is None:
+            return make_verdict(max(1, _rows(chunk)), pre)
+        init = self._initial_state(q, qd, full_state)
+        state, sens = self._simulate(init, a[None])
+        return self._judge(init, a, pre, state[0], sens[0])
+
+    def _decide(self, q: np.ndarray, chunk: object, verdict: Verdict) -> GateDecision:
+        k = verdict.safe_steps
+        if k == 0:
+            hold = q.astype(np.float32)[None].copy()
+            return GateDecision(hold, True, f"hold: {verdict.reason()}", verdict)
+        prefix = np.asarray(chunk, np.float32)[:k].copy()
+        return GateDecision(prefix, False, verdict.reason(), verdict)
+
+    def filter(
+        self, q: np.ndarray, qd: np.ndarray, chunk: np.ndarray, full_state: np.ndarray | None = None
+    ) -> GateDecision:
+        """Safe prefix of ``chunk (H, 7)``, or a hold command when its first step is unsafe. Counts it."""
+        q, qd = self._check_q(q, qd)
+        decision = self._decide(q, chunk, self.check(q, qd, chunk, full_state))
+        self.stats.record(decision)
+        return decision
+
+    def select(
+        self,
+        q: np.ndarray,
+        qd: np.ndarray,
+        candidates: np.ndarray,
+        score_fn: ScoreFn | None = None,
+        full_state: np.ndarray | None = None,
+    ) -> tuple[int, GateDecision, list[Verdict]]:
+        """Best-of-K: simulate ``candidates (K, H, 7)`` in parallel, return the chosen index, its decision
+        and every candidate's verdict.
+
+        Choice: among fully safe candidates the best ``score_fn`` score (default: closest to the
+        reference candidate, see ``GateOptions.reference``); if none is fully safe, the longest safe
+        prefix (ties: best score); if every candidate's first step is unsafe, hold.
+        """
+        q, qd = self._check_q(q, qd)
+        cand = np.asarray(candidates, dtype=np.float64) if _is_numeric(candidates) else None
+        if cand is None or cand.ndim != 3 or cand.shape[0] < 1:
+            raise ValueError(
+                f"candidates must be a (K, H, 7) array, got {getattr(cand, 'shape', type(candidates))}"
+            )
+        kk, horizon = cand.shape[:2]
+        pres = [self._pre_checks(q, cand[i], horizon) for i in range(kk)]
+        valid = [i for i in range(kk) if pres[i][0] is not None]
+        verdicts: list[Verdict] = [make_verdict(horizon, pres[i][1]) for i in range(kk)]
+        init = self._initial_state(q, qd, full_state)
+        finals = np.tile(init, (kk, 1))
+        if valid:
+            state, sens = self._simulate(init, cand[valid])
+            for j, i in enumerate(valid):
+                verdicts[i] = self._judge(init, cand[i], pres[i][1], state[j], sens[j])
+                k = verdicts[i].safe_steps
+                if k > 0:
+                    finals[i] = state[j, k * self.cfg.n_substeps - 1]
+        safe_len = np.array([v.safe_steps for v in verdicts])
+        scores = np.full(kk, -np.inf)
+        ok = [i for i in range(kk) if safe_len[i] > 0]
+        if ok:
+            if score_fn is None:
+                scores[ok] = self._deviation_score(cand, ok)
+            else:
+                s = np.asarray(score_fn(finals[ok], cand[ok]), np.float64).reshape(-1)
+                if s.shape != (len(ok),):
+                    raise ValueError(f"score_fn must return {len(ok)} scores, got shape {s.shape}")
+                scores[ok] = np.where(np.isfinite(s), s, -np.inf)
+        # Lexicographic: longest safe prefix first (full chunks win), then score, then lowest index.
+        best = max(range(kk), key=lambda i: (safe_len[i], scores[i], -i))
+        decision = self._decide(q, cand[best], verdicts[best])
+        self.stats.record(decision)
+        return best, decision, verdicts
+
+    def _deviation_score(self, cand: np.ndarray, ok: list[int]) -> np.ndarray:
+        """Negative mean |arm target - reference| (reference: first candidate or the mean of all finite ones)."""
+        finite = np.all(np.isfinite(cand), axis=(1, 2))
+        if self.cfg.gate.reference == "first" and finite[0]:
+            ref = cand[0]
+        else:
+            ref = cand[finite].mean(axis=0)
+        return -np.abs(cand[ok, :, :6] - ref[None, :, :6]).mean(axis=(1, 2))
+
+    # -- plain-function interface (ROS node) ------------------------------------------------------
+    def as_checker(self) -> Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, str, dict]]:
+        """``(q (7,), qd (6,), chunk (H, 7)) -> (actions (K, 7) float32, reason, verdict dict)`` (JSON-able)."""
+
+        def check_chunk(q: np.ndarray, qd: np.ndarray, chunk: np.ndarray) -> tuple[np.ndarray, str, dict]:
+            d = self.filter(q, qd, chunk)
+            out = d.verdict.to_dict()
+            out["hold"] = d.hold
+            out["status"] = d.status
+            return d.actions, d.reason, out
+
+        return check_chunk
+
+
+def _rows(chunk: object) -> int:
+    shape = np.shape(chunk) if _is_numeric(chunk) else ()
+    return int(shape[0]) if len(shape) >= 1 else 1
+
+
+def _is_numeric(x: object) -> bool:
+    try:
+        np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    return True

@@ -1,0 +1,128 @@
+"""What a check found: :class:`Violation` (one check, where and by how much) and :class:`Verdict`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# Check names, in the order the gate runs them (the first four need no simulation).
+CHECKS: tuple[str, ...] = (
+    "action_invalid",
+    "joint_position",
+    "jump",
+    "joint_velocity",
+    "joint_acceleration",
+    "workspace",
+    "collision",
+    "contact_force",
+)
+
+
+@dataclass(frozen=True)
+class Violation:
+    """The first occurrence of one violated check in a chunk.
+
+    Attributes:
+        check: one of :data:`CHECKS`.
+        step: control step (row of the chunk) that is unsafe; ``0..H-1``.
+        substep: physics step after the chunk start at which it was seen (``1..H*n_substeps``),
+            ``None`` for checks on the targets themselves.
+        value: the measured quantity (rad, rad/s, rad/s^2, m, N; for collisions the distance [m]).
+        limit: the effective limit it was compared with (margin applied).
+        names: joints, geoms or bodies involved.
+        detail: one human-readable line.
+    """
+
+    check: str
+    step: int
+    substep: int | None
+    value: float
+    limit: float
+    names: tuple[str, ...]
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able (``NaN``/``inf`` values become strings)."""
+        return {
+            "check": self.check,
+            "step": self.step,
+            "substep": self.substep,
+            "value": _json_float(self.value),
+            "limit": _json_float(self.limit),
+            "names": list(self.names),
+            "detail": self.detail,
+        }
+
+
+def _json_float(x: float) -> float | str:
+    x = float(x)
+    return x if x == x and abs(x) != float("inf") else str(x)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Result of checking one chunk of ``horizon`` actions.
+
+    ``violations`` holds the first occurrence of each violated check, earliest first; the chunk's
+    safe prefix is ``chunk[:first_unsafe_step]``.
+    """
+
+    horizon: int
+    violations: tuple[Violation, ...] = ()
+
+    @property
+    def safe(self) -> bool:
+        return not self.violations
+
+    @property
+    def first(self) -> Violation | None:
+        return self.violations[0] if self.violations else None
+
+    @property
+    def first_unsafe_step(self) -> int | None:
+        """Row of the first unsafe action, ``None`` when the whole chunk is safe."""
+        return self.violations[0].step if self.violations else None
+
+    @property
+    def safe_steps(self) -> int:
+        """Length of the safe prefix (``horizon`` when safe)."""
+        return self.horizon if self.safe else self.violations[0].step
+
+    @property
+    def check(self) -> str | None:
+        return self.violations[0].check if self.violations else None
+
+    def reason(self) -> str:
+        if self.safe:
+            return "safe"
+        v = self.violations[0]
+        return f"{v.check} at step {v.step}: {v.detail}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary: safe, first unsafe step, violated check, names, value vs limit, all violations."""
+        first = self.first
+        return {
+            "safe": self.safe,
+            "horizon": self.horizon,
+            "first_unsafe_step": self.first_unsafe_step,
+            "check": first.check if first else None,
+            "names": list(first.names) if first else [],
+            "value": _json_float(first.value) if first else None,
+            "limit": _json_float(first.limit) if first else None,
+            "reason": self.reason(),
+            "violations": [v.to_dict() for v in self.violations],
+        }
+
+
+def make_verdict(horizon: int, violations: list[Violation | None]) -> Verdict:
+    """Keep the earliest violation of each check, sorted by (step, substep, check order)."""
+    best: dict[str, Violation] = {}
+    for v in violations:
+        if v is None:
+            continue
+        old = best.get(v.check)
+        if old is None or (v.step, v.substep or 0) < (old.step, old.substep or 0):
+            best[v.check] = v
+    order = {c: i for i, c in enumerate(CHECKS)}
+    ranked = sorted(best.values(), key=lambda v: (v.step, v.substep or 0, order.get(v.check, 99)))
+    return Verdict(horizon=horizon, violations=tuple(ranked))
