@@ -1,0 +1,45 @@
+"""What the control loop calls: a chunk policy and (optionally) a safety gate. Both duck-typed."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class ChunkPolicy(Protocol):
+    """Observation history in, a chunk of absolute actions out (un-normalized, robot units).
+
+    `obs` (built by `ObservationBuffer.snapshot`):
+        every array-valued key of the raw observation stacked over time, oldest first:
+            state (To, 7) float32, qvel (To, 6), image_<cam> (To, H, W, 3) uint8, ...
+        instruction: str (the latest)
+        step: int, control step of the latest observation (0 at the episode start)
+        prev_action: (Da,) float32 action commanded in the previous period, or None at step 0
+    `prefix`: None, or (P, Da) committed actions for steps step .. step+P-1 (real-time chunking);
+        the returned chunk must start with them (inpainted/kept fixed during sampling).
+    Returns (H, Da) actions for steps step .. step+H-1.
+
+    An optional `reset()` is called at the start of every episode (e.g. to drop a cached
+    instruction embedding).
+    """
+
+    def __call__(self, obs: dict[str, Any], prefix: np.ndarray | None) -> np.ndarray: ...
+
+
+class GateResult(Protocol):
+    """What a gate returns (sim.safety's GateDecision has these fields)."""
+
+    actions: np.ndarray  # (m, Da), the accepted prefix of the chunk, m <= len(chunk)
+    hold: bool
+    reason: str
+
+
+class ChunkGate(Protocol):
+    """A world-model check: `gate(q (7,), qd (6,), chunk (H, Da)) -> GateResult`.
+
+    Pass `SafetyGate.filter` (its optional `full_state` is left at its default).
+    """
+
+    def __call__(self, q: np.ndarray, qd: np.ndarray, chunk: np.ndarray) -> GateResult: ...
