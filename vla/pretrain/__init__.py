@@ -1,0 +1,1 @@
+"""Contrastive pretraining of the embedded default encoder (a small SigLIP on simulator scenes)."""
