@@ -6,9 +6,10 @@ Two kinds:
   :func:`check_target_limits` (targets past a joint limit), :func:`check_jump` (first target far from
   the current position);
 - on the simulated :class:`Trajectory`, at **every physics substep** (2 ms): joint position,
-  velocity and acceleration, pinch-site workspace, contact force (all vectorized over substeps), and
-  collision (evaluated on the detection twin at every ``collision_stride``-th substep and at every
-  substep where the robot actually touches something; see :func:`check_collision`).
+  velocity and acceleration, pinch-site workspace, contact force and collision (all vectorized over
+  substeps; collisions from the in-step collision sensors, :func:`check_collision_in_step`). The
+  reference :func:`check_collision` evaluates the detection twin in Python at every
+  ``collision_stride``-th substep and wherever the robot touches something.
 
 The state before the first substep (the robot as it is now) is not judged: a chunk cannot change it.
 """
@@ -35,9 +36,12 @@ class Trajectory:
         q / qd: ``(N, 6)`` arm joint positions [rad] / velocities [rad/s].
         q0 / qd0: ``(6,)`` arm positions / velocities at the chunk start.
         pinch: ``(N, 3)`` pinch-site position [m] (in-step sensor).
-        touching: ``(N,)`` number of robot contacts (in-step contact sensor, actual touches only).
+        touching: ``(N,)`` number of robot contacts in ``mjData.contact`` (in-step contact sensor;
+            with in-step collision sensors this includes inactive near-contacts in the gap).
         max_force: ``(N,)`` largest robot contact force [N].
         n_substeps: physics steps per control step; ``dt``: physics step [s].
+        collision_dist: ``(N,)`` closest forbidden distance [m] seen by the in-step collision
+            sensors (``inf``: nothing within the margin), ``None`` without them.
     """
 
     states: np.ndarray
@@ -50,6 +54,7 @@ class Trajectory:
     max_force: np.ndarray
     n_substeps: int
     dt: float
+    collision_dist: np.ndarray | None = None
 
     def step_of(self, index: int) -> int:
         """Control step of sample ``index`` (0-based; sample i is after substep i + 1)."""
@@ -80,6 +85,7 @@ class Trajectory:
             max_force=force,
             n_substeps=wm.cfg.n_substeps,
             dt=wm.cfg.timestep,
+            collision_dist=None if wm.collision_sensors is None else wm.collision_sensors.min_distance(sd),
         )
 
 
@@ -233,10 +239,46 @@ def check_contact_force(cfg: SafetyConfig, wm: WorldModel, traj: Trajectory) -> 
     )  # fmt: skip
 
 
+def _collision_violation(cfg: SafetyConfig, wm: WorldModel, traj: Trajectory, i: int, bad) -> Violation:
+    g1, g2, dist = bad
+    n1, n2 = wm.geom_names[g1], wm.geom_names[g2]
+    b1, b2 = wm.body_of_geom[g1], wm.body_of_geom[g2]
+    return Violation(
+        "collision", traj.step_of(i), i + 1, dist, cfg.collision.margin, (n1, n2, b1, b2),
+        f"{n1} ({b1}) within {dist * 1000:.1f} mm of {n2} ({b2}) (margin {cfg.collision.margin * 1000:.0f} mm)",
+    )  # fmt: skip
+
+
+def check_collision_in_step(cfg: SafetyConfig, wm: WorldModel, traj: Trajectory) -> Violation | None:
+    """Forbidden contacts at **every** substep, from the in-step collision sensors (no Python per substep).
+
+    The sensors give the closest forbidden distance per substep; the first substep under the margin
+    is then re-run once through the same collision pipeline to name the geoms.
+    """
+    c = cfg.collision
+    if not c.enabled:
+        return None
+    if traj.collision_dist is None:
+        raise ValueError(
+            "the world model has no in-step collision sensors (WorldModel(in_step_collision=True))"
+        )
+    hit = traj.collision_dist < c.margin
+    if not hit.any():
+        return None
+    i = int(np.argmax(hit))
+    bad = wm.forbidden_contacts_in_step(traj.states[i])
+    if not bad:  # cannot happen (same pipeline); never drop a violation over a naming problem
+        return Violation(
+            "collision", traj.step_of(i), i + 1, float(traj.collision_dist[i]), c.margin, (),
+            f"forbidden contact within {traj.collision_dist[i] * 1000:.1f} mm (margin {c.margin * 1000:.0f} mm)",
+        )  # fmt: skip
+    return _collision_violation(cfg, wm, traj, i, bad[0])
+
+
 def check_collision(
     cfg: SafetyConfig, wm: WorldModel, traj: Trajectory, stride: int = 1, stop_before: int | None = None
 ) -> Violation | None:
-    """Forbidden contacts (closer than ``collision.margin``, not declared allowed, keep-out boxes included).
+    """Reference implementation (one Python call per evaluated substep): forbidden contacts (closer than ``collision.margin``, not declared allowed, keep-out boxes included).
 
     Evaluated on the detection twin (kinematics + collision detection) at every ``stride``-th substep,
     at the last one, and at every substep where the in-step sensor saw the robot actually touch
@@ -257,13 +299,7 @@ def check_collision(
     for i in idx:
         bad = wm.forbidden_contacts(traj.states[i])
         if bad:
-            g1, g2, dist = bad[0]
-            n1, n2 = wm.geom_names[g1], wm.geom_names[g2]
-            b1, b2 = wm.body_of_geom[g1], wm.body_of_geom[g2]
-            return Violation(
-                "collision", traj.step_of(int(i)), int(i) + 1, dist, c.margin, (n1, n2, b1, b2),
-                f"{n1} ({b1}) within {dist * 1000:.1f} mm of {n2} ({b2}) (margin {c.margin * 1000:.0f} mm)",
-            )  # fmt: skip
+            return _collision_violation(cfg, wm, traj, int(i), bad[0])
     return None
 
 

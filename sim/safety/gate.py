@@ -10,7 +10,9 @@ In simulation build it from the environment (``SafetyGate.for_env(env, cfg)``) a
 :func:`sim.safety.scoring.task_progress_score`.
 
 Simulation uses ``mujoco.rollout`` (native threads, GIL released) with one persistent rollout
-object and per-thread ``MjData``; every physics substep is checked (see :mod:`sim.safety.checks`).
+object and per-thread ``MjData``; every physics substep is checked (see :mod:`sim.safety.checks`),
+collisions included: MuJoCo evaluates them inside each step (:mod:`sim.safety.collision_sensors`),
+so judging a chunk is a scan of numpy arrays.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from sim.safety import checks
 from sim.safety.config import SafetyConfig
 from sim.safety.verdict import Verdict, Violation, make_verdict
 from sim.safety.world_model import STATE_SPEC, WorldModel
+
+COLLISION_METHODS = ("sensors", "twin")
 
 # score_fn(final_states (K, nstate), candidates (K, H, 7)) -> scores (K,), higher is better.
 ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -99,17 +103,29 @@ class SafetyGate:
     Args:
         cfg: limits, margins, timing and thread count.
         spec: scene to simulate (``None``: robot + table from :func:`sim.scene.build_scene`).
-        collision_stride: evaluate near-contacts every this many physics substeps (1 = all);
-            actual touches are evaluated at every substep whatever the stride.
+        collision_method: ``"sensors"`` (default): collisions are evaluated inside every physics
+            step of the rollout by MuJoCo sensors (:mod:`sim.safety.collision_sensors`), every
+            substep, no Python per substep. ``"twin"``: the reference implementation, one Python
+            collision-detection call on the detection twin per evaluated substep.
+        collision_stride: ``"twin"`` only: evaluate near-contacts every this many physics substeps
+            (1 = all); actual touches are evaluated at every substep whatever the stride. The
+            sensors always check every substep.
     """
 
     def __init__(
-        self, cfg: SafetyConfig, spec: mujoco.MjSpec | None = None, collision_stride: int = 1
+        self,
+        cfg: SafetyConfig,
+        spec: mujoco.MjSpec | None = None,
+        collision_stride: int = 1,
+        collision_method: str = "sensors",
     ) -> None:
         if collision_stride < 1:
             raise ValueError(f"collision_stride must be >= 1, got {collision_stride}")
+        if collision_method not in COLLISION_METHODS:
+            raise ValueError(f"collision_method must be one of {COLLISION_METHODS}, got {collision_method!r}")
         self.cfg = cfg
-        self.wm = WorldModel(cfg, spec)
+        self.wm = WorldModel(cfg, spec, in_step_collision=collision_method == "sensors")
+        self.collision_method = collision_method
         self.collision_stride = collision_stride
         self.stats = GateStats()
         nthread = cfg.gate.nthread
@@ -118,14 +134,16 @@ class SafetyGate:
         self._buffers: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     @classmethod
-    def for_env(cls, env: Any, cfg: SafetyConfig, collision_stride: int = 1) -> SafetyGate:
+    def for_env(
+        cls, env: Any, cfg: SafetyConfig, collision_stride: int = 1, collision_method: str = "sensors"
+    ) -> SafetyGate:
         """A gate whose world model is ``env``'s own scene (task objects included)."""
         base = env.unwrapped
         if abs(cfg.control_rate_hz - base.cfg.control_rate_hz) > 1e-9:
             raise ValueError(
                 f"SafetyConfig.control_rate_hz ({cfg.control_rate_hz}) != the env's ({base.cfg.control_rate_hz})"
             )
-        return cls(cfg, spec=base.spec_, collision_stride=collision_stride)
+        return cls(cfg, spec=base.spec_, collision_stride=collision_stride, collision_method=collision_method)
 
     def env_state(self, env: Any) -> np.ndarray:
         """The env's full physics state for ``full_state=`` (also syncs per-episode static layout)."""
@@ -157,16 +175,19 @@ class SafetyGate:
 
     def _simulate(self, init: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Roll out ``actions (K, H, 7)`` from ``init (nstate,)``: states/sensordata ``(K, H*n+1, .)``."""
-        ctrl = self.wm.controls(actions)
+        ctrl = np.ascontiguousarray(self.wm.controls(actions))
         k, nstep = ctrl.shape[:2]
         key = k * 100_000 + nstep
         if key not in self._buffers:
             m = self.wm.model
             self._buffers[key] = (np.empty((k, nstep, self.wm.nstate)), np.empty((k, nstep, m.nsensordata)))
         state, sens = self._buffers[key]
+        init_k = np.ascontiguousarray(np.broadcast_to(np.asarray(init, np.float64), (k, self.wm.nstate)))
+        # Shapes and dtypes are built right here, so the wrapper's checks and copies are skipped.
         self._rollout.rollout(
-            self.wm.model, self._datas, np.tile(init, (k, 1)), ctrl, nstep=nstep, state=state, sensordata=sens
-        )
+            [self.wm.model] * k, self._datas, init_k, ctrl, nstep=nstep, state=state, sensordata=sens,
+            skip_checks=True,
+        )  # fmt: skip
         return state, sens
 
     def _pre_checks(
@@ -188,10 +209,15 @@ class SafetyGate:
         traj = checks.Trajectory.from_rollout(self.wm, init, state, sens, horizon)
         found: list[Violation | None] = list(pre)
         found += [fn(self.cfg, self.wm, traj) for fn in checks.TRAJECTORY_CHECKS]
-        # Collision detection is the costly check: stop where an earlier violation ends the prefix.
-        earliest = min((v.step for v in found if v is not None), default=horizon)
-        stop = (earliest + 1) * self.cfg.n_substeps
-        found.append(checks.check_collision(self.cfg, self.wm, traj, self.collision_stride, stop_before=stop))
+        if self.collision_method == "sensors":
+            found.append(checks.check_collision_in_step(self.cfg, self.wm, traj))
+        else:
+            # Twin collision detection is the costly check: stop where an earlier violation ends the prefix.
+            earliest = min((v.step for v in found if v is not None), default=horizon)
+            stop = (earliest + 1) * self.cfg.n_substeps
+            found.append(
+                checks.check_collision(self.cfg, self.wm, traj, self.collision_stride, stop_before=stop)
+            )
         return make_verdict(horizon, found)
 
     @staticmethod

@@ -8,8 +8,10 @@ task environment's own spec (objects included) in simulation, then extended for 
 - the physics model is otherwise the scene itself (same gains, substeps, contacts): the predicted
   motion is the simulator's motion;
 - sensors evaluated by MuJoCo inside every physics step (so inside ``mujoco.rollout``, in C): the
-  pinch-site position and a contact sensor over the robot subtree (number of robot contacts and the
-  largest contact force);
+  pinch-site position, a contact sensor over the robot subtree (number of robot contacts and the
+  largest contact force) and the collision sensors of :mod:`sim.safety.collision_sensors`
+  (forbidden near-contacts and keep-out distances; their ``gap`` on a few geoms adds inactive
+  contacts only, so the motion is the scene's own);
 - the detection twin (same state layout, never stepped): keep-out boxes on, ``gap = collision.margin``
   on robot geoms (MuJoCo >= 4 then reports contacts from that distance on, inactive until touch), and
   body pairs whose every geom pair is declared allowed excluded (e.g. the gripper's own linkage), so
@@ -27,6 +29,7 @@ from fnmatch import fnmatch
 import mujoco
 import numpy as np
 
+from sim.safety.collision_sensors import CollisionSensors, candidate_pairs, gap_geoms
 from sim.safety.config import SafetyConfig
 from sim.scene import (
     ARM_ACTUATORS,
@@ -82,6 +85,9 @@ class WorldModel:
         cfg: limits and timing (``cfg.timestep`` must match the spec's).
         spec: the scene to check in; ``None`` builds :func:`sim.scene.build_scene` (robot + table).
             The spec is copied, never modified.
+        in_step_collision: evaluate collisions inside every physics step with sensors (see
+            :mod:`sim.safety.collision_sensors`); ``False`` leaves only the detection twin (the
+            reference implementation, one Python call per evaluated substep).
 
     Attributes:
         model: the physics model rolled out (dynamics identical to the scene's).
@@ -89,7 +95,9 @@ class WorldModel:
             it shares the state layout, and only kinematics + collision detection ever run on it.
     """
 
-    def __init__(self, cfg: SafetyConfig, spec: mujoco.MjSpec | None = None) -> None:
+    def __init__(
+        self, cfg: SafetyConfig, spec: mujoco.MjSpec | None = None, in_step_collision: bool = True
+    ) -> None:
         self.cfg = cfg
         if spec is None:
             spec = build_scene(SceneConfig(timestep=cfg.timestep))
@@ -102,7 +110,12 @@ class WorldModel:
                 )
         self._add_keepout(spec)
         self._add_sensors(spec)
+        self.collision_sensors: CollisionSensors | None = None
+        if cfg.collision.enabled and in_step_collision:
+            self.collision_sensors = self._add_collision_sensors(spec)
         self.model = model = spec.compile()
+        if self.collision_sensors is not None:
+            self.collision_sensors.bind(model)
         self.robot_geoms = robot_geom_ids(model)
         self.data = mujoco.MjData(model)  # scratch data (sync, contact forces)
         self.detect_model = self._detection_twin(spec)
@@ -177,6 +190,31 @@ class WorldModel:
             objname=ROBOT_ROOT_BODY,
             intprm=[1 | 2, 2, 1],
         )
+
+    def _add_collision_sensors(self, spec: mujoco.MjSpec) -> CollisionSensors:
+        """Gaps on robot geoms (inactive near-contacts, no force) + sensors over forbidden pairs."""
+        margin = self.cfg.collision.margin
+        probe = spec.compile()
+        pairs = candidate_pairs(probe)
+        allowed = self._allowed_for(probe)
+        is_robot = np.zeros(probe.ngeom, bool)
+        is_robot[robot_geom_ids(probe)] = True
+        names = {
+            probe.geom(int(g)).name
+            for g in gap_geoms(probe, pairs, ~allowed[pairs[:, 0], pairs[:, 1]], is_robot)
+        }
+        if "" in names:
+            raise ValueError("every geom that can collide with the robot needs a name (sim.scene names them)")
+        for g in spec.geoms:
+            if g.name in names:
+                g.gap = max(g.gap, margin)
+        probe = spec.compile()
+        keepout = np.array(
+            [i for i in range(probe.ngeom) if probe.geom(i).name.startswith(KEEPOUT_PREFIX)], int
+        )
+        sensors = CollisionSensors(probe, self._allowed_for(probe), keepout, robot_geom_ids(probe), margin)
+        sensors.add_to(spec)
+        return sensors
 
     def _detection_twin(self, spec: mujoco.MjSpec) -> mujoco.MjModel:
         twin = spec.copy()
@@ -272,6 +310,7 @@ class WorldModel:
             raise ValueError(f"model has {model.nbody} bodies, the world model {self.model.nbody}")
         self.model.body_pos[:] = model.body_pos
         self.model.body_quat[:] = model.body_quat
+        self.sync_static_twin()
 
     def arm_q(self, state: np.ndarray) -> np.ndarray:
         """Arm joint positions ``(..., 6)`` from states ``(..., nstate)``."""
@@ -314,6 +353,37 @@ class WorldModel:
         g1, g2, dist = g1[bad], g2[bad], dist[bad]
         order = np.argsort(dist)
         return [(int(g1[i]), int(g2[i]), float(dist[i])) for i in order]
+
+    def forbidden_contacts_in_step(self, state: np.ndarray) -> list[tuple[int, int, float]]:
+        """What the in-step collision sensors saw in ``state``: ``[(geom1, geom2, distance)]``, closest first.
+
+        Same collision pipeline as the sensors (the physics model's contacts, gaps included, plus
+        keep-out distances), run once in Python to name the geoms of a violation.
+        """
+        sensors = self.collision_sensors
+        if sensors is None:
+            return self.forbidden_contacts(state)
+        m, d = self.model, self.data
+        margin = self.cfg.collision.margin
+        mujoco.mj_setState(m, d, state, STATE_SPEC)
+        mujoco.mj_kinematics(m, d)
+        mujoco.mj_collision(m, d)
+        out = []
+        n = d.ncon
+        if n:
+            g1, g2, dist = d.contact.geom1[:n], d.contact.geom2[:n], d.contact.dist[:n]
+            bad = (dist < margin) & ~self.allowed[g1, g2]
+            out += [(int(a), int(b), float(c)) for a, b, c in zip(g1[bad], g2[bad], dist[bad])]
+        for p in sensors.distance:
+            dist = mujoco.mj_geomDistance(m, d, p.geom1, p.geom2, margin, None)
+            if dist < margin:
+                out.append((p.geom1, p.geom2, float(dist)))
+        return sorted(out, key=lambda t: t[2])
+
+    def sync_static_twin(self) -> None:
+        """Copy the physics model's static layout into the detection twin (same bodies)."""
+        self.detect_model.body_pos[:] = self.model.body_pos
+        self.detect_model.body_quat[:] = self.model.body_quat
 
     def contact_forces(self, state: np.ndarray) -> list[tuple[int, int, float]]:
         """Robot contacts and their force norms [N] in ``state`` (full forward dynamics), strongest first."""
