@@ -1,0 +1,111 @@
+"""The interface every policy head implements, and the input checks they share."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from torch import nn
+
+from policies.config import PolicyConfig
+
+
+class Policy(nn.Module, ABC):
+    """A policy head: normalized tokens + state in, a normalized action chunk out.
+
+    Subclasses set `name` (the registry key) and implement `compute_loss` and `predict_chunk`.
+    """
+
+    name: str = ""
+
+    def __init__(self, config: PolicyConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    @abstractmethod
+    def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Training loss on a batch with tokens, token_mask, state and action (B, T, Da).
+
+        Returns a scalar tensor and float metrics. Never mutates `batch`.
+        """
+
+    @abstractmethod
+    def predict_chunk(
+        self,
+        obs: dict[str, torch.Tensor],
+        prefix: torch.Tensor | None = None,
+        prefix_mask: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Predict a normalized action chunk (B, horizon, action_dim) from an observation batch.
+
+        prefix: optional committed actions (B, P, Da), P <= horizon, that the returned chunk keeps
+        at its start (for real-time chunking); prefix_mask (B, P) or (B, P, Da) bool selects which
+        of them are committed (default: all).
+        """
+
+    def reset(self) -> None:
+        """Forget per-episode state. The heads here are stateless between chunks; kept for the contract."""
+
+    # ------------------------------------------------------------------ shared checks
+    def check_inputs(self, batch: dict[str, torch.Tensor], need_action: bool) -> None:
+        """Raise a ValueError naming the key when a batch does not match the config's shapes."""
+        c = self.config
+        keys = ("tokens", "token_mask", "state", *(("action",) if need_action else ()))
+        missing = [k for k in keys if k not in batch]
+        if missing:
+            raise ValueError(f"{self.name} policy: batch is missing key(s) {missing}; got {sorted(batch)}")
+        tokens, mask, state = batch["tokens"], batch["token_mask"], batch["state"]
+        if tokens.ndim != 3 or tokens.shape[-1] != c.token_dim:
+            raise ValueError(f"batch['tokens'] must be (B, N, {c.token_dim}), got {tuple(tokens.shape)}")
+        b, n = tokens.shape[:2]
+        if tuple(mask.shape) != (b, n) or mask.dtype != torch.bool:
+            raise ValueError(
+                f"batch['token_mask'] must be bool ({b}, {n}), got {mask.dtype} {tuple(mask.shape)}"
+            )
+        # Data-dependent check: skipped under torch.compile, where it would split the graph.
+        if not torch.compiler.is_compiling() and not bool(mask.any(dim=1).all()):
+            raise ValueError("batch['token_mask'] has a sample with no valid token")
+        if tuple(state.shape) != (b, c.n_obs_steps, c.state_dim):
+            raise ValueError(
+                f"batch['state'] must be ({b}, n_obs_steps={c.n_obs_steps}, state_dim={c.state_dim}), "
+                f"got {tuple(state.shape)}"
+            )
+        if need_action:
+            action = batch["action"]
+            if tuple(action.shape) != (b, c.horizon, c.action_dim):
+                raise ValueError(
+                    f"batch['action'] must be ({b}, horizon={c.horizon}, action_dim={c.action_dim}), "
+                    f"got {tuple(action.shape)}"
+                )
+
+    def check_prefix(
+        self, prefix: torch.Tensor, prefix_mask: torch.Tensor | None, batch_size: int
+    ) -> torch.Tensor:
+        """Validate a committed prefix (B, P, Da); return its mask broadcast to (B, P, Da) bool."""
+        c = self.config
+        if prefix.ndim != 3 or prefix.shape[0] != batch_size or prefix.shape[2] != c.action_dim:
+            raise ValueError(
+                f"prefix must be ({batch_size}, P, action_dim={c.action_dim}), got {tuple(prefix.shape)}"
+            )
+        if prefix.shape[1] > c.horizon:
+            raise ValueError(f"prefix length {prefix.shape[1]} exceeds horizon {c.horizon}")
+        if prefix_mask is None:
+            return torch.ones_like(prefix, dtype=torch.bool)
+        if prefix_mask.dtype != torch.bool:
+            raise ValueError(f"prefix_mask must be bool, got {prefix_mask.dtype}")
+        if prefix_mask.ndim == 2:
+            prefix_mask = prefix_mask[..., None]
+        try:
+            return prefix_mask.expand_as(prefix)
+        except RuntimeError as e:
+            raise ValueError(
+                f"prefix_mask shape {tuple(prefix_mask.shape)} does not match prefix {tuple(prefix.shape)}"
+            ) from e
+
+
+def paste_prefix(chunk: torch.Tensor, prefix: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Return `chunk` (B, T, Da) with its first P steps replaced by `prefix` (B, P, Da) where `mask`."""
+    p = prefix.shape[1]
+    head = torch.where(mask, prefix.to(chunk.dtype), chunk[:, :p])
+    return torch.cat([head, chunk[:, p:]], dim=1)

@@ -1,0 +1,114 @@
+"""The shape contract every policy head shares, and the fake batches built from it.
+
+A `PolicyConfig` carries the shapes between the encoder/dataset and a head (names from
+Diffusion Policy: `n_obs_steps` = To, `horizon` = T, `n_action_steps` = Ta) plus the options every
+head has (token pooling front end, EMA). Each head subclasses it and validates in `__post_init__`.
+Configs are plain data: `to_dict()` / `from_dict()` round-trip through JSON for checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+TOKEN_POOLS = ("attention", "mean", "none")
+
+
+@dataclass(kw_only=True)
+class PolicyConfig:
+    """Shapes and shared options of a policy head.
+
+    Batch contract (everything already normalized by the caller):
+        tokens      (B, N, token_dim) float   encoder tokens
+        token_mask  (B, N) bool               True = valid token
+        state       (B, n_obs_steps, state_dim) float
+        action      (B, horizon, action_dim) float   (training only)
+    """
+
+    name: ClassVar[str] = ""
+
+    token_dim: int = 256
+    state_dim: int = 7
+    action_dim: int = 7
+    n_obs_steps: int = 2
+    horizon: int = 16
+    n_action_steps: int = 8
+    # Tokens per sample in fake batches (tests, warm-up); real batches may carry any N.
+    n_tokens: int = 32
+    # Front end that reduces many encoder tokens to a few: learned-query attention pooling,
+    # a masked mean (one token), or none (all tokens go through; only heads that attend to them).
+    token_pool: str = "attention"
+    n_pool_tokens: int = 8
+    # EMA of the weights, maintained by the trainer and used for inference.
+    use_ema: bool = False
+    ema_power: float = 0.75
+    ema_max_decay: float = 0.9999
+    ema_update_after_step: int = 0
+
+    def __post_init__(self) -> None:
+        for f in ("token_dim", "state_dim", "action_dim", "n_obs_steps", "horizon", "n_action_steps"):
+            if int(getattr(self, f)) < 1:
+                raise ValueError(f"{type(self).__name__}.{f} must be >= 1, got {getattr(self, f)}")
+        if self.n_action_steps > self.horizon:
+            raise ValueError(
+                f"{type(self).__name__}.n_action_steps ({self.n_action_steps}) must be <= horizon ({self.horizon})"
+            )
+        if self.n_tokens < 1:
+            raise ValueError(f"{type(self).__name__}.n_tokens must be >= 1, got {self.n_tokens}")
+        if self.token_pool not in TOKEN_POOLS:
+            raise ValueError(
+                f"{type(self).__name__}.token_pool must be one of {TOKEN_POOLS}, got {self.token_pool!r}"
+            )
+        if self.token_pool == "attention" and self.n_pool_tokens < 1:
+            raise ValueError(f"{type(self).__name__}.n_pool_tokens must be >= 1, got {self.n_pool_tokens}")
+        if not 0.0 <= self.ema_max_decay < 1.0:
+            raise ValueError(
+                f"{type(self).__name__}.ema_max_decay must be in [0, 1), got {self.ema_max_decay}"
+            )
+        if self.ema_power <= 0:
+            raise ValueError(f"{type(self).__name__}.ema_power must be > 0, got {self.ema_power}")
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict of every field (the registry name is stored beside it, not in it)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> PolicyConfig:
+        """Build from a dict, raising on unknown keys (naming `source` and the key)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"{source}: unknown field(s) {unknown} for {cls.__name__}; known fields: {sorted(known)}"
+            )
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**values)
+
+    # ------------------------------------------------------------------ fake data from the spec
+    def fake_obs(self, batch_size: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """A random observation batch that satisfies this config's shapes.
+
+        Returns tokens (B, n_tokens, token_dim), token_mask (B, n_tokens) with the last quarter of
+        odd samples' tokens masked out (so masking is exercised), state (B, n_obs_steps, state_dim).
+        """
+        b, n = batch_size, self.n_tokens
+        mask = torch.ones(b, n, dtype=torch.bool)
+        if n >= 4:
+            mask[1::2, n - n // 4 :] = False
+        return {
+            "tokens": torch.randn(b, n, self.token_dim, generator=generator),
+            "token_mask": mask,
+            "state": torch.randn(b, self.n_obs_steps, self.state_dim, generator=generator),
+        }
+
+    def fake_batch(
+        self, batch_size: int, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        """`fake_obs` plus action (B, horizon, action_dim) in [-1, 1]."""
+        batch = self.fake_obs(batch_size, generator)
+        batch["action"] = torch.rand(batch_size, self.horizon, self.action_dim, generator=generator) * 2 - 1
+        return batch

@@ -1,0 +1,131 @@
+"""Fast path for a policy head: its per-call networks replayed from CUDA graphs (or compiled).
+
+The heads' sampling loops live in `policies/` and stay untouched: the diffusion loop (including
+RTC prefix inpainting and the diffusers scheduler step, which does host-side work and cannot be
+captured) runs eagerly and calls the two networks of each call through instance attributes that
+this module overrides:
+
+    diffusion:   head._condition(obs) -> (pooled (B, K, d), pooled_mask (B, K))      once per chunk
+                 head._denoise(x (B, T, Da), t (B,), pooled, pooled_mask, state (B, To, Ds)) -> (B, T, Da)
+                                                                                     once per step
+    transformer: head._forward(obs, latent) -> (B, T, Da)                            once per chunk
+
+`FastHead.uninstall()` restores the originals. A public hook in `policies` (e.g.
+`Policy.network_fns()` naming these pure-tensor functions) would make the override unnecessary.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from vla.fastpath.graphs import StaticGraph
+
+log = logging.getLogger(__name__)
+
+# head name -> instance attributes whose calls are accelerated
+HOOKS = {"diffusion": ("_condition", "_denoise"), "transformer": ("_forward",)}
+
+
+def _obs_fn(orig: Callable[..., Any]) -> Callable[..., Any]:
+    return lambda tokens, mask: orig({"tokens": tokens, "token_mask": mask})
+
+
+def _forward_fn(orig: Callable[..., Any], with_latent: bool) -> Callable[..., Any]:
+    if with_latent:
+        return lambda tokens, mask, state, latent: orig(
+            {"tokens": tokens, "token_mask": mask, "state": state}, latent
+        )
+    return lambda tokens, mask, state: orig({"tokens": tokens, "token_mask": mask, "state": state}, None)
+
+
+class FastHead:
+    """Accelerates `head` in place (see module docstring); `predict_chunk` forwards to the head.
+
+    Args:
+        head: a `policies.Policy` (diffusion or transformer), already on its device, in eval mode.
+        backend: "eager" | "cuda_graph" | "static_buffers" | "compile" (resolved for the device by
+            `FastPathConfig.resolve`; "cuda_graph" needs the head on a CUDA device).
+        graph_warmup_iters / compile_mode / compile_backend: see `FastPathConfig`.
+    """
+
+    def __init__(
+        self,
+        head: torch.nn.Module,
+        backend: str = "eager",
+        graph_warmup_iters: int = 3,
+        compile_mode: str = "reduce-overhead",
+        compile_backend: str = "inductor",
+    ) -> None:
+        self.head = head
+        self.backend = backend
+        self.graphs: dict[str, StaticGraph] = {}
+        self._originals: dict[str, Any] = {}
+        name = getattr(head, "name", type(head).__name__)
+        if backend == "eager":
+            return
+        if name not in HOOKS:
+            raise ValueError(f"FastHead: no fast path for head {name!r}; known heads {sorted(HOOKS)}")
+        if backend == "cuda_graph":
+            dev = next(head.parameters()).device
+            if dev.type != "cuda":
+                raise ValueError(f"FastHead: backend='cuda_graph' needs the head on CUDA, it is on {dev}")
+        for attr in HOOKS[name]:
+            orig = getattr(head, attr)
+            self._originals[attr] = orig
+            head.__dict__[attr] = self._wrap(attr, orig, graph_warmup_iters, compile_mode, compile_backend)
+
+    def _accel(
+        self, key: str, fn: Callable[..., Any], warmup: int, mode: str, backend: str
+    ) -> Callable[..., Any]:
+        if self.backend == "compile":
+            compiled = torch.compile(
+                fn, mode=mode if backend == "inductor" else None, backend=backend, dynamic=False
+            )
+
+            def call(*args: torch.Tensor) -> Any:
+                out = compiled(*args)
+                # reduce-overhead keeps outputs in cudagraph-owned memory that the next call reuses.
+                return tuple(o.clone() for o in out) if isinstance(out, tuple) else out.clone()
+
+            return call
+        graph = StaticGraph(fn, self.backend, warmup_iters=warmup, name=f"{self.head.name}.{key}")
+        self.graphs[key] = graph
+        return graph
+
+    def _wrap(
+        self, attr: str, orig: Callable[..., Any], warmup: int, mode: str, backend: str
+    ) -> Callable[..., Any]:
+        if attr == "_condition":
+            run = self._accel(attr, _obs_fn(orig), warmup, mode, backend)
+            return lambda obs: run(obs["tokens"], obs["token_mask"])
+        if attr == "_denoise":
+            return self._accel(attr, orig, warmup, mode, backend)
+        # _forward(obs, latent): separate functions (graphs) with and without a latent, built on first use.
+        cache: dict[str, Callable[..., Any]] = {}
+
+        def forward(obs: dict[str, torch.Tensor], latent: torch.Tensor | None) -> torch.Tensor:
+            key = "_forward" if latent is None else "_forward_latent"
+            if key not in cache:
+                cache[key] = self._accel(key, _forward_fn(orig, latent is not None), warmup, mode, backend)
+            args = (obs["tokens"], obs["token_mask"], obs["state"])
+            return cache[key](*args) if latent is None else cache[key](*args, latent)
+
+        return forward
+
+    def predict_chunk(self, obs: dict[str, torch.Tensor], **kwargs: Any) -> torch.Tensor:
+        """The head's own `predict_chunk` (B, T, Da), running the accelerated networks."""
+        return self.head.predict_chunk(obs, **kwargs)
+
+    def fallbacks(self) -> list[str]:
+        return [m for g in self.graphs.values() for m in g.stats.fallbacks]
+
+    def uninstall(self) -> None:
+        """Restore the head's own methods (drops the graphs)."""
+        for attr in self._originals:
+            self.head.__dict__.pop(attr, None)
+        self._originals.clear()
+        self.graphs.clear()

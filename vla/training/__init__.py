@@ -1,0 +1,25 @@
+"""Training library: one loop for every policy head, LR schedule, resumable data order, checkpoints.
+
+`load_policy` (checkpoint.py) rebuilds a trained policy without importing the loop.
+"""
+
+from vla.training.checkpoint import CheckpointInfo, latest_checkpoint, load_policy, save_checkpoint
+from vla.training.config import TrainConfig
+from vla.training.data import ResumableLoader, StepIterable
+from vla.training.loop import TrainResult, make_optimizer, seed_everything, train
+from vla.training.schedule import lr_at
+
+__all__ = [
+    "CheckpointInfo",
+    "ResumableLoader",
+    "StepIterable",
+    "TrainConfig",
+    "TrainResult",
+    "latest_checkpoint",
+    "load_policy",
+    "lr_at",
+    "make_optimizer",
+    "save_checkpoint",
+    "seed_everything",
+    "train",
+]

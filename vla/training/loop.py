@@ -1,0 +1,286 @@
+"""One training loop for every policy head (read it top to bottom).
+
+    policy = make_policy("diffusion", cfg)
+    loader = ResumableLoader(dataset, batch_size=64, seed=0)
+    result = train(policy, loader, TrainConfig(steps=5000), "runs/x", normalizer_state=stats, ...)
+
+Resume: call `train` again with the same run_dir; it continues from the latest checkpoint
+(weights, EMA, optimizer, grad scaler, RNG states, and the data position via `iter_from(step)`).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from policies import Policy
+from policies.ema import EMA
+from vla.training.checkpoint import (
+    latest_checkpoint,
+    list_checkpoints,
+    load_training_state,
+    load_weights,
+    read_config,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from vla.training.config import TrainConfig
+from vla.training.data import StepIterable
+from vla.training.schedule import lr_at
+
+EvalFn = Callable[[Policy, int], dict[str, float]]
+
+
+@dataclass
+class TrainResult:
+    step: int  # optimizer steps completed
+    last_loss: float  # mean loss over the last logging window (nan if no step ran)
+    checkpoint: Path | None  # the last checkpoint written
+    eval_metrics: dict[str, float] = field(default_factory=dict)  # the last eval_fn result
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (call before building the policy for reproducible init)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 (seed the legacy global stream too)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(policy: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices only (not on biases, norms, embeddings-as-vectors)."""
+    params = [p for p in policy.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+
+
+def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {
+        k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()
+    }
+
+
+def _batches(data: StepIterable | Iterable[dict[str, Any]], start: int) -> Iterator[dict[str, Any]]:
+    """Batches from `start` on. Plain iterables are re-iterated when exhausted (an epoch each)."""
+    if isinstance(data, StepIterable):
+        yield from data.iter_from(start)
+        return
+    if start > 0:
+        warnings.warn(
+            "train(): resuming with a data source that has no iter_from(step); the data order restarts "
+            "from its beginning, so the resumed run is not identical to an uninterrupted one",
+            stacklevel=3,
+        )
+    while True:
+        empty = True
+        for batch in data:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError("train(): the data source yielded no batch")
+
+
+def _check_resumable(policy: Policy, ckpt: Path) -> None:
+    saved = read_config(ckpt)
+    if saved["policy"] != policy.name:
+        raise ValueError(
+            f"{ckpt / 'config.json'}: run was trained with policy {saved['policy']!r}, not {policy.name!r}"
+        )
+    now = json.loads(json.dumps(policy.config.to_dict()))  # tuples -> lists, as stored
+    old = saved["policy_config"]
+    diff = sorted(k for k in set(now) | set(old) if now.get(k) != old.get(k))
+    if diff:
+        raise ValueError(
+            f"{ckpt / 'config.json'}: policy_config differs from the policy being trained in {diff}; "
+            "use a new run directory"
+        )
+
+
+def _run_eval(eval_fn: EvalFn, policy: Policy, ema: EMA | None, step: int) -> dict[str, float]:
+    """Evaluate the inference copy (EMA when present) without disturbing the training RNG streams."""
+    target = ema.averaged if ema is not None else policy
+    was_training = target.training
+    saved = rng_state()
+    target.eval()
+    try:
+        metrics = dict(eval_fn(target, step))
+    finally:
+        set_rng_state(saved)
+        target.train(was_training)
+    return metrics
+
+
+def train(
+    policy: Policy,
+    data: StepIterable | Iterable[dict[str, Any]],
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    *,
+    eval_fn: EvalFn | None = None,
+    normalizer_state: dict[str, Any] | None = None,
+    shape_meta: dict[str, Any] | None = None,
+    encoder_fingerprint: Any = None,
+    resume: bool = True,
+    until_step: int | None = None,
+) -> TrainResult:
+    """Train `policy` for `cfg.steps` optimizer steps, writing checkpoints and logs under `run_dir`.
+
+    data: batches {"tokens", "token_mask", "state", "action", ...} already normalized; a
+        `StepIterable` (e.g. `ResumableLoader`) makes resumed runs see exactly the same data.
+    eval_fn(policy, step) -> metrics: called with the inference copy (EMA if used) in eval mode
+        every `cfg.eval_every` steps and at the end; metrics go to TensorBoard.
+    normalizer_state / shape_meta / encoder_fingerprint: JSON-able data stored in each checkpoint.
+    resume: continue from the latest checkpoint in `run_dir` if there is one.
+    until_step: stop (with a checkpoint) after this step although the schedule runs to cfg.steps.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device(cfg.device)
+    policy.to(device)
+
+    # Mixed precision only on CUDA: bf16 where supported (no loss scaling needed), else fp16.
+    use_amp = cfg.amp and device.type == "cuda"
+    if cfg.amp and not use_amp:
+        warnings.warn(f"TrainConfig.amp ignored on device {device} (CUDA only)", stacklevel=2)
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
+    optimizer = make_optimizer(policy, cfg)
+    c = policy.config
+    ema = EMA(policy, c.ema_power, c.ema_max_decay, c.ema_update_after_step) if c.use_ema else None
+
+    # ---- resume or start fresh
+    start = 0
+    ckpt = latest_checkpoint(run_dir) if resume else None
+    if ckpt is not None:
+        _check_resumable(policy, ckpt)
+        load_weights(policy, ckpt / "model.safetensors")
+        state = load_training_state(ckpt)
+        if ema is not None:
+            load_weights(ema.averaged, ckpt / "ema.safetensors")
+            ema.num_updates = int(read_config(ckpt)["ema_num_updates"] or 0)
+        if state["optimizer"] is not None:
+            optimizer.load_state_dict(state["optimizer"])
+        if state["scaler"] is not None:
+            scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        start = int(state["step"])
+    else:
+        seed_everything(cfg.seed)
+    end = cfg.steps if until_step is None else min(cfg.steps, until_step)
+    if start >= end:
+        return TrainResult(step=start, last_loss=float("nan"), checkpoint=ckpt)
+
+    # ---- logging
+    from torch.utils.tensorboard import SummaryWriter  # imported here: tensorboard is slow to import
+
+    writer = SummaryWriter(str(run_dir / "tb"), purge_step=start + 1 if start else None)
+    wandb_run = None
+    if cfg.wandb:
+        try:
+            import wandb
+        except ImportError as e:
+            raise ImportError("TrainConfig.wandb=True but the `wandb` package is not installed") from e
+        wandb_run = wandb.init(
+            project=cfg.wandb_project,
+            dir=str(run_dir),
+            config={"train": cfg.to_dict(), "policy": c.to_dict()},
+            resume="allow",
+        )
+
+    def log(scalars: dict[str, float], step: int) -> None:
+        for k, v in scalars.items():
+            writer.add_scalar(k, v, step)
+        if wandb_run is not None:
+            wandb_run.log(scalars, step=step)
+
+    loss_fn = torch.compile(policy.compute_loss) if cfg.compile else policy.compute_loss
+    ckpt_kwargs = {
+        "train_config": cfg.to_dict(),
+        "normalizer": normalizer_state,
+        "shape_meta": shape_meta,
+        "encoder_fingerprint": encoder_fingerprint,
+    }
+    batches = _batches(data, start)
+    bar = tqdm(total=end, initial=start, disable=not cfg.progress, dynamic_ncols=True, desc=policy.name)
+    policy.train()
+    window_loss, window_steps, window_samples = 0.0, 0, 0
+    window_t0 = time.perf_counter()
+    last_loss, last_ckpt, eval_metrics = float("nan"), ckpt, {}
+
+    for step in range(start, end):
+        batch = _to_device(next(batches), device)
+        lr = lr_at(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+            loss, metrics = loss_fn(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"train(): non-finite loss at step {step}: {metrics}")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        grad_norm = None
+        if cfg.grad_clip > 0:
+            scaler.unscale_(optimizer)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip))
+        scaler.step(optimizer)
+        scaler.update()
+        if ema is not None:
+            ema.update(policy)
+        done = step + 1
+        bar.update(1)
+
+        window_loss += float(loss.detach())
+        window_steps += 1
+        window_samples += int(batch["action"].shape[0])
+        if done % cfg.log_every == 0 or done == end:
+            dt = time.perf_counter() - window_t0
+            last_loss = window_loss / window_steps
+            scalars = {f"train/{k}": v for k, v in metrics.items()}
+            scalars |= {
+                "train/loss": last_loss,
+                "train/lr": lr,
+                "perf/samples_per_s": window_samples / dt,
+                "perf/steps_per_s": window_steps / dt,
+            }
+            if grad_norm is not None:
+                scalars["train/grad_norm"] = grad_norm
+            if ema is not None:
+                scalars["train/ema_decay"] = ema.decay()
+            log(scalars, done)
+            bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr:.1e}", sps=f"{window_samples / dt:.0f}")
+            window_loss, window_steps, window_samples = 0.0, 0, 0
+            window_t0 = time.perf_counter()
+
+        # Checkpoint before evaluating: the saved RNG state is the one the next step uses.
+        if (cfg.ckpt_every and done % cfg.ckpt_every == 0) or done == end:
+            last_ckpt = save_checkpoint(
+                run_dir, done, policy, ema=ema, optimizer=optimizer, scaler=scaler, **ckpt_kwargs
+            )
+            if cfg.keep_last_ckpts:
+                for _, old in list_checkpoints(run_dir)[: -cfg.keep_last_ckpts]:
+                    shutil.rmtree(old)
+        at_eval = cfg.eval_every and done % cfg.eval_every == 0
+        if eval_fn is not None and (at_eval or done == cfg.steps):
+            eval_metrics = _run_eval(eval_fn, policy, ema, done)
+            log({f"eval/{k}": float(v) for k, v in eval_metrics.items()}, done)
+            bar.write(f"step {done}: " + ", ".join(f"{k}={v:.4g}" for k, v in eval_metrics.items()))
+
+    bar.close()
+    writer.close()
+    if wandb_run is not None:
+        wandb_run.finish()
+    return TrainResult(step=end, last_loss=last_loss, checkpoint=last_ckpt, eval_metrics=eval_metrics)
