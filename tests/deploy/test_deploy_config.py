@@ -1,0 +1,44 @@
+"""The deploy config composes into a valid DeployConfig for robot=sim and robot=ros."""
+
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from vla.cli.deploy import to_deploy_config
+from vla.paths import CONFIG_DIR
+
+
+def _compose(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="deploy", overrides=overrides)
+
+
+def test_sim_expert_composes() -> None:
+    d = to_deploy_config(_compose(["source=expert", "n_episodes=2", "node.camera_names=[front]"]))
+    assert (d.robot, d.source, d.task, d.n_episodes) == ("sim", "expert", "pick_cube", 2)
+    assert d.policy.camera_names == ("front",) and d.robot_node_config().camera_names == ("front",)
+    assert d.robot_node.command_rate_hz == 50.0 and d.policy.control_rate_hz == 20.0
+    assert "image_size" not in d.env_overrides and d.env_overrides["max_steps"] == 100
+    assert d.safety_config.endswith("configs/safety/ur5e_default.yaml")
+
+
+def test_checkpoint_ros_composes() -> None:
+    d = to_deploy_config(_compose(["robot=ros", "checkpoint=runs/x"]))
+    assert (d.robot, d.source, d.policy_node_config().checkpoint) == ("ros", "checkpoint", "runs/x")
+    name, kwargs = d.policy_factory()
+    assert name.endswith("make_checkpoint_collaborators") and "sim_task" not in kwargs
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ([], "checkpoint is empty"),
+        (["source=expert", "robot=ros"], "needs robot='sim'"),
+        (["source=oracle"], "source must be one of"),
+        (["robot=ur5e_2f85", "source=expert"], "robot=sim or robot=ros"),
+    ],
+)
+def test_bad_deploy_configs_raise(overrides: list[str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        to_deploy_config(_compose(overrides))

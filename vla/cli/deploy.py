@@ -1,0 +1,80 @@
+"""`vla-deploy checkpoint=<run dir> robot=sim|ros [source=expert] [n_episodes=N]`: the policy node over ROS 2.
+
+Composes `configs/deploy.yaml` (+ `configs/robot/<sim|ros>.yaml`, `configs/task/<name>.yaml`),
+saves the resolved config as `<out_dir>/deploy.yaml` and calls `vla.deploy.launch.run_deploy`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from ros_bridge.config import PolicyNodeConfig, RobotNodeConfig
+from vla.paths import config_dir
+
+# Task-config fields that belong to the robot's cameras / images, set from the robot config instead.
+_IMAGE_FIELDS = ("image_size", "cameras", "render_images")
+
+
+def to_deploy_config(cfg: DictConfig) -> Any:
+    """Resolved Hydra config -> `vla.deploy.launch.DeployConfig` (validated there)."""
+    from vla.deploy.factories import DEFAULT_SAFETY
+    from vla.deploy.launch import DeployConfig
+
+    r = OmegaConf.to_container(cfg, resolve=True)
+    robot, task, node = r["robot"], r["task"], dict(r["node"])
+    if "backend" not in robot:
+        raise ValueError(f"configs/robot/{robot.get('name')}.yaml: vla-deploy needs robot=sim or robot=ros")
+    env_overrides = {k: v for k, v in (task.get("env") or {}).items() if k not in _IMAGE_FIELDS}
+    env_overrides.update(r.get("env_overrides") or {})
+    if float(env_overrides.get("control_rate_hz", node["control_rate_hz"])) != float(node["control_rate_hz"]):
+        raise ValueError(
+            f"configs/task/{task['name']}.yaml: env.control_rate_hz {env_overrides['control_rate_hz']} != "
+            f"node.control_rate_hz {node['control_rate_hz']}"
+        )
+    try:
+        policy = PolicyNodeConfig(**node)
+        robot_node = RobotNodeConfig(
+            camera_names=tuple(node.get("camera_names") or ()),
+            command_rate_hz=float(robot["command_rate_hz"]),
+            joint_state_rate_hz=float(robot["joint_state_rate_hz"]),
+            camera_rate_hz=float(node["control_rate_hz"]),
+        )
+    except TypeError as exc:
+        raise ValueError(f"configs/deploy.yaml node: {exc}") from None
+    return DeployConfig(
+        robot=robot["backend"],
+        source=r["source"],
+        checkpoint=r.get("checkpoint") or "",
+        builder=r["builder"],
+        safety_config=r.get("safety_config") or DEFAULT_SAFETY,
+        task=task["name"],
+        env_overrides=env_overrides,
+        image_size=int(robot["image_size"]),
+        policy=policy,
+        robot_node=robot_node,
+        n_episodes=int(r["n_episodes"]),
+        seed=int(r["seed"]),
+        episode_timeout_s=float(r["episode_timeout_s"]),
+        startup_timeout_s=float(r["startup_timeout_s"]),
+        launch=r["launch"],
+        out_dir=str(r["out_dir"]),
+    )
+
+
+@hydra.main(config_path=config_dir(), config_name="deploy", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    from vla.deploy.launch import run_deploy
+
+    dcfg = to_deploy_config(cfg)
+    out = Path(dcfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "deploy.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    run_deploy(dcfg)
+
+
+if __name__ == "__main__":
+    main()
