@@ -72,6 +72,9 @@ class PolicyNodeConfig:
     max_input_age_s: images / joint states older than this trigger a hold; 0 -> 2 control periods.
     checkpoint: opaque to ros_bridge; the injected factory reads it (a run directory, for vla).
     instruction: initial instruction; the instruction topic replaces it at run time.
+    hold_keeps_gripper_command: a hold keeps the last commanded value of the gripper (the last
+        entry of joint_names) instead of the measured opening, so a gripper closed on an object
+        stays closed while the arm holds.
     """
 
     joint_names: tuple[str, ...] = UR5E_2F85_JOINTS
@@ -88,6 +91,7 @@ class PolicyNodeConfig:
     max_input_age_s: float = 0.0
     checkpoint: str = ""
     instruction: str = ""
+    hold_keeps_gripper_command: bool = True
 
     def __post_init__(self) -> None:
         cls = type(self).__name__

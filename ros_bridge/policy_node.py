@@ -207,7 +207,9 @@ class PolicyNode(LifecycleNode):
     # ------------------------------------------------------------------------------- control
 
     def _tick(self) -> None:
-        cfg = self._require_cfg()
+        if self._cfg is None or self._timer is None:
+            return  # a tick queued before deactivate/cleanup ran: nothing to control any more
+        cfg = self._cfg
         t0 = time.monotonic()
         with self._lock:
             if self._last_tick is not None and t0 - self._last_tick > 1.5 * cfg.period_s:
@@ -345,6 +347,9 @@ class PolicyNode(LifecycleNode):
         if self._traj_pub is None:
             return
         # One point one period ahead: a joint trajectory controller treats time 0 as a jump.
+        if q is not None and self._last_command is not None and cfg.hold_keeps_gripper_command:
+            q = q.copy()
+            q[-1] = self._last_command[-1]  # the gripper keeps its grip; the arm stops where it is
         chunk = np.zeros((0, len(cfg.joint_names))) if q is None else q[None]
         self._traj_pub.publish(chunk_to_joint_trajectory(chunk, cfg.joint_names, cfg.period_s))
         if q is not None:
@@ -355,6 +360,7 @@ class PolicyNode(LifecycleNode):
             self.get_logger().info(f"resuming after hold ({self._hold_reason})")
         self._hold_reason = None
         self._plan, self._plan_index = prefix, 1
+        self._last_command = np.array(prefix[-1], dtype=np.float64)
         assert self._traj_pub is not None
         self._traj_pub.publish(chunk_to_joint_trajectory(prefix, cfg.joint_names, cfg.period_s))
         self._publish_forward(prefix[0])
@@ -397,6 +403,7 @@ class PolicyNode(LifecycleNode):
         self._hold_reason: str | None = None
         self._plan: np.ndarray | None = None
         self._plan_index = 0
+        self._last_command: np.ndarray | None = None
         self._epoch = 0
         self._ticks = self._chunks = self._holds = self._overruns = 0
         self._last_tick: float | None = None

@@ -73,6 +73,14 @@ def assert_hold_at(traj: tuple[np.ndarray, np.ndarray], q: np.ndarray) -> None:
     np.testing.assert_allclose(points[0], q)
 
 
+def held_after_plan(h, n_traj: int) -> np.ndarray:
+    """Where a hold must go after plans were sent: measured arm joints, last commanded gripper."""
+    q = HOME.copy()
+    q[-1] = h.trajectories[n_traj - 1][1][-1][-1]  # a closed gripper stays closed on its object
+    assert q[-1] != HOME[-1], "the scripted plan must move the gripper for this check to mean anything"
+    return q
+
+
 def test_runs_gated_chunks_with_converted_observations(ros: RosRuntime) -> None:
     rig = Rig(ros, make_cfg())
     h = rig.harness
@@ -119,7 +127,7 @@ def test_holds_on_stale_inputs_and_resumes_when_fresh(ros: RosRuntime, stream: s
     status = h.wait_status(lambda s: s["state"] == "holding", after=len(h.statuses))
     assert expected in status["reason"]
     assert status["input_age_ms"][stream if stream == "joint_state" else "image_wrist"] > 300
-    assert_hold_at(h.wait_trajectory(1, after=n_traj), HOME)
+    assert_hold_at(h.wait_trajectory(1, after=n_traj), held_after_plan(h, n_traj))
     # While stale: no new chunk, and the hold is published once, not every tick.
     n_hold = len(h.trajectories)
     time.sleep(5 * DT)
@@ -142,7 +150,7 @@ def test_estop_holds_at_once_and_release_resumes(ros: RosRuntime) -> None:
     h.estop(True)
     status = h.wait_status(lambda s: s["state"] == "holding", after=len(h.statuses))
     assert status["reason"] == "e-stop engaged" and status["estop"] is True
-    assert_hold_at(h.wait_trajectory(1, after=n), HOME)
+    assert_hold_at(h.wait_trajectory(1, after=n), held_after_plan(h, n))
     n_hold = len(h.trajectories)
     time.sleep(0.3)
     assert len(h.trajectories) == n_hold, "no chunk may be published while the e-stop is engaged"
@@ -218,7 +226,7 @@ def test_lifecycle_transitions_hold_and_release(ros: RosRuntime) -> None:
     h.wait_trajectory(TA)
     n = len(h.trajectories)
     assert rig.node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
-    assert_hold_at(h.wait_trajectory(1, after=n), HOME)
+    assert_hold_at(h.wait_trajectory(1, after=n), held_after_plan(h, n))
     n_calls = len(rig.source.observations)
     time.sleep(4 * DT)
     assert len(rig.source.observations) == n_calls, "an inactive node must not run the policy"
