@@ -1,0 +1,69 @@
+"""Batches from the dataset + embedding store: shapes, normalization, precomputed == on the fly."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vla.data import ReplayBuffer
+from vla.encoders import EncoderConfig, build_encoder
+from vla.encoders.cache import StaleEmbeddingsError, precompute_embeddings
+from vla.pipeline.evaluate import wilson_interval
+from vla.pipeline.train_data import DataSpec, build_train_data, collate
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_encoder_dir: Path):
+    return build_encoder(EncoderConfig(family="siglip", model=str(tiny_encoder_dir), max_text_len=16))
+
+
+def test_batches_precomputed_match_on_the_fly(tiny_dataset: Path, encoder, tmp_path: Path) -> None:
+    import shutil
+
+    ds_path = tmp_path / "d.zarr"
+    shutil.copytree(tiny_dataset, ds_path)
+    spec = DataSpec(dataset=str(ds_path), n_obs_steps=2, horizon=8)
+    with pytest.raises(StaleEmbeddingsError):
+        build_train_data(DataSpec(dataset=str(ds_path), embeddings="precomputed"), encoder)
+    fly = build_train_data(
+        DataSpec(dataset=str(ds_path), n_obs_steps=2, horizon=8, embeddings="on_the_fly"), encoder
+    )
+    precompute_embeddings(ReplayBuffer.open(ds_path, mode="a"), encoder, dtype="float32")
+    pre = build_train_data(spec, encoder)
+    assert pre.token_source == "precomputed" and fly.token_source == "on_the_fly"
+    idx = [0, 7, len(pre.dataset) - 1]
+    a = pre.dataset.__getitems__(idx)
+    b = collate([fly.dataset[i] for i in idx])
+    c = fly.dataset.__getitems__(idx)
+    n = 2 * encoder.tokens_per_image + 16
+    assert a["tokens"].shape == (3, n, encoder.dim) and a["token_mask"].shape == (3, n)
+    assert a["state"].shape == (3, 2, 7) and a["action"].shape == (3, 8, 7)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(c[k], b[k])
+    # Normalized to [-1, 1] by training-split statistics (min-max).
+    full = pre.dataset.__getitems__(list(range(len(pre.dataset))))
+    assert full["action"].min() >= -1.0 - 1e-5 and full["action"].max() <= 1.0 + 1e-5
+    assert full["token_mask"][:, : 2 * encoder.tokens_per_image].all()
+
+
+def test_camera_subset_and_no_text(tiny_dataset: Path, encoder) -> None:
+    data = build_train_data(
+        DataSpec(dataset=str(tiny_dataset), cameras=("wrist",), use_text=False, embeddings="on_the_fly"),
+        encoder,
+    )
+    item = data.dataset[0]
+    assert item["tokens"].shape == (encoder.tokens_per_image, encoder.dim) and data.cameras == ["wrist"]
+    with pytest.raises(KeyError, match="image_top"):
+        build_train_data(DataSpec(dataset=str(tiny_dataset), cameras=("top",)), encoder)
+
+
+def test_wilson_interval() -> None:
+    lo, hi = wilson_interval(40, 50)
+    assert math.isclose(lo, 0.6696, abs_tol=1e-3) and math.isclose(hi, 0.8876, abs_tol=1e-3)
+    assert wilson_interval(0, 10)[0] == 0.0 and math.isclose(wilson_interval(10, 10)[1], 1.0)
+    assert np.isclose(sum(wilson_interval(25, 50)), 1.0)

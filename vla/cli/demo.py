@@ -1,0 +1,178 @@
+"""`make demo`: the whole default job on pick_cube, each stage through its own entry point.
+
+    1. collect   vla-collect  >= n_demos scripted demos (skipped when the store matches the config)
+    2. encoder   vla-pretrain-encoder (skipped when a checkpoint exists in encoder_dir)
+    3. embed     vla-embed    (skipped by vla-embed itself when the embeddings are up to date)
+    4. train     vla-train    the diffusion head (skipped when the run dir has a finished checkpoint)
+    5. evaluate  vla-eval     closed loop, safety gate on; prints success rate + 95% CI, plot, videos
+
+Configured by configs/demo.yaml; progress and time are printed per stage.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from vla.paths import REPO_ROOT, config_dir
+
+
+def _stage(name: str, t_start: float) -> None:
+    print(f"\n=== [demo] {name} (t = {time.perf_counter() - t_start:.0f} s) ===", flush=True)
+
+
+def _run(args: list[str]) -> None:
+    cmd = [sys.executable, "-m", *args]
+    print("[demo] $ " + " ".join(cmd[1:]), flush=True)
+    subprocess.run(cmd, check=True, cwd=REPO_ROOT)
+
+
+def dataset_matches(
+    dataset: Path, task: str, n_demos: int, seed: int, env: dict[str, Any]
+) -> tuple[bool, str]:
+    """Whether `dataset` is a valid store collected with this config (the collect.yaml beside it)."""
+    from vla.data import ReplayBuffer
+
+    saved = dataset.parent / f"{dataset.stem}.collect.yaml"
+    if not dataset.exists():
+        return False, f"{dataset} does not exist"
+    if not saved.is_file():
+        return False, f"{saved} (the config the store was collected with) is missing"
+    c = OmegaConf.to_container(OmegaConf.load(saved), resolve=True)
+    assert isinstance(c, dict)
+    have = {**(c.get("task", {}).get("env") or {}), **(c.get("env_overrides") or {})}
+    diffs = []
+    if c.get("task", {}).get("name") != task:
+        diffs.append(f"task {c.get('task', {}).get('name')!r} != {task!r}")
+    if int(c.get("seed", -1)) != seed:
+        diffs.append(f"seed {c.get('seed')} != {seed}")
+    if int(c.get("n_episodes", 0)) < n_demos:
+        diffs.append(f"n_episodes {c.get('n_episodes')} < {n_demos}")
+    if have != env:
+        diffs.append(f"env {have} != {env}")
+    if diffs:
+        return False, f"{saved}: " + "; ".join(diffs)
+    try:
+        rb = ReplayBuffer.open(dataset)
+    except Exception as e:  # a truncated or foreign store: recollect
+        return False, f"{dataset}: not a readable dataset ({e})"
+    if rb.n_episodes < n_demos:
+        return False, f"{dataset}: {rb.n_episodes} episodes < {n_demos}"
+    return True, f"{dataset}: {rb.n_episodes} episodes, config matches {saved}"
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    r: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    task, dataset = str(r["task"]), Path(r["dataset"])
+    task_cfg = OmegaConf.to_container(
+        OmegaConf.load(Path(config_dir()) / "task" / f"{task}.yaml"), resolve=True
+    )
+    assert isinstance(task_cfg, dict)
+    env = dict(task_cfg.get("env") or {})
+    times: dict[str, float] = {}
+
+    _stage(f"1/5 collect {r['n_demos']} {task} demos", t0)
+    t = time.perf_counter()
+    ok, why = dataset_matches(dataset, task, int(r["n_demos"]), int(r["collect_seed"]), env)
+    if ok:
+        print(f"[demo] skip: {why}", flush=True)
+    else:
+        print(f"[demo] collecting: {why}", flush=True)
+        _run(
+            [
+                "vla.cli.collect",
+                f"task={task}",
+                f"n_episodes={r['n_demos']}",
+                f"out={dataset}",
+                f"seed={r['collect_seed']}",
+                "overwrite=true",
+            ]
+        )
+    times["collect"] = time.perf_counter() - t
+
+    _stage("2/5 pretrain the encoder", t0)
+    t = time.perf_counter()
+    enc = Path(r["encoder_dir"])
+    if (enc / "config.json").is_file() and any(enc.glob("*.safetensors")):
+        print(f"[demo] skip: {enc} has a pretrained encoder", flush=True)
+    else:
+        _run(["vla.cli.pretrain_encoder", f"out_dir={enc}"])
+    times["pretrain_encoder"] = time.perf_counter() - t
+
+    _stage("3/5 embed the dataset", t0)
+    t = time.perf_counter()
+    _run(["vla.cli.embed", f"dataset={dataset}", f"encoder.model={enc}"])
+    times["embed"] = time.perf_counter() - t
+
+    _stage(f"4/5 train the {r['policy']} head", t0)
+    t = time.perf_counter()
+    out = Path(r["out_dir"])
+    run_dir = out / f"train_{r['policy']}"
+    summary = run_dir / "train_summary.json"
+    if summary.is_file() and not r["retrain"]:
+        print(f"[demo] skip: {run_dir} already trained ({summary}; retrain=true to train again)", flush=True)
+    else:
+        _run(
+            [
+                "vla.cli.train",
+                f"task={task}",
+                f"policy={r['policy']}",
+                f"dataset={dataset}",
+                f"encoder.model={enc}",
+                f"run_dir={run_dir}",
+                *r["train_overrides"],
+            ]
+        )
+    times["train"] = time.perf_counter() - t
+
+    _stage(f"5/5 evaluate on {r['eval_episodes']} episodes", t0)
+    t = time.perf_counter()
+    eval_dir = out / "eval"
+    _run(
+        [
+            "vla.cli.eval",
+            f"checkpoint={run_dir}",
+            f"n_episodes={r['eval_episodes']}",
+            f"out_dir={eval_dir}",
+            "progress=false",
+            *r["eval_overrides"],
+        ]
+    )
+    times["eval"] = time.perf_counter() - t
+
+    res = json.loads((eval_dir / "eval.json").read_text())
+    lo, hi = res["success_ci95"]
+    total = time.perf_counter() - t0
+    print("\n=== [demo] result ===")
+    print(
+        f"task {task}: {r['policy']} head success {res['successes']}/{res['n_episodes']} = "
+        f"{res['success_rate']:.0%} (95% Wilson CI {lo:.0%}-{hi:.0%})"
+    )
+    for s, v in res["per_instruction"].items():
+        print(f"  {s!r}: {v['successes']}/{v['n']}")
+    print(
+        f"mean episode length {res['mean_episode_length']:.1f} steps | chunk latency p50 "
+        f"{res['chunk_latency_p50_s'] * 1e3:.0f} ms, p99 {res['chunk_latency_p99_s'] * 1e3:.0f} ms"
+    )
+    print(f"eval.json: {eval_dir / 'eval.json'}\nplot: {res['plot']}\nvideos: {', '.join(res['videos'])}")
+    print(
+        "stage times [s]: " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()) + f" | total {total:.0f} s"
+    )
+    return {"eval": res, "times": times, "total_s": total}
+
+
+@hydra.main(config_path=config_dir(), config_name="demo", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

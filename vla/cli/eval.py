@@ -1,0 +1,83 @@
+"""`vla-eval checkpoint=<run dir> n_episodes=<N>`: closed-loop simulator evaluation (configs/eval.yaml).
+
+Rebuilds the policy from the checkpoint directory alone (`VLAPolicy.from_checkpoint`), runs the
+episodes through `vla.runtime` with the safety gate on (`safety=false` turns it off) and writes
+eval.json, eval.png and videos to `out_dir` (default `<run dir>/eval/<timestamp>`).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from vla.paths import config_dir
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    import torch
+
+    from vla.pipeline.evaluate import EvalConfig, evaluate
+    from vla.pipeline.vla_policy import VLAPolicy
+    from vla.training.checkpoint import resolve_checkpoint
+
+    r: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    if r.get("threads"):
+        torch.set_num_threads(int(r["threads"]))
+    ckpt = resolve_checkpoint(r["checkpoint"])
+    policy = VLAPolicy.from_checkpoint(
+        ckpt,
+        encoder_model=r.get("encoder_model"),
+        use_ema=bool(r["use_ema"]),
+        num_inference_steps=r.get("num_inference_steps"),
+    )
+    task = policy.meta.task or {}
+    task_name = r.get("task") or task.get("name")
+    if not task_name:
+        raise ValueError(f"{ckpt / 'shape_meta.json'}: no task recorded; pass task=<name>")
+    env = {**(task.get("env") or {}), **(r.get("env_overrides") or {})}
+    run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt
+    out_dir = r.get("out_dir") or str(
+        run_dir / "eval" / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_step{ckpt.name}"
+    )
+    ecfg = EvalConfig(
+        task=str(task_name),
+        env_overrides=env,
+        n_episodes=int(r["n_episodes"]),
+        seed=int(r["seed"]),
+        max_steps=r.get("max_steps"),
+        n_action_steps=r.get("n_action_steps"),
+        smoothing=str(r["smoothing"]),
+        ensemble_decay=float(r["ensemble_decay"]),
+        latency_s=r.get("latency_s"),
+        safety=bool(r["safety_gate"]),
+        safety_config=str(r["safety_config"]),
+        n_videos=int(r["n_videos"]),
+        out_dir=out_dir,
+        progress=bool(r["progress"]),
+    )
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    (Path(out_dir) / "eval_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    res = evaluate(policy, ecfg)
+    lo, hi = res["success_ci95"]
+    print(
+        f"[vla-eval] {ckpt}: success {res['successes']}/{res['n_episodes']} = {res['success_rate']:.0%} "
+        f"(95% CI {lo:.0%}-{hi:.0%}) | mean length {res['mean_episode_length']:.1f} | chunk latency "
+        f"p50 {res['chunk_latency_p50_s'] * 1e3:.0f} ms p99 {res['chunk_latency_p99_s'] * 1e3:.0f} ms | "
+        f"gate truncated {res['gate_truncated_total']} rejected {res['gate_rejected_total']} | "
+        f"results {out_dir}/eval.json, plot {res['plot']}, videos {Path(out_dir) / 'videos'}",
+        flush=True,
+    )
+    return res
+
+
+@hydra.main(config_path=config_dir(), config_name="eval", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""`vla-train`: train a policy head on frozen-encoder tokens (Hydra entry point, configs/train.yaml).
+
+    vla-train                                   # diffusion head, task=pick_cube, encoder=sim_siglip
+    vla-train policy=transformer train.steps=2000
+    vla-train experiment=debug                  # tiny model, 4 steps
+    vla-train -m policy=diffusion,transformer   # one run dir per head under outputs/train/multirun/
+    vla-train resume=outputs/train/<run> train.steps=6000   # continue a run (its saved config + overrides)
+
+Saves the resolved config as `<run dir>/config.yaml` before training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from vla.encoders import EncoderConfig
+from vla.paths import config_dir
+from vla.pipeline.train_data import DataSpec
+from vla.pipeline.train_job import TrainJob, TrainOutcome, run_training
+from vla.training import TrainConfig
+
+GROUPS = ("task", "policy", "encoder", "experiment")
+
+
+def to_job(cfg: DictConfig, run_dir: Path) -> TrainJob:
+    """Resolved train config -> TrainJob (unknown policy/encoder/train fields raise naming the group)."""
+    r: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    policy = dict(r["policy"])
+    name = policy.pop("name")
+    policy.update((r.get("policy_overrides") or {}).get(name) or {})
+    d = r["data"]
+    spec = DataSpec(
+        dataset=str(r["dataset"]),
+        cameras=tuple(d["cameras"]) if d.get("cameras") else None,
+        use_text=bool(d["use_text"]),
+        n_obs_steps=int(r["n_obs_steps"]),
+        horizon=int(r["horizon"]),
+        val_fraction=float(d["val_fraction"]),
+        split_seed=int(d["split_seed"]),
+        embeddings=str(d["embeddings"]),
+    )
+    t = dict(r["train"])
+    t["betas"] = tuple(t.get("betas", (0.95, 0.999)))
+    try:
+        tcfg = TrainConfig(**t)
+    except TypeError as e:
+        raise ValueError(f"configs/train.yaml: train: {e}") from e
+    return TrainJob(
+        run_dir=run_dir,
+        data=spec,
+        encoder=EncoderConfig.from_dict(r["encoder"], source="configs/encoder (encoder group)"),
+        policy_name=name,
+        policy_values=policy,
+        train=tcfg,
+        n_action_steps=int(r["n_action_steps"]),
+        batch_size=int(r["batch_size"]),
+        num_workers=int(r["num_workers"]),
+        task={"name": r["task"]["name"], "env": r["task"].get("env") or {}},
+        eval_episodes=int(r["eval_episodes"]),
+        eval_every=int(r["eval_every"]),
+        threads=r.get("threads"),
+    )
+
+
+def resume_config(run_dir: Path, overrides: list[str]) -> DictConfig:
+    """The saved resolved config of `run_dir` with `key=value` overrides applied (no group changes)."""
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        raise FileNotFoundError(f"resume={run_dir}: no {saved} (not a vla-train run directory)")
+    cfg = OmegaConf.load(saved)
+    dots = []
+    for o in overrides:
+        key = o.split("=", 1)[0].lstrip("+~")
+        if key in ("resume", "run_dir") or key.startswith("hydra"):
+            continue
+        if key in GROUPS:
+            raise ValueError(f"resume={run_dir}: cannot change config group {key!r} of an existing run")
+        dots.append(o.lstrip("+"))
+    cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(dots))
+    cfg.resume = str(run_dir)
+    return cfg  # type: ignore[return-value]
+
+
+def run(
+    cfg: DictConfig, run_dir: str | Path | None = None, overrides: list[str] | None = None
+) -> TrainOutcome:
+    """Train from a composed config (the body of `main`, callable with the compose API)."""
+    if cfg.get("resume"):
+        rd = Path(cfg.resume)
+        cfg = resume_config(rd, overrides or [])
+    else:
+        rd = Path(run_dir if run_dir is not None else cfg.run_dir)
+        rd.mkdir(parents=True, exist_ok=True)
+        (rd / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    out = run_training(to_job(cfg, rd))
+    print(
+        f"[vla-train] done: {out.step} steps in {out.seconds:.0f} s ({out.steps_per_s:.2f} steps/s), "
+        f"loss {out.last_loss:.4f} | checkpoint {out.checkpoint} | run dir {out.run_dir}",
+        flush=True,
+    )
+    return out
+
+
+@hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    hc = HydraConfig.get()
+    # Multirun: each job writes to its own sweep subdir (run_dir would be shared by all jobs).
+    run_dir = hc.runtime.output_dir if hc.mode == RunMode.MULTIRUN else cfg.run_dir
+    run(cfg, run_dir, list(hc.overrides.task))
+
+
+if __name__ == "__main__":
+    main()

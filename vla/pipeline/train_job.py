@@ -1,0 +1,171 @@
+"""One training job: dataset + frozen encoder + head -> a self-describing run directory.
+
+`vla-train` (vla/cli/train.py) builds a `TrainJob` from Hydra config; tests and `make demo` may call
+`run_training` directly. The run directory gets checkpoints (`checkpoints/<step>/`, written by
+`vla.training`), TensorBoard logs, and `train_summary.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from policies import make_config, make_policy
+from vla.encoders import EncoderConfig, build_encoder
+from vla.pipeline.train_data import DataSpec, build_train_data, collate
+from vla.pipeline.vla_policy import PolicyMeta, VLAPolicy
+from vla.training import ResumableLoader, TrainConfig, train
+
+
+@dataclass
+class TrainJob:
+    """Everything a training run needs (typed; no Hydra).
+
+    policy_name / policy_values: registry name and config fields of the head (shape fields are
+        filled from the data: token_dim, state_dim, action_dim, n_tokens, n_obs_steps, horizon,
+        n_action_steps).
+    eval_episodes / eval_every: closed-loop simulator evaluation of the inference copy (0: none).
+    eval_task / eval_env: the simulator task and its config overrides (default: the dataset's task).
+    """
+
+    run_dir: Path
+    data: DataSpec
+    encoder: EncoderConfig
+    policy_name: str
+    policy_values: dict[str, Any]
+    train: TrainConfig
+    n_action_steps: int = 8
+    batch_size: int = 64
+    num_workers: int = 0
+    task: dict[str, Any] = field(default_factory=dict)  # {"name": ..., "env": {...}}
+    eval_episodes: int = 0
+    eval_every: int = 0
+    threads: int | None = None
+
+
+@dataclass
+class TrainOutcome:
+    run_dir: Path
+    checkpoint: Path | None
+    step: int
+    last_loss: float
+    seconds: float
+    steps_per_s: float
+    eval_metrics: dict[str, float]
+
+
+def run_training(job: TrainJob) -> TrainOutcome:
+    """Build data, encoder and head; train (resuming from `job.run_dir` if it has checkpoints)."""
+    if job.threads:
+        torch.set_num_threads(int(job.threads))
+    t0 = time.perf_counter()
+    encoder = build_encoder(job.encoder)
+    data = build_train_data(job.data, encoder)
+    values = dict(job.policy_values)
+    values.update(
+        token_dim=data.token_dim,
+        state_dim=data.state_dim,
+        action_dim=data.action_dim,
+        n_tokens=data.n_tokens,
+        n_obs_steps=job.data.n_obs_steps,
+        horizon=job.data.horizon,
+        n_action_steps=job.n_action_steps,
+    )
+    pconf = make_config(job.policy_name, values, source=f"policy config {job.policy_name!r}")
+    head = make_policy(job.policy_name, pconf)
+    meta = PolicyMeta(
+        cameras=tuple(data.cameras),
+        use_text=job.data.use_text,
+        n_obs_steps=job.data.n_obs_steps,
+        horizon=job.data.horizon,
+        n_action_steps=job.n_action_steps,
+        state_dim=data.state_dim,
+        action_dim=data.action_dim,
+        token_dim=data.token_dim,
+        n_tokens=data.n_tokens,
+        encoder=job.encoder.to_dict(),
+        state_key=job.data.state_key,
+        action_key=job.data.action_key,
+        task=dict(job.task),
+    )
+    loader = ResumableLoader(
+        data.dataset,
+        batch_size=min(job.batch_size, len(data.dataset)),
+        seed=job.train.seed,
+        num_workers=job.num_workers,
+        collate_fn=collate,
+    )
+    eval_fn = None
+    if job.eval_episodes > 0:
+        eval_fn = _make_eval_fn(job, encoder, data.normalizer, meta)
+    cfg = job.train
+    if job.eval_every and job.eval_episodes:
+        cfg = TrainConfig(**{**cfg.to_dict(), "eval_every": job.eval_every})
+    prep_s = time.perf_counter() - t0
+    print(
+        f"[vla-train] {job.policy_name}: {sum(p.numel() for p in head.parameters()) / 1e6:.2f} M params | "
+        f"{len(data.dataset)} windows from {len(data.train_episodes)} episodes | tokens {data.n_tokens} x "
+        f"{data.token_dim} ({data.token_source}) | To={job.data.n_obs_steps} T={job.data.horizon} "
+        f"Ta={job.n_action_steps} | setup {prep_s:.1f} s",
+        flush=True,
+    )
+    t1 = time.perf_counter()
+    result = train(
+        head,
+        loader,
+        cfg,
+        job.run_dir,
+        eval_fn=eval_fn,
+        normalizer_state=data.normalizer.state_dict(),
+        shape_meta=meta.to_dict(),
+        encoder_fingerprint=encoder.fingerprint,
+    )
+    seconds = time.perf_counter() - t1
+    outcome = TrainOutcome(
+        run_dir=job.run_dir,
+        checkpoint=result.checkpoint,
+        step=result.step,
+        last_loss=result.last_loss,
+        seconds=seconds,
+        steps_per_s=result.step / seconds if seconds > 0 else float("nan"),
+        eval_metrics=dict(result.eval_metrics),
+    )
+    summary = {
+        "policy": job.policy_name,
+        "step": outcome.step,
+        "last_loss": outcome.last_loss,
+        "train_seconds": seconds,
+        "setup_seconds": prep_s,
+        "checkpoint": str(outcome.checkpoint) if outcome.checkpoint else None,
+        "token_source": data.token_source,
+        "n_windows": len(data.dataset),
+        "n_train_episodes": len(data.train_episodes),
+        "eval": outcome.eval_metrics,
+    }
+    job.run_dir.mkdir(parents=True, exist_ok=True)
+    (job.run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return outcome
+
+
+def _make_eval_fn(job: TrainJob, encoder, normalizer, meta: PolicyMeta):
+    from vla.pipeline.evaluate import EvalConfig, evaluate
+
+    def eval_fn(head, step: int) -> dict[str, float]:
+        policy = VLAPolicy(head, encoder, normalizer, meta)
+        cfg = EvalConfig(
+            task=str(job.task.get("name", "pick_cube")),
+            env_overrides=dict(job.task.get("env") or {}),
+            n_episodes=job.eval_episodes,
+            out_dir=str(job.run_dir / "eval" / f"step_{step}"),
+            n_videos=1,
+            progress=False,
+        )
+        res = evaluate(policy, cfg)
+        return {"success_rate": res["success_rate"], "mean_length": res["mean_episode_length"]}
+
+    return eval_fn

@@ -1,0 +1,246 @@
+"""`VLAPolicy`: frozen encoder + normalizer + policy head = a ChunkPolicy (robot units in and out).
+
+    policy = VLAPolicy.from_checkpoint("outputs/train/run")       # run dir or checkpoint dir
+    chunk = policy(obs)        # obs from vla.runtime.ObservationBuffer.snapshot -> (H, 7) absolute actions
+
+Used by the simulator evaluation, the runtime control loop and the ROS node. Everything it needs
+comes from the checkpoint directory: weights (safetensors), the head config, `shape_meta.json`
+(cameras, To/T/Ta, dims, the encoder config), `normalizer.json` and the encoder fingerprint,
+which must equal the fingerprint of the encoder rebuilt here (else the tokens differ from training).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from policies import Policy
+from vla.data import MissingStatsError, Normalizer
+from vla.encoders import EncoderConfig, FrozenEncoder, build_encoder
+from vla.pipeline.train_data import encode_observation
+
+SHAPE_META_FORMAT = "vla-pipeline/1"
+
+
+class FingerprintMismatchError(ValueError):
+    """The encoder rebuilt for inference is not the one the checkpoint was trained with."""
+
+
+@dataclass(frozen=True)
+class PolicyMeta:
+    """Shape metadata written to a checkpoint's `shape_meta.json` by `vla-train`.
+
+    cameras: camera names whose image tokens the policy reads, in token order.
+    use_text: text tokens of the instruction follow the image tokens.
+    n_obs_steps / horizon / n_action_steps: To, T, Ta.
+    state_key / action_key: observation and action keys (`state` (Ds,), `action` (Da,)).
+    encoder: the `EncoderConfig` fields of the frozen encoder.
+    task: task name and env overrides of the data (informational; the evaluator uses them as defaults).
+    """
+
+    cameras: tuple[str, ...]
+    use_text: bool
+    n_obs_steps: int
+    horizon: int
+    n_action_steps: int
+    state_dim: int
+    action_dim: int
+    token_dim: int
+    n_tokens: int
+    encoder: dict[str, Any]
+    state_key: str = "state"
+    action_key: str = "action"
+    task: dict[str, Any] = dataclasses.field(default_factory=dict)
+    format: str = SHAPE_META_FORMAT
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["cameras"] = list(self.cameras)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None, source: str) -> PolicyMeta:
+        if not d:
+            raise ValueError(f"{source}: no shape metadata (was the checkpoint written by vla-train?)")
+        if d.get("format") != SHAPE_META_FORMAT:
+            raise ValueError(f"{source}: format {d.get('format')!r}, this code reads {SHAPE_META_FORMAT!r}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        missing = sorted(
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.name not in d
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+        )  # type: ignore[misc]
+        if missing:
+            raise ValueError(f"{source}: missing field(s) {missing}")
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"{source}: unknown field(s) {unknown}")
+        return cls(**{**d, "cameras": tuple(d["cameras"])})
+
+
+class VLAPolicy:
+    """ChunkPolicy: `__call__(obs, prefix=None) -> (H, Da)` absolute actions in robot units.
+
+    obs: {"state": (To, Ds) or (Ds,), "image_<cam>": (To, H, W, 3) or (H, W, 3) uint8, "instruction": str}
+    (the runtime's `ObservationBuffer.snapshot`); only the latest frame of each camera is encoded.
+    prefix: optional (P, Da) committed actions in robot units (real-time chunking).
+    """
+
+    def __init__(
+        self,
+        head: Policy,
+        encoder: FrozenEncoder,
+        normalizer: Normalizer,
+        meta: PolicyMeta,
+        device: str | torch.device = "cpu",
+        seed: int | None = 0,
+        num_inference_steps: int | None = None,
+    ) -> None:
+        for key in (meta.state_key, meta.action_key):
+            if key not in normalizer:
+                raise MissingStatsError(
+                    f"VLAPolicy: the normalizer has no statistics for {key!r} (covers {sorted(normalizer.modes)})"
+                )
+        c = head.config
+        for f in ("n_obs_steps", "horizon", "state_dim", "action_dim", "token_dim"):
+            if getattr(c, f) != getattr(meta, f):
+                raise ValueError(
+                    f"VLAPolicy: head config {f}={getattr(c, f)} but shape meta says {getattr(meta, f)}"
+                )
+        self.head = head.to(device).eval()
+        self.encoder = encoder
+        self.normalizer = normalizer
+        self.meta = meta
+        self.device = torch.device(device)
+        self.num_inference_steps = num_inference_steps
+        self.generator = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
+
+    # ------------------------------------------------------------------ properties used by loops
+    @property
+    def n_obs_steps(self) -> int:
+        return self.meta.n_obs_steps
+
+    @property
+    def n_action_steps(self) -> int:
+        return self.meta.n_action_steps
+
+    @property
+    def horizon(self) -> int:
+        return self.meta.horizon
+
+    def reset(self) -> None:
+        self.head.reset()
+
+    # ------------------------------------------------------------------ inference
+    def _state(self, obs: dict[str, Any]) -> torch.Tensor:
+        if self.meta.state_key not in obs:
+            raise KeyError(f"VLAPolicy: observation has no {self.meta.state_key!r}; keys {sorted(obs)}")
+        s = np.asarray(obs[self.meta.state_key], dtype=np.float32)
+        if s.ndim == 1:
+            s = s[None]
+        to = self.meta.n_obs_steps
+        if s.shape[-1] != self.meta.state_dim:
+            raise ValueError(
+                f"VLAPolicy: state has {s.shape[-1]} dims, the policy needs {self.meta.state_dim}"
+            )
+        # Pad at the front by repeating the oldest (as SequenceDataset / ObservationBuffer do).
+        if s.shape[0] < to:
+            s = np.concatenate([np.repeat(s[:1], to - s.shape[0], axis=0), s])
+        s = s[-to:]
+        return torch.from_numpy(self.normalizer.normalize(self.meta.state_key, s))[None].to(self.device)
+
+    def _images(self, obs: dict[str, Any]) -> dict[str, np.ndarray]:
+        out = {}
+        for cam in self.meta.cameras:
+            key = f"image_{cam}"
+            if key not in obs:
+                raise KeyError(
+                    f"VLAPolicy: observation has no {key!r} (policy cameras {list(self.meta.cameras)})"
+                )
+            img = np.asarray(obs[key])
+            out[cam] = img[-1:] if img.ndim == 4 else img[None]
+        return out
+
+    @torch.no_grad()
+    def predict_normalized(self, obs: dict[str, Any], prefix: np.ndarray | None = None) -> torch.Tensor:
+        """(1, H, Da) normalized chunk (for tests and benchmarks)."""
+        instruction = obs.get("instruction", "")
+        if self.meta.use_text and not isinstance(instruction, str):
+            raise TypeError(f"VLAPolicy: obs['instruction'] must be a str, got {type(instruction).__name__}")
+        tokens, mask = encode_observation(self.encoder, self._images(obs), instruction, self.meta.use_text)
+        batch = {
+            "tokens": tokens.to(self.device),
+            "token_mask": mask.to(self.device),
+            "state": self._state(obs),
+        }
+        kwargs: dict[str, Any] = {"generator": self.generator}
+        if prefix is not None and len(prefix):
+            p = self.normalizer.normalize(self.meta.action_key, np.asarray(prefix, dtype=np.float32))
+            kwargs["prefix"] = torch.from_numpy(p)[None].to(self.device)
+        if self.num_inference_steps is not None and self.head.name == "diffusion":
+            kwargs["num_inference_steps"] = self.num_inference_steps
+        return self.head.predict_chunk(batch, **kwargs)
+
+    def __call__(self, obs: dict[str, Any], prefix: np.ndarray | None = None) -> np.ndarray:
+        chunk = self.predict_normalized(obs, prefix)[0].float().cpu()
+        return np.asarray(self.normalizer.unnormalize(self.meta.action_key, chunk.numpy()), dtype=np.float32)
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        *,
+        encoder_model: str | None = None,
+        encoder: FrozenEncoder | None = None,
+        device: str = "cpu",
+        use_ema: bool = True,
+        seed: int | None = 0,
+        num_inference_steps: int | None = None,
+    ) -> VLAPolicy:
+        """Rebuild from a run or checkpoint directory alone.
+
+        encoder_model: load the encoder weights from here instead of the recorded path (e.g. on a
+            robot); the fingerprint must still match. encoder: an already built encoder (same check).
+        Raises:
+            FingerprintMismatchError: the encoder's fingerprint differs from the checkpoint's.
+            MissingStatsError: the checkpoint has no normalization statistics for state or action.
+        """
+        from vla.training import load_policy
+
+        head, info = load_policy(path, use_ema=use_ema, device=device)
+        where = info.path
+        meta = PolicyMeta.from_dict(info.shape_meta, source=str(where / "shape_meta.json"))
+        if not info.normalizer:
+            raise MissingStatsError(
+                f"{where / 'normalizer.json'}: no normalization statistics in the checkpoint"
+            )
+        try:
+            normalizer = Normalizer.from_state_dict(info.normalizer)
+        except Exception as e:
+            raise MissingStatsError(f"{where / 'normalizer.json'}: unusable statistics: {e}") from e
+        if not info.encoder_fingerprint:
+            raise FingerprintMismatchError(f"{where / 'encoder.json'}: no encoder fingerprint recorded")
+        if encoder is None:
+            enc_dict = dict(meta.encoder)
+            if encoder_model is not None:
+                enc_dict["model"] = encoder_model
+            encoder = build_encoder(
+                EncoderConfig.from_dict(enc_dict, source=f"{where / 'shape_meta.json'}:encoder")
+            )
+        if encoder.fingerprint != info.encoder_fingerprint:
+            raise FingerprintMismatchError(
+                f"{where / 'encoder.json'}: checkpoint was trained on tokens of encoder "
+                f"{info.encoder_fingerprint!r} but the encoder loaded now is {encoder.fingerprint!r} "
+                "(different weights, model or token settings); retrain or load the original encoder"
+            )
+        return cls(
+            head, encoder, normalizer, meta, device=device, seed=seed, num_inference_steps=num_inference_steps
+        )
