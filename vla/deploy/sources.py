@@ -10,11 +10,12 @@
   trained policy takes; only where the chunk comes from differs.
 - `ChunkPolicySource`: any `vla.runtime.protocol.ChunkPolicy` (encoder + normalizer + head from a
   checkpoint) fed from the node's observations through the same `ObservationBuffer` as the
-  runtime loop. `load_checkpoint_policy` is the extension point that builds one from a run dir.
+  runtime loop. `load_checkpoint_policy` builds one from a run dir (the `vla-eval` policy).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -135,17 +136,17 @@ PolicyBuilder = Callable[[str], tuple[ChunkPolicy, int]]
 
 
 def load_checkpoint_policy(run_dir: str) -> tuple[ChunkPolicy, int]:
-    """Default `PolicyBuilder`: NOT wired yet (see the error); pass `builder=pkg.mod:fn` meanwhile.
+    """Default `PolicyBuilder`: the same `VLAPolicy` (frozen encoder + normalizer + head) `vla-eval` uses.
 
-    The head loads with `vla.training.load_policy`, but the observation -> tokens -> normalized
-    state -> head -> un-normalized chunk wrapper belongs to `vla-eval` (one implementation shared
-    by eval, runtime and this node); it did not exist when this module was written.
+    Rebuilt from the run/checkpoint directory alone; the encoder fingerprint and the normalizer
+    statistics are verified at load (`FingerprintMismatchError` / `MissingStatsError`).
     """
-    from vla.training import load_policy
+    import torch
 
-    _, info = load_policy(run_dir)  # validates the checkpoint (names the file on error)
-    raise NotImplementedError(
-        f"{info.path}: a '{info.policy_name}' head loads, but no ChunkPolicy wrapper (frozen encoder + "
-        "normalizer + head) exists yet; pass deploy builder=<package.module:function> returning "
-        "(ChunkPolicy, n_obs_steps)"
-    )
+    from vla.pipeline.vla_policy import VLAPolicy
+
+    # On CPU one intra-op thread: beside the robot/simulator process, two threads measured 7-10x
+    # slower per chunk on a 2-core machine (they fight the other process). VLA_TORCH_THREADS overrides.
+    torch.set_num_threads(int(os.environ.get("VLA_TORCH_THREADS", "1")))
+    policy = VLAPolicy.from_checkpoint(run_dir)
+    return policy, policy.n_obs_steps
