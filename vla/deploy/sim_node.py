@@ -28,6 +28,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from ros_bridge.config import RobotNodeConfig
 from ros_bridge.conversions import chunk_to_joint_trajectory
+from ros_bridge.run import spin_once_paced
 from vla.deploy.sim_backend import SimBackendConfig, SimRobotBackend
 from vla.deploy.world_topics import DEFAULT_TOPICS, WorldTopics, json_msg, parse_json_msg, world_state_to_msg
 
@@ -112,7 +113,7 @@ class BackgroundExecutor:
     def _spin(self) -> None:
         try:
             while not self._stop.is_set():
-                self._executor.spin_once(timeout_sec=0.05)
+                spin_once_paced(self._executor, 0.05)
         except ExternalShutdownException:
             pass  # the process's context was shut down (Ctrl-C of the runner)
 
