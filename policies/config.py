@@ -24,6 +24,7 @@ class PolicyConfig:
     Batch contract (everything already normalized by the caller):
         tokens      (B, N, token_dim) float   encoder tokens
         token_mask  (B, N) bool               True = valid token
+        text_mask   (B, N) bool, optional     True = valid instruction text token (pool_text_cond)
         state       (B, n_obs_steps, state_dim) float
         action      (B, horizon, action_dim) float   (training only)
     """
@@ -42,6 +43,11 @@ class PolicyConfig:
     # a masked mean (one token), or none (all tokens go through; only heads that attend to them).
     token_pool: str = "attention"
     n_pool_tokens: int = 8
+    # Attention pooling only: add a projection of the text tokens' mean to the pooling queries so
+    # the instruction selects the image patches (needs `text_mask` in the batch). Off by default so
+    # checkpoints written before it load unchanged. Ignored by "mean" (no queries) and "none" (the
+    # head attends to the text tokens itself), so experiment overrides may turn it on for any pool.
+    pool_text_cond: bool = False
     # EMA of the weights, maintained by the trainer and used for inference.
     use_ema: bool = False
     ema_power: float = 0.75
@@ -93,15 +99,20 @@ class PolicyConfig:
         """A random observation batch that satisfies this config's shapes.
 
         Returns tokens (B, n_tokens, token_dim), token_mask (B, n_tokens) with the last quarter of
-        odd samples' tokens masked out (so masking is exercised), state (B, n_obs_steps, state_dim).
+        odd samples' tokens masked out (so masking is exercised), text_mask (B, n_tokens) marking
+        the valid tokens of the second half as text (image tokens first, then text, as the
+        pipeline lays them out), state (B, n_obs_steps, state_dim).
         """
         b, n = batch_size, self.n_tokens
         mask = torch.ones(b, n, dtype=torch.bool)
         if n >= 4:
             mask[1::2, n - n // 4 :] = False
+        text_mask = mask.clone()
+        text_mask[:, : n // 2] = False
         return {
             "tokens": torch.randn(b, n, self.token_dim, generator=generator),
             "token_mask": mask,
+            "text_mask": text_mask,
             "state": torch.randn(b, self.n_obs_steps, self.state_dim, generator=generator),
         }
 

@@ -12,15 +12,14 @@ from vla.paths import CONFIG_DIR
 
 TOP_LEVEL = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 GROUP_OPTIONS = sorted(
-    (p.parent.relative_to(CONFIG_DIR).as_posix(), p.stem)
-    for p in CONFIG_DIR.glob("*/**/*.yaml")
+    (p.parent.relative_to(CONFIG_DIR).as_posix(), p.stem) for p in CONFIG_DIR.glob("*/**/*.yaml")
 )
 
 
 def _groups_used_by(name: str) -> set[str]:
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name=name, return_hydra_config=True)
-        return {str(k) for k in cfg.hydra.runtime.choices.keys() if not str(k).startswith("hydra")}
+        return {str(k) for k in cfg.hydra.runtime.choices if not str(k).startswith("hydra")}
 
 
 @pytest.mark.parametrize("name", TOP_LEVEL)

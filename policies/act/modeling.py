@@ -39,7 +39,9 @@ class TransformerPolicy(Policy):
         super().__init__(config)
         c = config
         d = c.d_model
-        self.pool = TokenPool(c.token_pool, c.token_dim, d, c.n_pool_tokens, c.n_heads)
+        self.pool = TokenPool(
+            c.token_pool, c.token_dim, d, c.n_pool_tokens, c.n_heads, text_cond=c.pool_text_cond
+        )
         # Learned positions only where the token count is fixed (attention pooling); otherwise
         # the encoder tokens carry their own positional information.
         self.token_pos = (
@@ -67,7 +69,7 @@ class TransformerPolicy(Policy):
 
     def _forward(self, obs: dict[str, torch.Tensor], latent: torch.Tensor | None) -> torch.Tensor:
         """obs -> chunk (B, horizon, action_dim); latent (B, latent_dim) when use_vae."""
-        tokens, mask = self.pool(obs["tokens"], obs["token_mask"])
+        tokens, mask = self.pool(obs["tokens"], obs["token_mask"], obs.get("text_mask"))
         tokens = tokens + self.token_type
         if self.token_pos is not None:
             tokens = tokens + self.token_pos

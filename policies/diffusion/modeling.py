@@ -21,7 +21,9 @@ class DiffusionPolicy(Policy):
     def __init__(self, config: DiffusionConfig) -> None:
         super().__init__(config)
         c = config
-        self.pool = TokenPool(c.token_pool, c.token_dim, c.d_model, c.n_pool_tokens, c.n_heads)
+        self.pool = TokenPool(
+            c.token_pool, c.token_dim, c.d_model, c.n_pool_tokens, c.n_heads, text_cond=c.pool_text_cond
+        )
         if c.denoiser == "unet":
             # Global condition = flattened pooled tokens + flattened state history.
             n_pooled = self.pool.out_tokens(c.n_tokens)
@@ -62,7 +64,7 @@ class DiffusionPolicy(Policy):
     # ------------------------------------------------------------------ internals
     def _condition(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Pooled tokens (B, K, d_model) and their mask (B, K)."""
-        return self.pool(obs["tokens"], obs["token_mask"])
+        return self.pool(obs["tokens"], obs["token_mask"], obs.get("text_mask"))
 
     def _denoise(
         self,

@@ -33,6 +33,8 @@ VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
     ("transformer", "transformer", {}),
     ("transformer-cvae", "transformer", {"use_vae": True}),
     ("transformer-nopool", "transformer", {"token_pool": "none"}),
+    ("diffusion-unet-textpool", "diffusion", {"denoiser": "unet", "pool_text_cond": True}),
+    ("transformer-textpool", "transformer", {"pool_text_cond": True}),
 ]
 
 

@@ -52,7 +52,9 @@ def test_vla_collect_cli(tmp_path: Path) -> None:
         sys.executable, "-m", "vla.cli.collect", "task=push_cube", "n_episodes=1", f"out={out}",
         "task.env.image_size=24", "video_episodes=0", "progress=false",
     ]  # fmt: skip
-    res = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy(), timeout=300, cwd=tmp_path)
+    res = subprocess.run(
+        cmd, capture_output=True, text=True, env=os.environ.copy(), timeout=300, cwd=tmp_path
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "stored 1 episodes" in res.stdout
     rb = ReplayBuffer.open(out)

@@ -69,6 +69,13 @@ class FastHead:
             return
         if name not in HOOKS:
             raise ValueError(f"FastHead: no fast path for head {name!r}; known heads {sorted(HOOKS)}")
+        if getattr(getattr(head, "config", None), "pool_text_cond", False):
+            # The hooked functions take tokens + token_mask only: the text mask would be dropped
+            # and the instruction silently ignored. Refuse rather than run a different policy.
+            raise NotImplementedError(
+                f"FastHead: backend={backend!r} does not support pool_text_cond=true heads yet; "
+                "use backend='eager' (FastPathConfig.eager()) for this checkpoint"
+            )
         if backend == "cuda_graph":
             dev = next(head.parameters()).device
             if dev.type != "cuda":

@@ -5,6 +5,7 @@
     batch = next(iter(ResumableLoader(data.dataset, batch_size=64).iter_from(0)))
     batch["tokens"]      # (B, N, D) float32: cameras' image tokens, then the instruction's text tokens
     batch["token_mask"]  # (B, N) bool
+    batch["text_mask"]   # (B, N) bool: True = a valid instruction text token (for text-conditioned pooling)
     batch["state"]       # (B, To, Ds) normalized
     batch["action"]      # (B, T, Da) normalized
 
@@ -73,6 +74,7 @@ class TokenSource:
         raise NotImplementedError
 
     n_tokens: int
+    n_text_tokens: int  # the last n_text_tokens of the N are text (0 without text)
     dim: int
     kind: str
 
@@ -93,7 +95,8 @@ class PrecomputedTokens(TokenSource):
             self.text = torch.from_numpy(np.asarray(store.group["text"][:])).to(dt)
             self.text_mask = torch.from_numpy(np.asarray(store.group["text_mask"][:]).astype(bool))
         self.dim = store.dim
-        self.n_tokens = len(cameras) * store.tokens_per_image + (store.max_text_len if use_text else 0)
+        self.n_text_tokens = store.max_text_len if use_text else 0
+        self.n_tokens = len(cameras) * store.tokens_per_image + self.n_text_tokens
 
     def tokens(self, frame: int, episode: int) -> tuple[torch.Tensor, torch.Tensor]:
         parts = [img[frame] for img in self.images]
@@ -115,13 +118,22 @@ class OnTheFlyTokens(TokenSource):
         self.rb, self.enc, self.cameras, self.use_text = rb, enc, list(cameras), use_text
         self.instructions = rb.instructions
         self.dim = enc.dim
-        self.n_tokens = len(cameras) * enc.tokens_per_image + (enc.cfg.max_text_len if use_text else 0)
+        self.n_text_tokens = enc.cfg.max_text_len if use_text else 0
+        self.n_tokens = len(cameras) * enc.tokens_per_image + self.n_text_tokens
 
     def tokens(self, frame: int, episode: int) -> tuple[torch.Tensor, torch.Tensor]:
         idx = np.asarray([frame])
         images = {c: self.rb.read_frames(f"image_{c}", idx) for c in self.cameras}
         out = encode_observation(self.enc, images, self.instructions[episode], self.use_text)
         return out[0][0], out[1][0]
+
+
+def text_token_mask(mask: torch.Tensor, n_text_tokens: int) -> torch.Tensor:
+    """(..., N) token mask -> (..., N) bool, True only for valid tokens among the last `n_text_tokens`."""
+    out = torch.zeros_like(mask)
+    if n_text_tokens:
+        out[..., -n_text_tokens:] = mask[..., -n_text_tokens:]
+    return out
 
 
 def encode_observation(
@@ -171,7 +183,8 @@ class TokenWindowDataset(torch.utils.data.Dataset):
         return self._flat
 
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
-        """A collated batch: tokens (B, N, D), token_mask (B, N), state (B, To, Ds), action (B, T, Da)."""
+        """A collated batch: tokens (B, N, D), token_mask (B, N), text_mask (B, N), state (B, To, Ds),
+        action (B, T, Da)."""
         if not isinstance(self.source, PrecomputedTokens):
             return collate([self[i] for i in indices])
         w = self.windows
@@ -190,9 +203,11 @@ class TokenWindowDataset(torch.utils.data.Dataset):
             rows = torch.from_numpy(ep) if self.source.separable else cur
             parts.append(self.source.text[rows])
             masks.append(self.source.text_mask[rows])
+        token_mask = torch.cat(masks, dim=1)
         return {
             "tokens": torch.cat(parts, dim=1).float(),
-            "token_mask": torch.cat(masks, dim=1),
+            "token_mask": token_mask,
+            "text_mask": text_token_mask(token_mask, self.source.n_text_tokens),
             "state": arr["state"][frames[:, : w.n_obs_steps]],
             "action": arr["action"][frames],
         }
@@ -204,6 +219,7 @@ class TokenWindowDataset(torch.utils.data.Dataset):
         return {
             "tokens": tokens,
             "token_mask": mask,
+            "text_mask": text_token_mask(mask, self.source.n_text_tokens),
             "state": torch.from_numpy(np.ascontiguousarray(item[self.state_key])),
             "action": torch.from_numpy(np.ascontiguousarray(item["action"])),
         }

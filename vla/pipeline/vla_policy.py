@@ -22,7 +22,7 @@ import torch
 from policies import Policy
 from vla.data import MissingStatsError, Normalizer
 from vla.encoders import EncoderConfig, FrozenEncoder, build_encoder
-from vla.pipeline.train_data import encode_observation
+from vla.pipeline.train_data import encode_observation, text_token_mask
 
 SHAPE_META_FORMAT = "vla-pipeline/1"
 
@@ -175,9 +175,11 @@ class VLAPolicy:
         if self.meta.use_text and not isinstance(instruction, str):
             raise TypeError(f"VLAPolicy: obs['instruction'] must be a str, got {type(instruction).__name__}")
         tokens, mask = encode_observation(self.encoder, self._images(obs), instruction, self.meta.use_text)
+        n_text = self.encoder.cfg.max_text_len if self.meta.use_text else 0
         batch = {
             "tokens": tokens.to(self.device),
             "token_mask": mask.to(self.device),
+            "text_mask": text_token_mask(mask, n_text).to(self.device),
             "state": self._state(obs),
         }
         kwargs: dict[str, Any] = {"generator": self.generator}
