@@ -33,14 +33,14 @@ def default_image_topic(camera: str) -> str:
     return f"/camera/{camera}/image_raw"
 
 
-def _check_topic(cls: str, name: str, value: str) -> None:
+def check_topic(cls: str, name: str, value: str) -> None:
     try:
         validate_topic_name(value)
     except InvalidTopicNameException as exc:
         raise ValueError(f"{cls}.{name}: invalid topic name {value!r}: {str(exc).splitlines()[0]}") from None
 
 
-def _check_names(cls: str, name: str, values: tuple[str, ...]) -> None:
+def check_names(cls: str, name: str, values: tuple[str, ...]) -> None:
     if not values:
         raise ValueError(f"{cls}.{name} must not be empty")
     if any(not isinstance(v, str) or not v for v in values):
@@ -49,12 +49,12 @@ def _check_names(cls: str, name: str, values: tuple[str, ...]) -> None:
         raise ValueError(f"{cls}.{name} has duplicates: {list(values)}")
 
 
-def _check_rate(cls: str, name: str, value: float) -> None:
+def check_rate(cls: str, name: str, value: float) -> None:
     if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
         raise ValueError(f"{cls}.{name} must be a positive finite number [Hz], got {value!r}")
 
 
-def _image_topics(cls: str, cameras: tuple[str, ...], topics: tuple[str, ...]) -> tuple[str, ...]:
+def resolve_image_topics(cls: str, cameras: tuple[str, ...], topics: tuple[str, ...]) -> tuple[str, ...]:
     if not topics:
         return tuple(default_image_topic(c) for c in cameras)
     if len(topics) != len(cameras):
@@ -97,13 +97,13 @@ class PolicyNodeConfig:
         cls = type(self).__name__
         self.joint_names = tuple(self.joint_names)
         self.camera_names = tuple(self.camera_names)
-        _check_names(cls, "joint_names", self.joint_names)
+        check_names(cls, "joint_names", self.joint_names)
         # Zero cameras is allowed: a proprioception-only policy.
         if self.camera_names:
-            _check_names(cls, "camera_names", self.camera_names)
-        self.image_topics = _image_topics(cls, self.camera_names, tuple(self.image_topics))
+            check_names(cls, "camera_names", self.camera_names)
+        self.image_topics = resolve_image_topics(cls, self.camera_names, tuple(self.image_topics))
         for i, topic in enumerate(self.image_topics):
-            _check_topic(cls, f"image_topics[{i}]", topic)
+            check_topic(cls, f"image_topics[{i}]", topic)
         for name in (
             "joint_state_topic",
             "instruction_topic",
@@ -111,10 +111,10 @@ class PolicyNodeConfig:
             "trajectory_topic",
             "status_topic",
         ):
-            _check_topic(cls, name, getattr(self, name))
+            check_topic(cls, name, getattr(self, name))
         if self.forward_command_topic:
-            _check_topic(cls, "forward_command_topic", self.forward_command_topic)
-        _check_rate(cls, "control_rate_hz", self.control_rate_hz)
+            check_topic(cls, "forward_command_topic", self.forward_command_topic)
+        check_rate(cls, "control_rate_hz", self.control_rate_hz)
         if not (isinstance(self.n_action_steps, int) and self.n_action_steps >= 1):
             raise ValueError(f"{cls}.n_action_steps must be an integer >= 1, got {self.n_action_steps!r}")
         if not (math.isfinite(self.max_input_age_s) and self.max_input_age_s >= 0):
@@ -157,18 +157,18 @@ class RobotNodeConfig:
         self.joint_names = tuple(self.joint_names)
         self.camera_names = tuple(self.camera_names)
         if self.joint_names:
-            _check_names(cls, "joint_names", self.joint_names)
+            check_names(cls, "joint_names", self.joint_names)
         if self.camera_names:
-            _check_names(cls, "camera_names", self.camera_names)
-            self.image_topics = _image_topics(cls, self.camera_names, tuple(self.image_topics))
+            check_names(cls, "camera_names", self.camera_names)
+            self.image_topics = resolve_image_topics(cls, self.camera_names, tuple(self.image_topics))
         elif self.image_topics:
             raise ValueError(f"{cls}.image_topics given without camera_names")
         for i, topic in enumerate(self.image_topics):
-            _check_topic(cls, f"image_topics[{i}]", topic)
+            check_topic(cls, f"image_topics[{i}]", topic)
         for name in ("joint_state_topic", "trajectory_topic"):
-            _check_topic(cls, name, getattr(self, name))
+            check_topic(cls, name, getattr(self, name))
         for name in ("command_rate_hz", "joint_state_rate_hz", "camera_rate_hz"):
-            _check_rate(cls, name, getattr(self, name))
+            check_rate(cls, name, getattr(self, name))
 
     def resolved(self, joint_names: list[str], camera_names: list[str]) -> RobotNodeConfig:
         """Fill empty joint/camera names (and their topics) from a backend's lists."""

@@ -43,10 +43,10 @@ from trajectory_msgs.msg import JointTrajectory
 from ros_bridge.config import (
     DEFAULT_CAMERAS,
     UR5E_2F85_JOINTS,
-    _check_names,
-    _check_rate,
-    _check_topic,
-    _image_topics,
+    check_names,
+    check_rate,
+    check_topic,
+    resolve_image_topics,
 )
 from ros_bridge.conversions import (
     float64_multi_array_to_numpy,
@@ -104,16 +104,16 @@ class RecorderConfig:
         cls = type(self).__name__
         self.joint_names = tuple(self.joint_names)
         self.camera_names = tuple(self.camera_names)
-        _check_names(cls, "joint_names", self.joint_names)
+        check_names(cls, "joint_names", self.joint_names)
         if len(self.joint_names) != 7:
             raise ValueError(
                 f"{cls}.joint_names needs 7 names (6 arm joints + gripper), got {self.joint_names}"
             )
         if self.camera_names:
-            _check_names(cls, "camera_names", self.camera_names)
-        self.image_topics = _image_topics(cls, self.camera_names, tuple(self.image_topics))
+            check_names(cls, "camera_names", self.camera_names)
+        self.image_topics = resolve_image_topics(cls, self.camera_names, tuple(self.image_topics))
         for i, topic in enumerate(self.image_topics):
-            _check_topic(cls, f"image_topics[{i}]", topic)
+            check_topic(cls, f"image_topics[{i}]", topic)
         for name in (
             "joint_state_topic",
             "command_topic",
@@ -121,10 +121,10 @@ class RecorderConfig:
             "control_topic",
             "status_topic",
         ):
-            _check_topic(cls, name, getattr(self, name))
+            check_topic(cls, name, getattr(self, name))
         if self.command_type not in COMMAND_TYPES:
             raise ValueError(f"{cls}.command_type must be one of {COMMAND_TYPES}, got {self.command_type!r}")
-        _check_rate(cls, "record_rate_hz", self.record_rate_hz)
+        check_rate(cls, "record_rate_hz", self.record_rate_hz)
         if not (math.isfinite(self.max_input_age_s) and self.max_input_age_s >= 0):
             raise ValueError(
                 f"{cls}.max_input_age_s must be >= 0 (0 = three periods), got {self.max_input_age_s!r}"

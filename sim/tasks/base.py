@@ -14,7 +14,7 @@ from typing import ClassVar
 import mujoco
 import numpy as np
 
-from sim.scene import PAD_GEOMS, PALETTE, PINCH_SITE, TABLE_GEOM, SceneConfig
+from sim.scene import PAD_GEOMS, PALETTE, PINCH_SITE, TABLE_GEOM, SceneConfig, add_box_object
 
 CUBE_HALF = 0.02  # 4 cm cubes: well inside the 2F-85's 85 mm stroke
 INSTRUCTION_CHARSET = string.ascii_letters + string.digits + " ,.'-"
@@ -109,6 +109,14 @@ class TaskConfig:
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+
+def add_cubes(spec: mujoco.MjSpec, n: int) -> list[str]:
+    """Add `n` free cubes ``cube0..`` in a row (reset() places and colours them); returns their names."""
+    names = [f"cube{i}" for i in range(n)]
+    for i, name in enumerate(names):
+        add_box_object(spec, name, CUBE_HALF, PALETTE.colours["red"], pos=(0.45, -0.1 + 0.1 * i, CUBE_HALF))
+    return names
 
 
 class Task:

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from sim.scene import PALETTE, add_box_object, add_pad
-from sim.tasks.base import CUBE_HALF, Task, TaskConfig
+from sim.scene import PALETTE, add_pad
+from sim.tasks.base import CUBE_HALF, Task, TaskConfig, add_cubes
 
 PAD_HALF = 0.04  # pads are 8 x 8 cm
 PAD_HALF_Z = 0.003
@@ -38,12 +38,8 @@ class PlaceCube(Task):
     cfg: PlaceCubeConfig
 
     def build(self, spec: mujoco.MjSpec) -> None:
-        self.cube_names = [f"cube{i}" for i in range(1 + self.cfg.n_distractors)]
+        self.cube_names = add_cubes(spec, 1 + self.cfg.n_distractors)
         self.pad_names = ["pad0", "pad1"]
-        for i, name in enumerate(self.cube_names):
-            add_box_object(
-                spec, name, CUBE_HALF, PALETTE.colours["red"], pos=(0.45, -0.1 + 0.1 * i, CUBE_HALF)
-            )
         for i, name in enumerate(self.pad_names):
             add_pad(spec, name, (PAD_HALF, PAD_HALF_Z), PALETTE.colours["blue"], pos=(0.55, -0.1 + 0.2 * i))
 

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from sim.scene import PALETTE, add_box_object
-from sim.tasks.base import CUBE_HALF, Task, TaskConfig
+from sim.tasks.base import CUBE_HALF, Task, TaskConfig, add_cubes
 
 TEMPLATES = (
     "stack the {a} cube on the {b} cube",
@@ -33,11 +32,7 @@ class StackCubes(Task):
     cfg: StackCubesConfig
 
     def build(self, spec: mujoco.MjSpec) -> None:
-        self.cube_names = [f"cube{i}" for i in range(2 + self.cfg.n_distractors)]
-        for i, name in enumerate(self.cube_names):
-            add_box_object(
-                spec, name, CUBE_HALF, PALETTE.colours["red"], pos=(0.45, -0.1 + 0.1 * i, CUBE_HALF)
-            )
+        self.cube_names = add_cubes(spec, 2 + self.cfg.n_distractors)
 
     @property
     def target(self) -> str:
