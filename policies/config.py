@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import torch
 
-TOKEN_POOLS = ("attention", "mean", "none")
+TOKEN_POOLS = ("attention", "spatial_softmax", "mean", "none")
 
 
 @dataclass(kw_only=True)
@@ -41,8 +41,14 @@ class PolicyConfig:
     n_tokens: int = 32
     # Front end that reduces many encoder tokens to a few: learned-query attention pooling,
     # a masked mean (one token), or none (all tokens go through; only heads that attend to them).
+    # "spatial_softmax" (instruction-conditioned keypoints per camera, `policies.layers.SpatialKeypoints`)
+    # needs the image token layout: n_cameras blocks of tokens_per_camera tokens (a square patch grid),
+    # then the text tokens. The entry point fills both from the encoder; n_pool_tokens is then the
+    # number of keypoints per camera.
     token_pool: str = "attention"
     n_pool_tokens: int = 8
+    n_cameras: int = 1
+    tokens_per_camera: int = 0
     # Attention pooling only: add a projection of the text tokens' mean to the pooling queries so
     # the instruction selects the image patches (needs `text_mask` in the batch). Off by default so
     # checkpoints written before it load unchanged. Ignored by "mean" (no queries) and "none" (the
@@ -68,7 +74,15 @@ class PolicyConfig:
             raise ValueError(
                 f"{type(self).__name__}.token_pool must be one of {TOKEN_POOLS}, got {self.token_pool!r}"
             )
-        if self.token_pool == "attention" and self.n_pool_tokens < 1:
+        if self.token_pool == "spatial_softmax":
+            n_img = self.n_cameras * self.tokens_per_camera
+            if self.n_cameras < 1 or self.tokens_per_camera < 1 or n_img > self.n_tokens:
+                raise ValueError(
+                    f"{type(self).__name__}: token_pool='spatial_softmax' needs n_cameras >= 1 and "
+                    f"tokens_per_camera >= 1 with n_cameras * tokens_per_camera <= n_tokens, got "
+                    f"{self.n_cameras}, {self.tokens_per_camera}, n_tokens={self.n_tokens}"
+                )
+        if self.token_pool in ("attention", "spatial_softmax") and self.n_pool_tokens < 1:
             raise ValueError(f"{type(self).__name__}.n_pool_tokens must be >= 1, got {self.n_pool_tokens}")
         if not 0.0 <= self.ema_max_decay < 1.0:
             raise ValueError(
@@ -100,7 +114,7 @@ class PolicyConfig:
 
         Returns tokens (B, n_tokens, token_dim), token_mask (B, n_tokens) with the last quarter of
         odd samples' tokens masked out (so masking is exercised), text_mask (B, n_tokens) marking
-        the valid tokens of the second half as text (image tokens first, then text, as the
+        the valid tokens of the second half (after the camera blocks, for spatial_softmax) as text (image tokens first, then text, as the
         pipeline lays them out), state (B, n_obs_steps, state_dim).
         """
         b, n = batch_size, self.n_tokens
@@ -108,7 +122,8 @@ class PolicyConfig:
         if n >= 4:
             mask[1::2, n - n // 4 :] = False
         text_mask = mask.clone()
-        text_mask[:, : n // 2] = False
+        n_img = self.n_cameras * self.tokens_per_camera if self.token_pool == "spatial_softmax" else n // 2
+        text_mask[:, :n_img] = False
         return {
             "tokens": torch.randn(b, n, self.token_dim, generator=generator),
             "token_mask": mask,

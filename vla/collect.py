@@ -6,14 +6,20 @@ with its instruction. Same config and seed -> same dataset (MuJoCo is determinis
 
 Per episode of T steps the store gets, time-aligned (observation at t, action applied at t):
 ``state (T, 7) f32``, ``qvel (T, 6) f32``, ``action (T, 7) f32``, ``image_<cam> (T, H, W, 3) u8``.
+
+With ``workers > 1`` episodes run in spawned worker processes (each builds its env once), and the main
+process alone appends them to the store, strictly in seed order: the dataset is the same as with one
+worker, only faster. Each attempt depends on its seed alone (``env.reset(seed)`` resets physics,
+appearance and the expert), which is what makes the split over processes exact.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -35,6 +41,8 @@ class CollectConfig:
         env_overrides: fields of the task's config dataclass (image size, cameras, randomization, ...).
         progress: show a tqdm progress bar.
         extra_meta: JSON-able provenance stored in the dataset attributes (e.g. the resolved config).
+        workers: processes running episodes; 1 runs them in this process. The stored dataset does not
+            depend on it (episodes are appended in seed order either way).
     """
 
     task: str = "pick_cube"
@@ -49,6 +57,7 @@ class CollectConfig:
     env_overrides: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
     extra_meta: dict[str, Any] = field(default_factory=dict)
+    workers: int = 1
 
     def __post_init__(self) -> None:
         if self.n_episodes < 1:
@@ -59,6 +68,8 @@ class CollectConfig:
             )
         if self.video_episodes < 0:
             raise ValueError(f"CollectConfig.video_episodes must be >= 0, got {self.video_episodes}")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+            raise ValueError(f"CollectConfig.workers must be an integer >= 1, got {self.workers!r}")
 
 
 @dataclass(frozen=True)
@@ -100,6 +111,115 @@ def run_episode(env, expert, seed: int, video_frames: list[np.ndarray] | None = 
     return {k: np.stack(v) for k, v in frames.items()}, success
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """One finished expert rollout, as a runner hands it back.
+
+    data: {key: (T, ...)} arrays (see module docstring); video: ``(T, R, R, 3)`` uint8 render-size front
+    frames when they were asked for, else None.
+    """
+
+    seed: int
+    data: dict[str, np.ndarray]
+    success: bool
+    instruction: str
+    video: np.ndarray | None
+
+
+def _rollout(env, expert, seed: int, want_video: bool) -> Attempt:
+    frames: list[np.ndarray] | None = [] if want_video else None
+    data, success = run_episode(env, expert, seed, frames)
+    video = np.stack(frames) if frames else None
+    return Attempt(seed, data, success, env.task.instruction, video)
+
+
+class _Runner(Protocol):
+    """Runs attempts in submission order: ``submit`` queues one, ``next`` returns the oldest."""
+
+    @property
+    def in_flight(self) -> int: ...
+    def submit(self, seed: int, want_video: bool) -> None: ...
+    def next(self) -> Attempt: ...
+    def close(self) -> None: ...
+
+
+class _SerialRunner:
+    """Runs each attempt in this process when it is asked for (workers=1)."""
+
+    def __init__(self, env, expert) -> None:
+        self.env, self.expert = env, expert
+        self._queue: deque[tuple[int, bool]] = deque()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._queue)
+
+    def submit(self, seed: int, want_video: bool) -> None:
+        self._queue.append((seed, want_video))
+
+    def next(self) -> Attempt:
+        seed, want_video = self._queue.popleft()
+        return _rollout(self.env, self.expert, seed, want_video)
+
+    def close(self) -> None:
+        self._queue.clear()
+
+
+# Per worker process: the env and expert built on its first attempt, reused for the following ones.
+_WORKER_ENV: dict[str, Any] = {}
+
+
+def _worker_attempt(task: str, env_overrides: dict[str, Any], seed: int, want_video: bool) -> Attempt:
+    """Worker-process entry point: one rollout with this process's env (built on first use)."""
+    if "env" not in _WORKER_ENV:
+        import sim
+
+        env = sim.make(task, **env_overrides)
+        _WORKER_ENV.update(env=env, expert=sim.make_expert(env))
+    return _rollout(_WORKER_ENV["env"], _WORKER_ENV["expert"], seed, want_video)
+
+
+class _PoolRunner:
+    """Runs attempts in ``workers`` spawned processes; ``next`` returns them in submission order.
+
+    "spawn" because MuJoCo's EGL/OSMesa contexts are not fork-safe. The caller bounds the number in
+    flight, so memory stays at a few episodes (a few MB each at 96 px) however long the collection.
+    """
+
+    def __init__(
+        self, task: str, env_overrides: dict[str, Any], workers: int, attempt_fn=_worker_attempt
+    ) -> None:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.task, self.env_overrides, self._fn = task, dict(env_overrides), attempt_fn
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+        self._pending: deque[tuple[int, Any]] = deque()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def submit(self, seed: int, want_video: bool) -> None:
+        fut = self._pool.submit(self._fn, self.task, self.env_overrides, seed, want_video)
+        self._pending.append((seed, fut))
+
+    def next(self) -> Attempt:
+        seed, fut = self._pending.popleft()
+        try:
+            return fut.result()
+        except Exception as err:  # a worker's exception (or a dead worker): name the episode
+            raise RuntimeError(
+                f"collect({self.task}): episode seed {seed} failed in a worker process: "
+                f"{type(err).__name__}: {err}"
+            ) from err
+
+    def close(self) -> None:
+        # Queued attempts are dropped; running ones finish (at most `workers`) before the pool exits.
+        self._pending.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def collect(cfg: CollectConfig) -> CollectResult:
     """Collect ``cfg.n_episodes`` expert episodes into a new zarr store (see module docstring)."""
     from tqdm import tqdm
@@ -107,12 +227,14 @@ def collect(cfg: CollectConfig) -> CollectResult:
     import sim
     from vla.data import DatasetMeta, ReplayBuffer
 
+    # Built in the main process with workers too: validates env_overrides before any worker starts and
+    # gives the dataset metadata; it only renders when workers == 1 (renderers are created lazily).
     env = sim.make(cfg.task, **cfg.env_overrides)
     if not env.cfg.render_images:
+        env.close()
         raise ValueError(
             f"CollectConfig.env_overrides: render_images=False stores no images (task {cfg.task})"
         )
-    expert = sim.make_expert(env)
     from sim.scene import ARM_JOINTS
 
     meta = DatasetMeta(
@@ -127,32 +249,53 @@ def collect(cfg: CollectConfig) -> CollectResult:
     max_attempts = cfg.max_attempts or 2 * cfg.n_episodes + 10
     video_path = Path(cfg.video_path) if cfg.video_path else Path(cfg.out).with_suffix(".mp4")
     video: list[np.ndarray] = []
-    n_saved = n_success = attempts = 0
+    n_saved = n_success = attempts = submitted = 0
+    # Two per worker keeps every worker busy while the main process writes the previous episode.
+    window = 1 if cfg.workers == 1 else 2 * cfg.workers
     t0 = time.perf_counter()
     bar = tqdm(total=cfg.n_episodes, desc=f"collect {cfg.task}", unit="ep", disable=not cfg.progress)
+    runner: _Runner | None = None
     try:
+        if cfg.workers == 1:
+            runner = _SerialRunner(env, sim.make_expert(env))
+        else:
+            runner = _PoolRunner(cfg.task, cfg.env_overrides, cfg.workers)
         while n_saved < cfg.n_episodes:
-            if attempts >= max_attempts:
+            # Never more in flight than episodes still needed: if they all succeed we are done, so no
+            # attempt runs that one worker would not have run (same n_attempts, never > n_episodes).
+            while (
+                runner.in_flight < window
+                and submitted < max_attempts
+                and n_saved + runner.in_flight < cfg.n_episodes
+            ):
+                # Frames for every attempt that may become one of the first `video_episodes` stored.
+                runner.submit(cfg.seed + submitted, want_video=n_saved < cfg.video_episodes)
+                submitted += 1
+            if runner.in_flight == 0:
                 raise RuntimeError(
                     f"collect({cfg.task}): only {n_saved}/{cfg.n_episodes} episodes after {attempts} attempts "
                     f"(expert success {n_success}/{attempts}); raise max_attempts or set keep_failures"
                 )
-            seed = cfg.seed + attempts
+            ep = runner.next()
             attempts += 1
-            frames = video if n_saved < cfg.video_episodes else None
-            mark = len(video)
-            data, success = run_episode(env, expert, seed, frames)
-            n_success += success
-            if success or cfg.keep_failures:
-                info = {"task": cfg.task, "seed": seed, "success": success, "length": len(data["action"])}
-                rb.add_episode(data, instruction=env.task.instruction, info=info)
+            n_success += ep.success
+            if ep.success or cfg.keep_failures:
+                info = {
+                    "task": cfg.task,
+                    "seed": ep.seed,
+                    "success": ep.success,
+                    "length": len(ep.data["action"]),
+                }
+                rb.add_episode(ep.data, instruction=ep.instruction, info=info)
+                if n_saved < cfg.video_episodes and ep.video is not None:
+                    video.extend(ep.video)  # only stored episodes go in the video
                 n_saved += 1
                 bar.update(1)
-            elif frames is not None:
-                del video[mark:]  # only stored episodes go in the video
             bar.set_postfix(success=f"{n_success}/{attempts}")
     finally:
         bar.close()
+        if runner is not None:
+            runner.close()
         env.close()
     seconds = time.perf_counter() - t0
     written = None

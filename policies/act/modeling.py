@@ -40,7 +40,8 @@ class TransformerPolicy(Policy):
         c = config
         d = c.d_model
         self.pool = TokenPool(
-            c.token_pool, c.token_dim, d, c.n_pool_tokens, c.n_heads, text_cond=c.pool_text_cond
+            c.token_pool, c.token_dim, d, c.n_pool_tokens, c.n_heads, text_cond=c.pool_text_cond,
+            n_cameras=c.n_cameras, tokens_per_camera=c.tokens_per_camera,
         )
         # Learned positions only where the token count is fixed (attention pooling); otherwise
         # the encoder tokens carry their own positional information.

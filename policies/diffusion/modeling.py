@@ -22,7 +22,8 @@ class DiffusionPolicy(Policy):
         super().__init__(config)
         c = config
         self.pool = TokenPool(
-            c.token_pool, c.token_dim, c.d_model, c.n_pool_tokens, c.n_heads, text_cond=c.pool_text_cond
+            c.token_pool, c.token_dim, c.d_model, c.n_pool_tokens, c.n_heads, text_cond=c.pool_text_cond,
+            n_cameras=c.n_cameras, tokens_per_camera=c.tokens_per_camera,
         )
         if c.denoiser == "unet":
             # Global condition = flattened pooled tokens + flattened state history.

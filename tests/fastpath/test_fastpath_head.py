@@ -35,9 +35,11 @@ def test_static_buffers_equal_eager_and_restore(kind: str) -> None:
     obs1 = {k: v[:1] for k, v in obs.items()}
     torch.testing.assert_close(_predict(head, obs1), _predict(make_head(kind), obs1), rtol=0, atol=0)
     sigs = {k: g.n_signatures for k, g in fast.graphs.items()}
+    # The observation carries a text mask, so it is a graph input ("_text") and never dropped.
+    assert "text_mask" in obs
     expect = {
-        "diffusion": {"_condition", "_denoise"},
-        "transformer": {"_forward_latent" if "vae" in kind else "_forward"},
+        "diffusion": {"_condition_text", "_denoise"},
+        "transformer": {"_forward_text_latent" if "vae" in kind else "_forward_text"},
     }
     assert set(sigs) == expect[head.name]
     assert all(n == 2 for n in sigs.values()), sigs

@@ -35,6 +35,9 @@ VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
     ("transformer-nopool", "transformer", {"token_pool": "none"}),
     ("diffusion-unet-textpool", "diffusion", {"denoiser": "unet", "pool_text_cond": True}),
     ("transformer-textpool", "transformer", {"pool_text_cond": True}),
+    ("diffusion-unet-spatial", "diffusion", {"token_pool": "spatial_softmax", "tokens_per_camera": 4}),
+    ("diffusion-transformer-spatial", "diffusion", {"denoiser": "transformer", "token_pool": "spatial_softmax", "tokens_per_camera": 4}),
+    ("transformer-spatial", "transformer", {"token_pool": "spatial_softmax", "tokens_per_camera": 4}),
 ]
 
 

@@ -22,6 +22,8 @@ SHAPE_FIELDS = {
     "horizon",
     "n_action_steps",
     "n_tokens",
+    "n_cameras",
+    "tokens_per_camera",
 }
 
 

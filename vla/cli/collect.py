@@ -33,6 +33,7 @@ def to_collect_config(cfg: DictConfig) -> CollectConfig:
         env_overrides=overrides,
         progress=bool(resolved.get("progress", True)),
         extra_meta={"collect_config": resolved},
+        workers=resolved.get("workers", 1),  # CollectConfig validates it (an int >= 1)
     )
 
 

@@ -30,16 +30,22 @@ log = logging.getLogger(__name__)
 HOOKS = {"diffusion": ("_condition", "_denoise"), "transformer": ("_forward",)}
 
 
-def _obs_fn(orig: Callable[..., Any]) -> Callable[..., Any]:
+def _obs_fn(orig: Callable[..., Any], with_text: bool) -> Callable[..., Any]:
+    if with_text:
+        return lambda tokens, mask, text_mask: orig(
+            {"tokens": tokens, "token_mask": mask, "text_mask": text_mask}
+        )
     return lambda tokens, mask: orig({"tokens": tokens, "token_mask": mask})
 
 
-def _forward_fn(orig: Callable[..., Any], with_latent: bool) -> Callable[..., Any]:
-    if with_latent:
-        return lambda tokens, mask, state, latent: orig(
-            {"tokens": tokens, "token_mask": mask, "state": state}, latent
-        )
-    return lambda tokens, mask, state: orig({"tokens": tokens, "token_mask": mask, "state": state}, None)
+def _forward_fn(orig: Callable[..., Any], with_latent: bool, with_text: bool) -> Callable[..., Any]:
+    def fn(tokens: torch.Tensor, mask: torch.Tensor, state: torch.Tensor, *rest: torch.Tensor) -> Any:
+        obs = {"tokens": tokens, "token_mask": mask, "state": state}
+        if with_text:
+            obs["text_mask"] = rest[0]
+        return orig(obs, rest[-1] if with_latent else None)
+
+    return fn
 
 
 class FastHead:
@@ -69,13 +75,6 @@ class FastHead:
             return
         if name not in HOOKS:
             raise ValueError(f"FastHead: no fast path for head {name!r}; known heads {sorted(HOOKS)}")
-        if getattr(getattr(head, "config", None), "pool_text_cond", False):
-            # The hooked functions take tokens + token_mask only: the text mask would be dropped
-            # and the instruction silently ignored. Refuse rather than run a different policy.
-            raise NotImplementedError(
-                f"FastHead: backend={backend!r} does not support pool_text_cond=true heads yet; "
-                "use backend='eager' (FastPathConfig.eager()) for this checkpoint"
-            )
         if backend == "cuda_graph":
             dev = next(head.parameters()).device
             if dev.type != "cuda":
@@ -106,20 +105,37 @@ class FastHead:
     def _wrap(
         self, attr: str, orig: Callable[..., Any], warmup: int, mode: str, backend: str
     ) -> Callable[..., Any]:
-        if attr == "_condition":
-            run = self._accel(attr, _obs_fn(orig), warmup, mode, backend)
-            return lambda obs: run(obs["tokens"], obs["token_mask"])
         if attr == "_denoise":
             return self._accel(attr, orig, warmup, mode, backend)
-        # _forward(obs, latent): separate functions (graphs) with and without a latent, built on first use.
+        # The observation may carry a text mask (instruction-conditioned front ends read it) and the
+        # transformer a CVAE latent: one function (graph) per combination, built on first use, so
+        # every tensor the head reads is a graph input and none is silently dropped.
         cache: dict[str, Callable[..., Any]] = {}
 
-        def forward(obs: dict[str, torch.Tensor], latent: torch.Tensor | None) -> torch.Tensor:
-            key = "_forward" if latent is None else "_forward_latent"
+        def get(key: str, make: Callable[[], Callable[..., Any]]) -> Callable[..., Any]:
             if key not in cache:
-                cache[key] = self._accel(key, _forward_fn(orig, latent is not None), warmup, mode, backend)
-            args = (obs["tokens"], obs["token_mask"], obs["state"])
-            return cache[key](*args) if latent is None else cache[key](*args, latent)
+                cache[key] = self._accel(key, make(), warmup, mode, backend)
+            return cache[key]
+
+        if attr == "_condition":
+
+            def condition(obs: dict[str, torch.Tensor]) -> Any:
+                text = obs.get("text_mask")
+                if text is None:
+                    return get("_condition", lambda: _obs_fn(orig, False))(obs["tokens"], obs["token_mask"])
+                run = get("_condition_text", lambda: _obs_fn(orig, True))
+                return run(obs["tokens"], obs["token_mask"], text)
+
+            return condition
+
+        def forward(obs: dict[str, torch.Tensor], latent: torch.Tensor | None) -> torch.Tensor:
+            text = obs.get("text_mask")
+            key = "_forward" + ("_text" if text is not None else "") + ("_latent" if latent is not None else "")
+            run = get(key, lambda: _forward_fn(orig, latent is not None, text is not None))
+            args = [obs["tokens"], obs["token_mask"], obs["state"]]
+            args += [text] if text is not None else []
+            args += [latent] if latent is not None else []
+            return run(*args)
 
         return forward
 

@@ -27,8 +27,8 @@ class TrainJob:
     """Everything a training run needs (typed; no Hydra).
 
     policy_name / policy_values: registry name and config fields of the head (shape fields are
-        filled from the data: token_dim, state_dim, action_dim, n_tokens, n_obs_steps, horizon,
-        n_action_steps).
+        filled from the data: token_dim, state_dim, action_dim, n_tokens, n_cameras, tokens_per_camera,
+        n_obs_steps, horizon, n_action_steps).
     eval_episodes / eval_every: closed-loop simulator evaluation of the inference copy (0: none).
     eval_task / eval_env: the simulator task and its config overrides (default: the dataset's task).
     """
@@ -72,6 +72,8 @@ def run_training(job: TrainJob) -> TrainOutcome:
         state_dim=data.state_dim,
         action_dim=data.action_dim,
         n_tokens=data.n_tokens,
+        n_cameras=len(data.cameras),
+        tokens_per_camera=encoder.tokens_per_image,
         n_obs_steps=job.data.n_obs_steps,
         horizon=job.data.horizon,
         n_action_steps=job.n_action_steps,
