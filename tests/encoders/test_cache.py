@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from vla.data import DatasetMeta, ReplayBuffer
+from vla.data import DatasetError, DatasetMeta, ReplayBuffer
 from vla.encoders import EncoderConfig, build_encoder
 from vla.encoders.cache import EmbeddingStore, StaleEmbeddingsError, precompute_embeddings
 
@@ -132,3 +132,49 @@ def test_interrupted_run_is_not_reused(dataset, tiny_dirs) -> None:
         EmbeddingStore(rb, enc.fingerprint)
     precompute_embeddings(rb, enc, batch_size=4)
     EmbeddingStore(rb, enc.fingerprint)
+
+
+@pytest.mark.parametrize(("direct_reads", "prefetch"), [(True, True), (True, False), (False, True)])
+def test_read_and_io_paths_store_identical_bytes(
+    direct_reads: bool, prefetch: bool, dataset, tiny_dirs
+) -> None:
+    """Direct chunk reads and the I/O thread change the speed only: same arrays, chunks and attrs."""
+    enc = build("siglip", tiny_dirs["siglip"])
+    rb = ReplayBuffer.open(dataset, mode="a")
+
+    def stored() -> tuple[dict, dict, dict]:
+        g = rb.root["embeddings"][enc.fingerprint]
+        keys = sorted(g.array_keys())
+        return {k: np.asarray(g[k][:]) for k in keys}, {k: g[k].chunks for k in keys}, dict(g.attrs)
+
+    # batch 5 over 12 frames: a short last batch that is not a whole chunk
+    precompute_embeddings(rb, enc, batch_size=5, direct_reads=False, prefetch=False)
+    want = stored()
+    seen: list[int] = []
+    precompute_embeddings(
+        rb,
+        enc,
+        batch_size=5,
+        overwrite=True,
+        direct_reads=direct_reads,
+        prefetch=prefetch,
+        progress=lambda done, total: seen.append(done),
+    )
+    got = stored()
+    assert got[0].keys() == want[0].keys() == {"image_front", "image_wrist", "text", "text_mask"}
+    for k in want[0]:
+        assert got[0][k].dtype == want[0][k].dtype
+        assert np.array_equal(got[0][k].view(np.uint8), want[0][k].view(np.uint8)), k
+    assert got[1:] == want[1:]
+    assert seen == [5, 10, 12]  # frames written, in order, after each batch's write
+
+
+def test_read_error_in_io_thread_surfaces_and_leaves_group_incomplete(dataset, tiny_dirs) -> None:
+    enc = build("siglip", tiny_dirs["siglip"])
+    rb = ReplayBuffer.open(dataset, mode="a")
+    bad = dataset / "data" / "image_wrist" / "c" / "9" / "0" / "0" / "0"
+    bad.write_bytes(b"not a blosc chunk")
+    with pytest.raises(DatasetError, match=r"image_wrist/c/9/0/0/0.*frame 9"):
+        precompute_embeddings(rb, enc, batch_size=4, prefetch=True)
+    with pytest.raises(StaleEmbeddingsError, match="incomplete"):
+        EmbeddingStore(rb, enc.fingerprint)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 from vla.data import DatasetMeta, ReplayBuffer
@@ -36,7 +37,14 @@ def test_vla_embed_fills_the_store(tmp_path, tiny_dirs) -> None:
     ]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name="embed", overrides=overrides)
-    fp = run(cfg)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        fp = run(cfg)
+        # configs/embed.yaml threads=1: torch's one-per-core default ran 8x slower on a shared CPU
+        assert torch.get_num_threads() == cfg.threads == 1
+    finally:
+        torch.set_num_threads(before)
     enc = build_encoder(encoder_config(cfg))
     assert fp == enc.fingerprint
     store = EmbeddingStore(ReplayBuffer.open(path), fp)

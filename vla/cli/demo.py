@@ -93,6 +93,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 f"n_episodes={r['n_demos']}",
                 f"out={dataset}",
                 f"seed={r['collect_seed']}",
+                f"workers={r['collect_workers']}",
                 "overwrite=true",
             ]
         )

@@ -9,12 +9,13 @@ with `vla.encoders.cache.EmbeddingStore(rb, encoder.fingerprint)`.
 
 from __future__ import annotations
 
-import sys
 import time
 
 import hydra
+import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
 
 from vla.encoders import EncoderConfig, build_encoder
 from vla.encoders.cache import precompute_embeddings
@@ -39,24 +40,42 @@ def run(cfg: DictConfig) -> str:
         raise SystemExit(
             "vla-embed: set dataset=<path of a ReplayBuffer zarr store> (configs/embed.yaml: dataset)"
         )
+    if cfg.get("threads"):
+        # Before the encoder is built: torch's default (one thread per core) collapses when another
+        # process holds a core (OpenMP barriers spin), measured 8x slower on the shared 2-core CPU.
+        torch.set_num_threads(int(cfg.threads))
     enc = build_encoder(encoder_config(cfg))
     rb = ReplayBuffer.open(cfg.dataset, mode="a")
-    t0 = time.time()
+    n_cams = len(rb.meta.camera_names)
+    bar: tqdm | None = None
+    t0 = time.perf_counter()
 
     def progress(done: int, total: int) -> None:
-        rate = done / max(time.time() - t0, 1e-9)
-        print(f"\r{done}/{total} frames  {rate:.1f} frames/s", end="", file=sys.stderr, flush=True)
+        # Camera frames (observations x cameras), the unit of benchmarks/bench_encoder.py's frames/s.
+        nonlocal bar
+        if bar is None:  # created on the first batch: an up-to-date store prints no empty bar
+            bar = tqdm(total=total * n_cams, unit="frame", desc="vla-embed", dynamic_ncols=True)
+        bar.update(done * n_cams - bar.n)
 
-    fp = precompute_embeddings(
-        rb,
-        enc,
-        batch_size=int(cfg.batch_size),
-        dtype=str(cfg.dtype),
-        overwrite=bool(cfg.overwrite),
-        progress=progress,
+    try:
+        fp = precompute_embeddings(
+            rb,
+            enc,
+            batch_size=int(cfg.batch_size),
+            dtype=str(cfg.dtype),
+            overwrite=bool(cfg.overwrite),
+            progress=progress,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    dt = time.perf_counter() - t0
+    how = (
+        f"{dt:.1f} s, {rb.n_frames * n_cams / dt:.0f} frames/s, {torch.get_num_threads()} torch threads"
+        if bar is not None
+        else "already up to date"
     )
-    print(file=sys.stderr)
-    print(f"embeddings/{fp}: {rb.n_frames} frames x {len(rb.meta.camera_names)} cameras in {cfg.dataset}")
+    print(f"embeddings/{fp}: {rb.n_frames} frames x {n_cams} cameras in {cfg.dataset} ({how})")
     return fp
 
 
