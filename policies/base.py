@@ -47,6 +47,21 @@ class Policy(nn.Module, ABC):
     def reset(self) -> None:
         """Forget per-episode state. The heads here are stateless between chunks; kept for the contract."""
 
+    def augment_state(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Training-time state noise: a shallow copy of `batch` with N(0, state_noise_std^2) added to
+        the normalized state (B, To, Ds), each step independently; `batch` itself is not mutated.
+
+        Why: in demonstrations the state history already says where the arm is heading, so a head
+        can copy the motion from it and ignore the images (the "copycat" shortcut of behaviour
+        cloning with proprioception). Independent noise per step hides the velocity and blurs the
+        position, so the target must come from the image tokens.
+        """
+        std = float(self.config.state_noise_std)
+        if std <= 0 or not self.training:
+            return batch
+        state = batch["state"]
+        return {**batch, "state": state + torch.randn_like(state) * std}
+
     # ------------------------------------------------------------------ shared checks
     def check_inputs(self, batch: dict[str, torch.Tensor], need_action: bool) -> None:
         """Raise a ValueError naming the key when a batch does not match the config's shapes."""

@@ -54,6 +54,8 @@ class PolicyConfig:
     # checkpoints written before it load unchanged. Ignored by "mean" (no queries) and "none" (the
     # head attends to the text tokens itself), so experiment overrides may turn it on for any pool.
     pool_text_cond: bool = False
+    # Gaussian noise (normalized units) added to the state in compute_loss only (Policy.augment_state).
+    state_noise_std: float = 0.0
     # EMA of the weights, maintained by the trainer and used for inference.
     use_ema: bool = False
     ema_power: float = 0.75
@@ -87,6 +89,10 @@ class PolicyConfig:
         if not 0.0 <= self.ema_max_decay < 1.0:
             raise ValueError(
                 f"{type(self).__name__}.ema_max_decay must be in [0, 1), got {self.ema_max_decay}"
+            )
+        if self.state_noise_std < 0:
+            raise ValueError(
+                f"{type(self).__name__}.state_noise_std must be >= 0, got {self.state_noise_std}"
             )
         if self.ema_power <= 0:
             raise ValueError(f"{type(self).__name__}.ema_power must be > 0, got {self.ema_power}")

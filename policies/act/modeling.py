@@ -103,6 +103,7 @@ class TransformerPolicy(Policy):
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """L1 between predicted and demonstrated chunk (+ kl_weight * KL with the CVAE)."""
         self.check_inputs(batch, need_action=True)
+        batch = self.augment_state(batch)
         latent = None
         kl = None
         if self.config.use_vae:

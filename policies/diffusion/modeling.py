@@ -84,6 +84,7 @@ class DiffusionPolicy(Policy):
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """MSE between the denoiser output and its target (noise or clean chunk) at random timesteps."""
         self.check_inputs(batch, need_action=True)
+        batch = self.augment_state(batch)
         action = batch["action"]
         b = action.shape[0]
         pooled, pooled_mask = self._condition(batch)

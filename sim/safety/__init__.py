@@ -9,7 +9,7 @@ check), ``verdict`` (results), ``gate`` (safe prefix, hold, best-of-K), ``scorin
 """
 
 from sim.safety.config import SafetyConfig, load_safety_config, safety_config_from_dict
-from sim.safety.gate import GateDecision, GateStats, SafetyGate
+from sim.safety.gate import GateDecision, GateStats, SafetyGate, limit_target_steps
 from sim.safety.scoring import task_progress_score
 from sim.safety.verdict import CHECKS, Verdict, Violation
 from sim.safety.world_model import WorldModel
@@ -23,6 +23,7 @@ __all__ = [
     "Verdict",
     "Violation",
     "WorldModel",
+    "limit_target_steps",
     "load_safety_config",
     "safety_config_from_dict",
     "task_progress_score",

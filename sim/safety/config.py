@@ -188,16 +188,36 @@ class GateOptions:
         nthread: rollout threads for best-of-K (0: run on the calling thread).
         reference: default best-of-K score when no task score is given: prefer the candidate closest
             to the ``"first"`` candidate (the policy's own sample) or to the ``"mean"`` of all.
+        max_target_step: rate limiter on the arm targets [rad per control step], one value per arm
+            joint (a single number applies to all six); ``None`` turns it off. Before a chunk is
+            checked, each target may move at most this far from the previous one (the first from
+            where the servo is heading now), like ros2_control's ``JointSaturationLimiter`` or
+            libfranka's ``limitRate``: a policy's first target 0.2-0.3 rad from a resting arm then
+            becomes a short ramp instead of a servo step that breaks the acceleration limit. The
+            gripper column is never limited. See :func:`sim.safety.gate.limit_target_steps`.
     """
 
     nthread: int = 2
     reference: str = "first"
+    max_target_step: tuple[float, ...] | float | None = None
 
     def __post_init__(self) -> None:
         if self.nthread < 0:
             raise ValueError(f"gate.nthread must be >= 0, got {self.nthread}")
         if self.reference not in ("first", "mean"):
             raise ValueError(f"gate.reference must be 'first' or 'mean', got {self.reference!r}")
+        s = self.max_target_step
+        if s is None:
+            return
+        if isinstance(s, int | float) and not isinstance(s, bool):
+            s = (float(s),) * N_ARM
+        if not isinstance(s, tuple | list):
+            raise TypeError(f"gate.max_target_step must be null, a number or {N_ARM} numbers, got {s!r}")
+        s = tuple(float(v) for v in s)
+        _check_vec("gate", "max_target_step", s, N_ARM)
+        if any(v <= 0 for v in s):
+            raise ValueError(f"gate.max_target_step must be > 0 rad per step (null: off), got {s}")
+        object.__setattr__(self, "max_target_step", s)
 
 
 @dataclass(frozen=True)
@@ -263,7 +283,21 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             raise ValueError(f"{where}: expected {len(args)} items, got {len(value)}")
         return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
     if origin in (typing.Union, types.UnionType):
-        raise TypeError(f"{where}: union types are not supported")
+        # ``X | Y | None``: null where allowed, else the first member type the value converts to.
+        args = typing.get_args(tp)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise TypeError(f"{where}: null is not allowed")
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(arg, value, where)
+            except (TypeError, ValueError) as err:
+                errors.append(str(err))
+        raise TypeError(f"{where}: {value!r} matches none of {tp}: " + "; ".join(errors))
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise TypeError(f"{where}: expected a number, got {value!r}")

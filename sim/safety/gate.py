@@ -5,6 +5,10 @@
     robot.execute(decision.actions)                # (K, 7): safe prefix, or the 1-step hold command
     i, decision, verdicts = gate.select(q, qd, candidates)   # best-of-K, candidates (K, H, 7)
 
+With ``gate.max_target_step`` set, ``filter``, ``select`` and ``as_checker`` first rate-limit the arm
+targets (:func:`limit_target_steps`, like ros2_control's ``JointSaturationLimiter``): the limited chunk
+is what is simulated, checked and returned. ``check`` judges the chunk exactly as given.
+
 In simulation build it from the environment (``SafetyGate.for_env(env, cfg)``) and pass
 ``full_state=gate.env_state(env)`` so objects are simulated too; score candidates with
 :func:`sim.safety.scoring.task_progress_score`.
@@ -36,6 +40,35 @@ COLLISION_METHODS = ("sensors", "twin")
 ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
+def limit_target_steps(q: np.ndarray, chunk: np.ndarray, max_step: float | np.ndarray) -> np.ndarray:
+    """Rate-limit the arm targets of a chunk: ``a'_k = a'_{k-1} + clip(a_k - a'_{k-1}, -s, +s)``.
+
+    Args:
+        q: ``(6,)`` or ``(7,)``: where the arm's targets start, ``a'_{-1}`` (only the 6 arm joints are
+            used; the gate passes the target the servo is tracking now, see
+            :meth:`SafetyGate.limit_targets`).
+        chunk: ``(H, 7)`` joint targets [rad] + gripper command, finite.
+        max_step: largest target change per control step [rad], a number or ``(6,)`` per arm joint.
+    Returns:
+        ``(H, 7)`` float64, a new array: the limited arm targets and the gripper column unchanged.
+        Targets already within ``max_step`` of their predecessor come out bit-identical.
+    """
+    a = np.array(chunk, dtype=np.float64)
+    if a.ndim != 2 or a.shape[1] != 7:
+        raise ValueError(f"chunk must be (H, 7), got {a.shape}")
+    s = np.broadcast_to(np.asarray(max_step, np.float64), (6,))
+    if not np.all(s > 0):
+        raise ValueError(f"max_step must be > 0, got {max_step}")
+    prev = np.asarray(q, np.float64).reshape(-1)[:6]
+    for k in range(len(a)):
+        d = a[k, :6] - prev
+        over = np.abs(d) > s
+        if over.any():  # only clipped joints change, so an in-limit chunk is returned exactly
+            a[k, :6] = np.where(over, prev + np.clip(d, -s, s), a[k, :6])
+        prev = a[k, :6]
+    return a
+
+
 @dataclass(frozen=True)
 class GateDecision:
     """What to execute.
@@ -44,14 +77,17 @@ class GateDecision:
         actions: ``(K, 7)`` float32, finite: the safe prefix (``K >= 1``), or when ``hold`` a single
             command holding the current joint positions and gripper.
         hold: the first step was unsafe; the robot should stay where it is.
-        reason: ``"safe"``, or the first violation in words.
-        verdict: the full :class:`Verdict` of the (chosen) chunk.
+        reason: ``"safe"``, or the first violation in words; when the rate limiter changed the chunk
+            a note follows (``"...; targets rate-limited: ..."``).
+        verdict: the full :class:`Verdict` of the (chosen, rate-limited) chunk.
+        limited: the rate limiter (``gate.max_target_step``) changed the chunk before it was checked.
     """
 
     actions: np.ndarray
     hold: bool
     reason: str
     verdict: Verdict
+    limited: bool = False
 
     @property
     def status(self) -> str:
@@ -69,10 +105,12 @@ class GateStats:
     held: int = 0
     steps_proposed: int = 0
     steps_passed: int = 0
+    limited: int = 0  # chunks the rate limiter changed before checking
     by_check: dict[str, int] = field(default_factory=dict)
 
     def record(self, decision: GateDecision) -> None:
         self.chunks += 1
+        self.limited += int(decision.limited)
         self.steps_proposed += decision.verdict.horizon
         if decision.hold:
             self.held += 1
@@ -93,6 +131,7 @@ class GateStats:
             "held": self.held,
             "steps_proposed": self.steps_proposed,
             "steps_passed": self.steps_passed,
+            "limited": self.limited,
             "by_check": dict(self.by_check),
         }
 
@@ -132,6 +171,8 @@ class SafetyGate:
         self._rollout = rollout.Rollout(nthread=nthread)
         self._datas = [mujoco.MjData(self.wm.model) for _ in range(max(1, nthread))]
         self._buffers: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        s = cfg.gate.max_target_step
+        self._max_step = None if s is None else np.asarray(s, np.float64)
 
     @classmethod
     def for_env(
@@ -191,16 +232,37 @@ class SafetyGate:
         return state, sens
 
     def _pre_checks(
-        self, q: np.ndarray, chunk: object, horizon: int | None = None
+        self, q: np.ndarray, chunk: object, horizon: int | None = None, qd: np.ndarray | None = None
     ) -> tuple[np.ndarray | None, list]:
+        """Checks on the targets; with ``qd`` given (and the limiter on) the returned chunk is rate-limited.
+
+        The jump check judges the policy's own first target (a chunk that does not start near the
+        robot means the policy lost track of it; the limiter must not hide that), the target limits
+        judge what will be executed.
+        """
         bad = checks.check_action_shape(chunk, horizon)
         if bad is not None:
             return None, [bad]
-        a = np.asarray(chunk, np.float64)
+        raw = np.asarray(chunk, np.float64)
+        a = raw if qd is None else self.limit_targets(q, qd, raw)
         return a, [
             checks.check_target_limits(self.cfg, self.wm, a),
-            checks.check_jump(self.cfg, self.wm, q, a),
+            checks.check_jump(self.cfg, self.wm, q, raw),
         ]
+
+    def limit_targets(self, q: np.ndarray, qd: np.ndarray, chunk: np.ndarray) -> np.ndarray:
+        """``chunk (H, 7)`` rate-limited by ``gate.max_target_step`` (unchanged when it is off), float64.
+
+        The first target is limited relative to the target the servo is tracking now, estimated as
+        ``q + servo_lag * qd``: a position servo trails a moving target by ``(kv / kp) * velocity``
+        (0.2 s for the UR5e servos), so at rest this is ``q`` and a moving arm is not braked. The
+        world-model check that follows judges the result either way.
+        """
+        a = np.asarray(chunk, np.float64)
+        if self._max_step is None:
+            return a
+        anchor = np.asarray(q, np.float64)[:6] + self.wm.servo_lag_s * np.asarray(qd, np.float64)[:6]
+        return limit_target_steps(anchor, a, self._max_step)
 
     def _judge(
         self, init: np.ndarray, a: np.ndarray, pre: list, state: np.ndarray, sens: np.ndarray
@@ -235,27 +297,38 @@ class SafetyGate:
     ) -> Verdict:
         """Verdict on one chunk ``(H, 7)`` from the current ``q (7,)``, ``qd (6,)`` (no counters)."""
         q, qd = self._check_q(q, qd)
-        a, pre = self._pre_checks(q, chunk)
+        return self._verdict(q, qd, chunk, full_state, limit=False)[1]
+
+    def _verdict(
+        self, q: np.ndarray, qd: np.ndarray, chunk: object, full_state: np.ndarray | None, limit: bool
+    ) -> tuple[np.ndarray | None, Verdict]:
+        """``(checked chunk (H, 7) or None when invalid, its verdict)``; ``limit``: rate-limit it first."""
+        a, pre = self._pre_checks(q, chunk, qd=qd if limit else None)
         if a is None:
-            return make_verdict(max(1, _rows(chunk)), pre)
+            return None, make_verdict(max(1, _rows(chunk)), pre)
         init = self._initial_state(q, qd, full_state)
         state, sens = self._simulate(init, a[None])
-        return self._judge(init, a, pre, state[0], sens[0])
+        return a, self._judge(init, a, pre, state[0], sens[0])
 
-    def _decide(self, q: np.ndarray, chunk: object, verdict: Verdict) -> GateDecision:
+    def _decide(self, q: np.ndarray, chunk: object, verdict: Verdict, raw: object = None) -> GateDecision:
+        """Safe prefix of the checked ``chunk`` or a hold; ``raw``: the policy's chunk before rate-limiting."""
         k = verdict.safe_steps
+        note = _limit_note(raw, chunk, self.wm.joint_names) if raw is not None else ""
+        reason = verdict.reason() + (f"; {note}" if note else "")
         if k == 0:
             hold = q.astype(np.float32)[None].copy()
-            return GateDecision(hold, True, f"hold: {verdict.reason()}", verdict)
+            return GateDecision(hold, True, f"hold: {reason}", verdict, limited=bool(note))
         prefix = np.asarray(chunk, np.float32)[:k].copy()
-        return GateDecision(prefix, False, verdict.reason(), verdict)
+        return GateDecision(prefix, False, reason, verdict, limited=bool(note))
 
     def filter(
         self, q: np.ndarray, qd: np.ndarray, chunk: np.ndarray, full_state: np.ndarray | None = None
     ) -> GateDecision:
-        """Safe prefix of ``chunk (H, 7)``, or a hold command when its first step is unsafe. Counts it."""
+        """Safe prefix of ``chunk (H, 7)`` (rate-limited when ``gate.max_target_step`` is set), or a hold
+        command when its first step is unsafe. Counts it."""
         q, qd = self._check_q(q, qd)
-        decision = self._decide(q, chunk, self.check(q, qd, chunk, full_state))
+        a, verdict = self._verdict(q, qd, chunk, full_state, limit=True)
+        decision = self._decide(q, chunk if a is None else a, verdict, raw=None if a is None else chunk)
         self.stats.record(decision)
         return decision
 
@@ -270,6 +343,9 @@ class SafetyGate:
         """Best-of-K: simulate ``candidates (K, H, 7)`` in parallel, return the chosen index, its decision
         and every candidate's verdict.
 
+        Each candidate is rate-limited first (``gate.max_target_step``); verdicts, scores and the
+        returned actions are those of the limited candidates.
+
         Choice: among fully safe candidates the best ``score_fn`` score (default: closest to the
         reference candidate, see ``GateOptions.reference``); if none is fully safe, the longest safe
         prefix (ties: best score); if every candidate's first step is unsafe, hold.
@@ -281,7 +357,10 @@ class SafetyGate:
                 f"candidates must be a (K, H, 7) array, got {getattr(cand, 'shape', type(candidates))}"
             )
         kk, horizon = cand.shape[:2]
-        pres = [self._pre_checks(q, cand[i], horizon) for i in range(kk)]
+        raw = cand
+        pres = [self._pre_checks(q, cand[i], horizon, qd=qd) for i in range(kk)]
+        # From here on every candidate is the chunk that would execute (rate-limited if valid).
+        cand = np.stack([cand[i] if pres[i][0] is None else pres[i][0] for i in range(kk)])
         valid = [i for i in range(kk) if pres[i][0] is not None]
         verdicts: list[Verdict] = [make_verdict(horizon, pres[i][1]) for i in range(kk)]
         init = self._initial_state(q, qd, full_state)
@@ -306,7 +385,7 @@ class SafetyGate:
                 scores[ok] = np.where(np.isfinite(s), s, -np.inf)
         # Lexicographic: longest safe prefix first (full chunks win), then score, then lowest index.
         best = max(range(kk), key=lambda i: (safe_len[i], scores[i], -i))
-        decision = self._decide(q, cand[best], verdicts[best])
+        decision = self._decide(q, cand[best], verdicts[best], raw=raw[best])
         self.stats.record(decision)
         return best, decision, verdicts
 
@@ -328,9 +407,24 @@ class SafetyGate:
             out = d.verdict.to_dict()
             out["hold"] = d.hold
             out["status"] = d.status
+            out["limited"] = d.limited
             return d.actions, d.reason, out
 
         return check_chunk
+
+
+def _limit_note(raw: object, limited: object, joint_names: tuple[str, ...]) -> str:
+    """``""`` when the limiter left the arm targets alone, else where it changed them most."""
+    r = np.asarray(raw, np.float64)[:, :6]
+    a = np.asarray(limited, np.float64)[:, :6]
+    if r.shape != a.shape or np.array_equal(r, a):
+        return ""
+    diff = np.abs(r - a)
+    k, j = (int(x) for x in np.unravel_index(int(np.argmax(diff)), diff.shape))
+    return (
+        f"targets rate-limited in {int(np.any(diff > 0, axis=1).sum())}/{len(a)} steps "
+        f"(largest cut {diff[k, j]:.3f} rad, {joint_names[j]} at step {k})"
+    )
 
 
 def _rows(chunk: object) -> int:

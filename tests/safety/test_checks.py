@@ -181,3 +181,62 @@ def test_invalid_actions_rejected_before_simulating(chunk) -> None:
     assert d.hold and d.verdict.check == "action_invalid" and d.verdict.first_unsafe_step == 0
     np.testing.assert_array_equal(d.actions, Q0[None].astype(np.float32))
     assert np.all(np.isfinite(d.actions))
+
+
+# -- fingertip pads and the table ----------------------------------------------------------------
+PADS = tuple(f"gripper/{side}_pad{k}" for side in ("left", "right") for k in (1, 2))
+
+
+def _closest_pad_to_table(gate: SafetyGate, chunk: np.ndarray) -> float:
+    """Smallest pad-table distance [m] while the world model executes ``chunk`` from home (plain MuJoCo)."""
+    import mujoco
+
+    m = gate.wm.model
+    d = mujoco.MjData(m)
+    mujoco.mj_setState(m, d, gate.wm.state_from_joints(Q0, QD0), mujoco.mjtState.mjSTATE_FULLPHYSICS)
+    table, pads = m.geom("table").id, [m.geom(n).id for n in PADS]
+    closest = np.inf
+    for ctrl in gate.wm.controls(chunk[None])[0]:
+        d.ctrl[:] = ctrl
+        mujoco.mj_step(m, d)
+        closest = min(closest, *(mujoco.mj_geomDistance(m, d, p, table, 0.05, None) for p in pads))
+    return closest
+
+
+def test_pads_may_come_close_to_the_table() -> None:
+    """Open gripper lowered until its pads are about 3 mm above the table: not a collision (it was)."""
+    gate = gate_for("collision")
+    chunk = pinch_line(gate, [0.45, 0.0, 0.0063], steps=20, hold=15)
+    assert 0.002 < _closest_pad_to_table(gate, chunk) < DEFAULT.collision.margin
+    v = gate.check(Q0, QD0, chunk)
+    assert v.safe, v.reason()
+    # Without the pad rule the same chunk is a collision of a pad with the table.
+    pairs = tuple(p for p in DEFAULT.collision.allowed_pairs if p[1] != "table" or "pad" not in p[0])
+    assert len(pairs) == len(DEFAULT.collision.allowed_pairs) - 1
+    with SafetyGate(only(DEFAULT, "collision", allowed_pairs=pairs)) as old:
+        v = old.check(Q0, QD0, chunk)
+    assert v.check == "collision" and "table" in v.first.names, v.reason()
+    assert any(n in PADS for n in v.first.names), v.first
+
+
+def test_pads_pressed_into_the_table_are_caught_by_force() -> None:
+    chunk = pinch_line(gate_for("contact_force"), [0.45, 0.0, -0.01], steps=20, grip=1.0, hold=15)
+    v = gate_for("contact_force").check(Q0, QD0, chunk)
+    assert v.check == "contact_force", v.reason()
+    assert "table" in v.first.names and any(n in PADS for n in v.first.names), v.first
+    with SafetyGate(DEFAULT) as full:  # and the default config as a whole rejects it
+        assert not full.check(Q0, QD0, chunk).safe
+
+
+def test_other_gripper_and_arm_geoms_keep_the_table_margin() -> None:
+    gate = gate_for("collision")
+    v = gate.check(Q0, QD0, pinch_line(gate, [0.45, 0.0, -0.03]))
+    assert v.check == "collision" and "table" in v.first.names, v.reason()
+    assert not any(n in PADS for n in v.first.names), v.first  # the finger links get there first
+    # Only the pads (and the shoulder on its mount) may touch the table; the wrist and every
+    # other robot geom may not.
+    wm = gate.wm
+    table = wm.geom_names.index("table")
+    free = {wm.geom_names[g] for g in wm.robot_geoms if wm.allowed[g, table]}
+    assert {n for n in free if not n.startswith("shoulder_link/")} == set(PADS)
+    assert any(wm.geom_names[g].startswith("wrist_3_link/") for g in wm.robot_geoms)

@@ -38,6 +38,15 @@ def test_expert_chunks_pass(task: str) -> None:
     try:
         rec = _record(env, gate, seed=1)
         actions = np.stack([r[3] for r in rec])
+        # The rate limiter (gate.max_target_step) never changes an expert chunk, from any step.
+        assert DEFAULT.gate.max_target_step is not None
+        for t in range(len(rec)):
+            q, qd, _, _ = rec[t]
+            chunk = actions[t : t + HORIZON].astype(np.float64)
+            limited = gate.limit_targets(q, qd, chunk)
+            assert np.array_equal(limited, chunk), (
+                f"t={t}: limiter moved {np.abs(limited - chunk).max():.4f} rad"
+            )
         alarms = []
         for t in range(0, len(rec) - 1, STRIDE):
             q, qd, state, _ = rec[t]
@@ -50,7 +59,7 @@ def test_expert_chunks_pass(task: str) -> None:
             if not v.safe:
                 alarms.append(f"t={t} joints only: {v.reason()}")
         assert not alarms, "\n".join(alarms)
-        assert gate.stats.passed == gate.stats.chunks > 0
+        assert gate.stats.passed == gate.stats.chunks > 0 and gate.stats.limited == 0
     finally:
         env.close()
 

@@ -13,6 +13,7 @@ reason is reported. Nothing moves before :func:`vla.replay.confirm.confirm_motio
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
 import time
@@ -231,7 +232,10 @@ def replay_on_robot(
         )
         confirm_motion(summary, required=cfg.confirm, ask=ask, interactive=interactive, out=out)
 
-        wm_gate = SafetyChunkGate(SafetyGate(safety_config_at_rate(safety, rate)))
+        # A replay sends the recorded actions exactly or stops: the gate's target rate limiter
+        # (which reshapes a policy's chunk starts) is off, so an unsafe recording is cut and held.
+        exact = dataclasses.replace(safety, gate=dataclasses.replace(safety.gate, max_target_step=None))
+        wm_gate = SafetyChunkGate(SafetyGate(safety_config_at_rate(exact, rate)))
         # Warm the gate up (first-call allocations) so the first chunk leaves on time; uncounted.
         wm_gate.gate.check(q_now, np.zeros(6), ep.action[: cfg.n_action_steps])
         chunker = EpisodeChunker(ep.action, cfg.n_action_steps, wm_gate)
