@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from policies.config import PolicyConfig
@@ -46,6 +47,38 @@ class Policy(nn.Module, ABC):
 
     def reset(self) -> None:
         """Forget per-episode state. The heads here are stateless between chunks; kept for the contract."""
+
+    def build_aux_future(self, n_pooled: int, d_model: int) -> None:
+        """Create the auxiliary future-state MLP (flattened pooled tokens -> (K, Ds)) when enabled."""
+        c = self.config
+        self.aux_future: nn.Module | None = None
+        if c.aux_future_weight > 0:
+            k = len(c.aux_future_offsets)
+            self.aux_future = nn.Sequential(
+                nn.Linear(n_pooled * d_model, 256), nn.GELU(), nn.Linear(256, 256), nn.GELU(),
+                nn.Linear(256, k * c.state_dim),
+            )  # fmt: skip
+
+    def aux_future_loss(self, batch: dict[str, torch.Tensor], pooled: torch.Tensor) -> torch.Tensor | None:
+        """MSE of the future states (B, K, Ds) predicted from pooled tokens (B, n_pooled, d) alone.
+
+        Why: after the first steps of a demonstration, the state history already says where the arm
+        is heading, so the action loss puts little pressure on the image tokens to find the target
+        (the named cube). Predicting where the arm will be in 1-2 s from the tokens alone does.
+        """
+        if self.aux_future is None:
+            return None
+        fut = batch.get("future_state")
+        c = self.config
+        want = (pooled.shape[0], len(c.aux_future_offsets), c.state_dim)
+        if fut is None or tuple(fut.shape) != want:
+            got = None if fut is None else tuple(fut.shape)
+            raise ValueError(
+                f"{self.name} policy: aux_future_weight > 0 needs batch['future_state'] of shape {want} "
+                f"(DataSpec.future_offsets = aux_future_offsets), got {got}"
+            )
+        pred = self.aux_future(pooled.flatten(1)).view(want)
+        return F.mse_loss(pred, fut)
 
     def augment_state(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Training-time state noise: a shallow copy of `batch` with N(0, state_noise_std^2) added to

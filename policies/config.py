@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 import torch
 
 TOKEN_POOLS = ("attention", "spatial_softmax", "mean", "none")
+# State offsets [control steps] of the auxiliary future-state loss (0.8, 1.6, 2.4 s at 20 Hz).
+DEFAULT_AUX_FUTURE_OFFSETS = (16, 32, 48)
 
 
 @dataclass(kw_only=True)
@@ -56,6 +58,11 @@ class PolicyConfig:
     pool_text_cond: bool = False
     # Gaussian noise (normalized units) added to the state in compute_loss only (Policy.augment_state).
     state_noise_std: float = 0.0
+    # Auxiliary loss (weight > 0): an MLP predicts the normalized state at t + each offset from the
+    # front end's tokens ALONE (no state input), so the tokens must say where the arm will go
+    # (Policy.aux_future_loss). Training batches then carry future_state (B, K, Ds).
+    aux_future_weight: float = 0.0
+    aux_future_offsets: tuple[int, ...] = DEFAULT_AUX_FUTURE_OFFSETS
     # EMA of the weights, maintained by the trainer and used for inference.
     use_ema: bool = False
     ema_power: float = 0.75
@@ -90,6 +97,13 @@ class PolicyConfig:
             raise ValueError(
                 f"{type(self).__name__}.ema_max_decay must be in [0, 1), got {self.ema_max_decay}"
             )
+        if self.aux_future_weight < 0 or any(int(o) < 1 for o in self.aux_future_offsets):
+            raise ValueError(
+                f"{type(self).__name__}: aux_future_weight must be >= 0 and aux_future_offsets >= 1, got "
+                f"{self.aux_future_weight}, {self.aux_future_offsets}"
+            )
+        if self.aux_future_weight > 0 and not self.aux_future_offsets:
+            raise ValueError(f"{type(self).__name__}.aux_future_offsets is empty with aux_future_weight > 0")
         if self.state_noise_std < 0:
             raise ValueError(
                 f"{type(self).__name__}.state_noise_std must be >= 0, got {self.state_noise_std}"
@@ -143,4 +157,7 @@ class PolicyConfig:
         """`fake_obs` plus action (B, horizon, action_dim) in [-1, 1]."""
         batch = self.fake_obs(batch_size, generator)
         batch["action"] = torch.rand(batch_size, self.horizon, self.action_dim, generator=generator) * 2 - 1
+        if self.aux_future_weight > 0:
+            k = len(self.aux_future_offsets)
+            batch["future_state"] = torch.rand(batch_size, k, self.state_dim, generator=generator) * 2 - 1
         return batch

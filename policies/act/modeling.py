@@ -40,9 +40,16 @@ class TransformerPolicy(Policy):
         c = config
         d = c.d_model
         self.pool = TokenPool(
-            c.token_pool, c.token_dim, d, c.n_pool_tokens, c.n_heads, text_cond=c.pool_text_cond,
-            n_cameras=c.n_cameras, tokens_per_camera=c.tokens_per_camera,
+            c.token_pool,
+            c.token_dim,
+            d,
+            c.n_pool_tokens,
+            c.n_heads,
+            text_cond=c.pool_text_cond,
+            n_cameras=c.n_cameras,
+            tokens_per_camera=c.tokens_per_camera,
         )
+        self.build_aux_future(self.pool.out_tokens(c.n_tokens), d)
         # Learned positions only where the token count is fixed (attention pooling); otherwise
         # the encoder tokens carry their own positional information.
         self.token_pos = (
@@ -113,7 +120,13 @@ class TransformerPolicy(Policy):
         pred = self._forward(batch, latent)
         l1 = F.l1_loss(pred, batch["action"])
         loss = l1 if kl is None else l1 + self.config.kl_weight * kl
+        if self.aux_future is not None:
+            pooled, _ = self.pool(batch["tokens"], batch["token_mask"], batch.get("text_mask"))
+            aux = self.aux_future_loss(batch, pooled)
+            loss = loss + self.config.aux_future_weight * aux
         metrics = {"loss": float(loss.detach()), "l1": float(l1.detach())}
+        if self.aux_future is not None:
+            metrics["aux_future"] = float(aux.detach())
         if kl is not None:
             metrics["kl"] = float(kl.detach())
         return loss, metrics

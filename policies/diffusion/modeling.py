@@ -22,9 +22,16 @@ class DiffusionPolicy(Policy):
         super().__init__(config)
         c = config
         self.pool = TokenPool(
-            c.token_pool, c.token_dim, c.d_model, c.n_pool_tokens, c.n_heads, text_cond=c.pool_text_cond,
-            n_cameras=c.n_cameras, tokens_per_camera=c.tokens_per_camera,
+            c.token_pool,
+            c.token_dim,
+            c.d_model,
+            c.n_pool_tokens,
+            c.n_heads,
+            text_cond=c.pool_text_cond,
+            n_cameras=c.n_cameras,
+            tokens_per_camera=c.tokens_per_camera,
         )
+        self.build_aux_future(self.pool.out_tokens(c.n_tokens), c.d_model)
         if c.denoiser == "unet":
             # Global condition = flattened pooled tokens + flattened state history.
             n_pooled = self.pool.out_tokens(c.n_tokens)
@@ -94,7 +101,13 @@ class DiffusionPolicy(Policy):
         pred = self._denoise(noisy, t, pooled, pooled_mask, batch["state"])
         target = noise if self.config.prediction_type == "epsilon" else action
         loss = F.mse_loss(pred, target)
-        return loss, {"loss": float(loss.detach())}
+        metrics = {"denoise": float(loss.detach())}
+        aux = self.aux_future_loss(batch, pooled)
+        if aux is not None:
+            loss = loss + self.config.aux_future_weight * aux
+            metrics["aux_future"] = float(aux.detach())
+        metrics["loss"] = float(loss.detach())
+        return loss, metrics
 
     @torch.no_grad()
     def predict_chunk(

@@ -67,3 +67,25 @@ def test_wilson_interval() -> None:
     assert math.isclose(lo, 0.6696, abs_tol=1e-3) and math.isclose(hi, 0.8876, abs_tol=1e-3)
     assert wilson_interval(0, 10)[0] == 0.0 and math.isclose(wilson_interval(10, 10)[1], 1.0)
     assert np.isclose(sum(wilson_interval(25, 50)), 1.0)
+
+
+def test_future_state_is_the_normalized_state_ahead_clamped_to_the_episode(tiny_dataset: Path, encoder) -> None:
+    offsets = (1, 3, 1000)  # 1000: past every episode's end -> its last frame
+    data = build_train_data(
+        DataSpec(dataset=str(tiny_dataset), embeddings="on_the_fly", future_offsets=offsets), encoder
+    )
+    rb = ReplayBuffer.open(tiny_dataset, mode="r")
+    state = data.normalizer.normalize("state", rb.read("state", 0, rb.n_frames).astype(np.float32))
+    ends = rb.episode_ends
+    for i in (0, 5, len(data.dataset) - 1):
+        item = data.dataset[i]
+        w = data.dataset.windows[i]
+        e, t = int(w["episode"]), int(w["t"])
+        start = 0 if e == 0 else int(ends[e - 1])
+        last = int(ends[e]) - 1
+        want = np.stack([state[min(start + t + o, last)] for o in offsets])
+        np.testing.assert_allclose(item["future_state"].numpy(), want, atol=1e-6)
+    batch = data.dataset.__getitems__([0, 5])
+    assert batch["future_state"].shape == (2, 3, 7)
+    with pytest.raises(ValueError, match="future_offsets"):
+        DataSpec(dataset=str(tiny_dataset), future_offsets=(0,))

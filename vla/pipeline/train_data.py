@@ -41,6 +41,8 @@ class DataSpec:
     n_obs_steps / horizon: To and T of the windows (`vla.data.SequenceDataset`).
     state_key / action_key: low-dimensional keys of the store.
     val_fraction / split_seed: episodes held out from training (and from the statistics).
+    future_offsets: also return `future_state (B, K, Ds)`, the normalized state at t + offset for
+        each offset (clamped to the episode's last frame), for the heads' auxiliary future-state loss.
     embeddings: "auto" (precomputed when present, else on the fly), "precomputed" (raise when
         missing or stale) or "on_the_fly".
     """
@@ -55,8 +57,11 @@ class DataSpec:
     val_fraction: float = 0.0
     split_seed: int = 0
     embeddings: str = "auto"
+    future_offsets: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        if any(int(o) < 1 for o in self.future_offsets):
+            raise ValueError(f"DataSpec.future_offsets must all be >= 1, got {self.future_offsets}")
         if self.embeddings not in ("auto", "precomputed", "on_the_fly"):
             raise ValueError(
                 f"DataSpec.embeddings must be auto | precomputed | on_the_fly, got {self.embeddings!r}"
@@ -160,8 +165,15 @@ class TokenWindowDataset(torch.utils.data.Dataset):
     (`vla.data.window_indices`), ~50x faster than per-item Python on this CPU.
     """
 
-    def __init__(self, windows: SequenceDataset, source: TokenSource, state_key: str) -> None:
+    def __init__(
+        self,
+        windows: SequenceDataset,
+        source: TokenSource,
+        state_key: str,
+        future_offsets: tuple[int, ...] = (),
+    ) -> None:
         self.windows, self.source, self.state_key = windows, source, state_key
+        self.future_offsets = np.asarray(future_offsets, dtype=np.int64)
         rb = windows.rb
         self.ep_start = np.concatenate([[0], rb.episode_ends[:-1]]).astype(np.int64)
         self.ep_len = (rb.episode_ends - self.ep_start).astype(np.int64)
@@ -184,7 +196,7 @@ class TokenWindowDataset(torch.utils.data.Dataset):
 
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         """A collated batch: tokens (B, N, D), token_mask (B, N), text_mask (B, N), state (B, To, Ds),
-        action (B, T, Da)."""
+        action (B, T, Da) and, with future offsets, future_state (B, K, Ds)."""
         if not isinstance(self.source, PrecomputedTokens):
             return collate([self[i] for i in indices])
         w = self.windows
@@ -204,25 +216,36 @@ class TokenWindowDataset(torch.utils.data.Dataset):
             parts.append(self.source.text[rows])
             masks.append(self.source.text_mask[rows])
         token_mask = torch.cat(masks, dim=1)
-        return {
+        batch = {
             "tokens": torch.cat(parts, dim=1).float(),
             "token_mask": token_mask,
             "text_mask": text_token_mask(token_mask, self.source.n_text_tokens),
             "state": arr["state"][frames[:, : w.n_obs_steps]],
             "action": arr["action"][frames],
         }
+        if len(self.future_offsets):
+            batch["future_state"] = self._future(start, t, length)
+        return batch
+
+    def _future(self, start: np.ndarray, t: np.ndarray, length: np.ndarray) -> torch.Tensor:
+        """(B, K, Ds) normalized state at t + each future offset, clamped to the episode end."""
+        local = np.minimum(t[:, None] + self.future_offsets[None], (length - 1)[:, None])
+        return self._arrays()["state"][torch.from_numpy(start[:, None] + local)]
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         item = self.windows[i]
         e, t = int(item["episode"]), int(item["t"])
         tokens, mask = self.source.tokens(int(self.ep_start[e]) + t, e)
-        return {
+        out = {
             "tokens": tokens,
             "token_mask": mask,
             "text_mask": text_token_mask(mask, self.source.n_text_tokens),
             "state": torch.from_numpy(np.ascontiguousarray(item[self.state_key])),
             "action": torch.from_numpy(np.ascontiguousarray(item["action"])),
         }
+        if len(self.future_offsets):
+            out["future_state"] = self._future(self.ep_start[[e]], np.asarray([t]), self.ep_len[[e]])[0]
+        return out
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -293,8 +316,9 @@ def build_train_data(spec: DataSpec, enc: FrozenEncoder) -> TrainData:
             episodes=eps,
         )
 
-    ds = TokenWindowDataset(windows(train_eps), source, spec.state_key)
-    val = TokenWindowDataset(windows(val_eps), source, spec.state_key) if val_eps else None
+    fut = tuple(spec.future_offsets)
+    ds = TokenWindowDataset(windows(train_eps), source, spec.state_key, fut)
+    val = TokenWindowDataset(windows(val_eps), source, spec.state_key, fut) if val_eps else None
     return TrainData(
         dataset=ds,
         normalizer=normalizer,

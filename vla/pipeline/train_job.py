@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 import torch
 
 from policies import make_config, make_policy
+from policies.config import DEFAULT_AUX_FUTURE_OFFSETS
 from vla.encoders import EncoderConfig, build_encoder
 from vla.pipeline.train_data import DataSpec, build_train_data, collate
 from vla.pipeline.vla_policy import PolicyMeta, VLAPolicy
@@ -65,7 +67,12 @@ def run_training(job: TrainJob) -> TrainOutcome:
         torch.set_num_threads(int(job.threads))
     t0 = time.perf_counter()
     encoder = build_encoder(job.encoder)
-    data = build_train_data(job.data, encoder)
+    spec = job.data
+    if float(job.policy_values.get("aux_future_weight", 0.0)) > 0:
+        # The head's auxiliary future-state loss reads future_state at its offsets from the data.
+        offsets = job.policy_values.get("aux_future_offsets", DEFAULT_AUX_FUTURE_OFFSETS)
+        spec = dataclasses.replace(spec, future_offsets=tuple(int(o) for o in offsets))
+    data = build_train_data(spec, encoder)
     values = dict(job.policy_values)
     values.update(
         token_dim=data.token_dim,
