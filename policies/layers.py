@@ -184,7 +184,9 @@ class SpatialKeypoints(nn.Module):
         logits = torch.einsum("bcph,chk->bckp", h, self.logits)
         img_mask = mask[:, :n_img].view(b, self.c, 1, self.p)
         if not torch.compiler.is_compiling() and not bool(img_mask.any(-1).all()):
-            raise ValueError("token_pool='spatial_softmax': a camera has no valid image token in batch['token_mask']")
+            raise ValueError(
+                "token_pool='spatial_softmax': a camera has no valid image token in batch['token_mask']"
+            )
         attn = logits.masked_fill(~img_mask, float("-inf")).softmax(-1)  # (B, C, K, P)
         xy = attn @ self.grid  # (B, C, K, 2) expected patch position
         val = attn @ self.value(h)  # (B, C, K, value_dim)

@@ -84,8 +84,13 @@ TINY = {
     "transformer_textpool": (
         "transformer",
         dict(
-            d_model=32, n_heads=2, n_pool_tokens=4, n_encoder_layers=1, n_decoder_layers=1,
-            dim_feedforward=64, pool_text_cond=True,
+            d_model=32,
+            n_heads=2,
+            n_pool_tokens=4,
+            n_encoder_layers=1,
+            n_decoder_layers=1,
+            dim_feedforward=64,
+            pool_text_cond=True,
         ),
     ),
 }

@@ -69,7 +69,9 @@ def test_wilson_interval() -> None:
     assert np.isclose(sum(wilson_interval(25, 50)), 1.0)
 
 
-def test_future_state_is_the_normalized_state_ahead_clamped_to_the_episode(tiny_dataset: Path, encoder) -> None:
+def test_future_state_is_the_normalized_state_ahead_clamped_to_the_episode(
+    tiny_dataset: Path, encoder
+) -> None:
     offsets = (1, 3, 1000)  # 1000: past every episode's end -> its last frame
     data = build_train_data(
         DataSpec(dataset=str(tiny_dataset), embeddings="on_the_fly", future_offsets=offsets), encoder

@@ -36,9 +36,17 @@ VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
     ("diffusion-unet-textpool", "diffusion", {"denoiser": "unet", "pool_text_cond": True}),
     ("transformer-textpool", "transformer", {"pool_text_cond": True}),
     ("diffusion-unet-spatial", "diffusion", {"token_pool": "spatial_softmax", "tokens_per_camera": 4}),
-    ("diffusion-transformer-spatial", "diffusion", {"denoiser": "transformer", "token_pool": "spatial_softmax", "tokens_per_camera": 4}),
+    (
+        "diffusion-transformer-spatial",
+        "diffusion",
+        {"denoiser": "transformer", "token_pool": "spatial_softmax", "tokens_per_camera": 4},
+    ),
     ("transformer-spatial", "transformer", {"token_pool": "spatial_softmax", "tokens_per_camera": 4}),
-    ("diffusion-unet-aux-noise", "diffusion", {"aux_future_weight": 1.0, "aux_future_offsets": (2, 5), "state_noise_std": 0.1}),
+    (
+        "diffusion-unet-aux-noise",
+        "diffusion",
+        {"aux_future_weight": 1.0, "aux_future_offsets": (2, 5), "state_noise_std": 0.1},
+    ),
     ("transformer-aux-noise", "transformer", {"aux_future_weight": 1.0, "state_noise_std": 0.1}),
 ]
 

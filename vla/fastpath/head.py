@@ -130,7 +130,9 @@ class FastHead:
 
         def forward(obs: dict[str, torch.Tensor], latent: torch.Tensor | None) -> torch.Tensor:
             text = obs.get("text_mask")
-            key = "_forward" + ("_text" if text is not None else "") + ("_latent" if latent is not None else "")
+            key = (
+                "_forward" + ("_text" if text is not None else "") + ("_latent" if latent is not None else "")
+            )
             run = get(key, lambda: _forward_fn(orig, latent is not None, text is not None))
             args = [obs["tokens"], obs["token_mask"], obs["state"]]
             args += [text] if text is not None else []
