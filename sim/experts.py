@@ -90,6 +90,11 @@ class WaypointExpert:
     def done(self) -> bool:
         return self.index >= len(self.waypoints)
 
+    @property
+    def phase(self) -> str:
+        """Name of the waypoint being tracked ("pregrasp", "descend", ...)."""
+        return self.waypoints[min(self.index, len(self.waypoints) - 1)].name
+
     def act(self, obs: dict | None = None) -> np.ndarray:
         """(7,) float32 action: joint targets [rad] + gripper command."""
         if not self.done:

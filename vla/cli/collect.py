@@ -11,8 +11,17 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from vla.collect import CollectConfig, collect
+from vla.collect import ActionNoise, CollectConfig, collect
 from vla.paths import config_dir
+
+
+def _noise(values: dict | None) -> ActionNoise | None:
+    if not values:
+        return None
+    values = dict(values)
+    if "phases" in values:
+        values["phases"] = tuple(values["phases"])
+    return ActionNoise(**values)
 
 
 def to_collect_config(cfg: DictConfig) -> CollectConfig:
@@ -34,6 +43,7 @@ def to_collect_config(cfg: DictConfig) -> CollectConfig:
         progress=bool(resolved.get("progress", True)),
         extra_meta={"collect_config": resolved},
         workers=resolved.get("workers", 1),  # CollectConfig validates it (an int >= 1)
+        action_noise=_noise(resolved.get("action_noise")),
     )
 
 
