@@ -35,7 +35,7 @@ def _run(args: list[str]) -> None:
 
 
 def dataset_matches(
-    dataset: Path, task: str, n_demos: int, seed: int, env: dict[str, Any]
+    dataset: Path, task: str, n_demos: int, seed: int, env: dict[str, Any], noise: dict | None = None
 ) -> tuple[bool, str]:
     """Whether `dataset` is a valid store collected with this config (the collect.yaml beside it)."""
     from vla.data import ReplayBuffer
@@ -57,6 +57,8 @@ def dataset_matches(
         diffs.append(f"n_episodes {c.get('n_episodes')} < {n_demos}")
     if have != env:
         diffs.append(f"env {have} != {env}")
+    if (c.get("action_noise") or None) != (dict(noise) if noise else None):
+        diffs.append(f"action_noise {c.get('action_noise')} != {noise}")
     if diffs:
         return False, f"{saved}: " + "; ".join(diffs)
     try:
@@ -81,7 +83,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     _stage(f"1/5 collect {r['n_demos']} {task} demos", t0)
     t = time.perf_counter()
-    ok, why = dataset_matches(dataset, task, int(r["n_demos"]), int(r["collect_seed"]), env)
+    noise = r.get("collect_action_noise")
+    ok, why = dataset_matches(dataset, task, int(r["n_demos"]), int(r["collect_seed"]), env, noise)
     if ok:
         print(f"[demo] skip: {why}", flush=True)
     else:
@@ -94,6 +97,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 f"out={dataset}",
                 f"seed={r['collect_seed']}",
                 f"workers={r['collect_workers']}",
+                *_noise_override(noise),
                 "overwrite=true",
             ]
         )
@@ -168,6 +172,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "stage times [s]: " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()) + f" | total {total:.0f} s"
     )
     return {"eval": res, "times": times, "total_s": total}
+
+
+def _noise_override(noise: dict | None) -> list[str]:
+    """vla-collect override for the demo's action noise (none when null)."""
+    if not noise:
+        return []
+    return ["action_noise={" + ", ".join(f"{k}: {v}" for k, v in noise.items()) + "}"]
 
 
 @hydra.main(config_path=config_dir(), config_name="demo", version_base="1.3")
