@@ -66,6 +66,9 @@ def test_eval_writes_results_plot_and_video(debug_runs: dict[str, Path], tmp_pat
     assert data["mean_episode_length"] == 12  # untrained: runs to task.env.max_steps=12
     assert data["chunk_latency_p50_s"] > 0 and data["n_chunks"] >= 2 * 3  # Ta=4 over 12 steps
     assert all("gate_truncated" in e and "gate_rejected" in e for e in data["episodes"])
+    # An untrained arm barely moves toward the cube: some reach credit, no grasp or lift.
+    assert all(0.0 <= e["final_progress"] < 0.25 for e in data["episodes"])
+    assert data["mean_final_progress"] == sum(e["final_progress"] for e in data["episodes"]) / 2
     assert data["config"]["safety"] is True
     assert (out / "eval.png").stat().st_size > 1000
     videos = list((out / "videos").glob("*.mp4"))

@@ -65,7 +65,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     lo, hi = res["success_ci95"]
     print(
         f"[vla-eval] {ckpt}: success {res['successes']}/{res['n_episodes']} = {res['success_rate']:.0%} "
-        f"(95% CI {lo:.0%}-{hi:.0%}) | mean length {res['mean_episode_length']:.1f} | chunk latency "
+        f"(95% CI {lo:.0%}-{hi:.0%}) | mean length {res['mean_episode_length']:.1f} | final progress {res['mean_final_progress']:.2f} | chunk latency "
         f"p50 {res['chunk_latency_p50_s'] * 1e3:.0f} ms p99 {res['chunk_latency_p99_s'] * 1e3:.0f} ms | "
         f"gate truncated {res['gate_truncated_total']} rejected {res['gate_rejected_total']} | "
         f"results {out_dir}/eval.json, plot {res['plot']}, videos {Path(out_dir) / 'videos'}",
