@@ -9,9 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import compose
+from hydra_helpers import compose as compose_config
 
 from vla.cli import bench as bench_cli
+
+
+def compose(overrides: list[str]):
+    return compose_config("bench", overrides)
 
 
 def _finite(x) -> bool:

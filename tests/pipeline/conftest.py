@@ -7,9 +7,10 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from hydra_helpers import compose
+from pipeline_helpers import IMAGE_SIZE, train_overrides
 
 TESTS = Path(__file__).resolve().parents[1]
-IMAGE_SIZE = 32
 
 
 def _tiny_encoders():
@@ -39,26 +40,6 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )
     )
     return out
-
-
-def train_overrides(dataset: Path, encoder_dir: Path) -> list[str]:
-    return [
-        "experiment=debug",
-        f"dataset={dataset}",
-        f"encoder.model={encoder_dir}",
-        f"task.env.image_size={IMAGE_SIZE}",
-        "task.env.max_steps=12",
-    ]
-
-
-def compose(name: str, overrides: list[str]):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from vla.paths import config_dir
-
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return hydra_compose(config_name=name, overrides=overrides)
 
 
 @pytest.fixture(scope="session")

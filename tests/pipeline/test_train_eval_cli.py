@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import compose, train_overrides
+from hydra_helpers import compose
 from omegaconf import OmegaConf
+from pipeline_helpers import train_overrides
 
 from vla.training import latest_checkpoint
 
