@@ -141,7 +141,8 @@ def run_training(job: TrainJob) -> TrainOutcome:
         step=result.step,
         last_loss=result.last_loss,
         seconds=seconds,
-        steps_per_s=result.step / seconds if seconds > 0 else float("nan"),
+        # Steps run by this call: a resumed run starts at result.start_step.
+        steps_per_s=(result.step - result.start_step) / seconds if seconds > 0 else float("nan"),
         eval_metrics=dict(result.eval_metrics),
     )
     summary = {

@@ -49,6 +49,7 @@ class TrainResult:
     last_loss: float  # mean loss over the last logging window (nan if no step ran)
     checkpoint: Path | None  # the last checkpoint written
     eval_metrics: dict[str, float] = field(default_factory=dict)  # the last eval_fn result
+    start_step: int = 0  # the step this call resumed from (0 for a fresh run)
 
 
 def seed_everything(seed: int) -> None:
@@ -181,7 +182,7 @@ def train(
         seed_everything(cfg.seed)
     end = cfg.steps if until_step is None else min(cfg.steps, until_step)
     if start >= end:
-        return TrainResult(step=start, last_loss=float("nan"), checkpoint=ckpt)
+        return TrainResult(step=start, last_loss=float("nan"), checkpoint=ckpt, start_step=start)
 
     # ---- logging
     from torch.utils.tensorboard import SummaryWriter  # imported here: tensorboard is slow to import
@@ -283,4 +284,6 @@ def train(
     writer.close()
     if wandb_run is not None:
         wandb_run.finish()
-    return TrainResult(step=end, last_loss=last_loss, checkpoint=last_ckpt, eval_metrics=eval_metrics)
+    return TrainResult(
+        step=end, last_loss=last_loss, checkpoint=last_ckpt, eval_metrics=eval_metrics, start_step=start
+    )
