@@ -41,6 +41,9 @@ def test_resume_continues_a_run(tmp_path: Path, tiny_dataset: Path, tiny_encoder
     resumed = compose("train", [f"resume={tmp_path}", "train.steps=4"])
     out = train_cli.run(resumed, overrides=[f"resume={tmp_path}", "train.steps=4"])
     assert out.step == 4 and latest_checkpoint(tmp_path).name == "4"
+    # The run dir's config now says 4 steps; the config it started with is kept.
+    assert OmegaConf.load(tmp_path / "config.yaml").train.steps == 4
+    assert OmegaConf.load(tmp_path / "config.initial.yaml").train.steps == 2
     with pytest.raises(ValueError, match="config group"):
         train_cli.resume_config(tmp_path, ["policy=diffusion"])
 

@@ -94,6 +94,12 @@ def run(
     if cfg.get("resume"):
         rd = Path(cfg.resume)
         cfg = resume_config(rd, overrides or [])
+        # The run dir's config says what the run now is (e.g. the new train.steps); the first
+        # one is kept beside it.
+        first = rd / "config.initial.yaml"
+        if not first.exists():
+            first.write_text((rd / "config.yaml").read_text())
+        (rd / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     else:
         rd = Path(run_dir if run_dir is not None else cfg.run_dir)
         rd.mkdir(parents=True, exist_ok=True)
