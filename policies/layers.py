@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from policies.config import PolicyConfig
 
 
 class TokenPool(nn.Module):
@@ -22,6 +26,20 @@ class TokenPool(nn.Module):
     mode "mean": masked mean over tokens, then a linear projection (K = 1).
     mode "none": every token is projected to d_model (K = N); the mask is passed through.
     """
+
+    @classmethod
+    def from_config(cls, c: PolicyConfig, d_model: int) -> TokenPool:
+        """The pool a head builds from its config's front-end fields (token_pool, n_pool_tokens ...)."""
+        return cls(
+            c.token_pool,
+            c.token_dim,
+            d_model,
+            c.n_pool_tokens,
+            c.n_heads,
+            text_cond=c.pool_text_cond,
+            n_cameras=c.n_cameras,
+            tokens_per_camera=c.tokens_per_camera,
+        )
 
     def __init__(
         self,

@@ -31,6 +31,11 @@ class Waypoint:
         tol: the waypoint counts as reached when the actual pinch position is within ``tol`` [m].
         hold: control steps to stay once reached (e.g. to let the gripper close).
         name: for debugging.
+        blend: pass through: move on as soon as the *command* arrives, without waiting for the arm
+            to come within ``tol``. For approach waypoints above a slow final move: waiting there
+            leaves idle stretches in the demos (the command frozen while the arm catches up, up to
+            ``max_wait`` steps when the arm is perturbed), and a cloned policy that has seen the arm
+            resting at such a point with a frozen command learns to stay there.
     """
 
     pos: Vec
@@ -39,6 +44,7 @@ class Waypoint:
     tol: float = 0.01
     hold: int = 0
     name: str = ""
+    blend: bool = False
 
     def target(self) -> np.ndarray:
         return np.asarray(self.pos() if callable(self.pos) else self.pos, np.float64)
@@ -121,7 +127,9 @@ class WaypointExpert:
         if not commanded_there:
             return
         self.wait += 1
-        reached = np.linalg.norm(goal - self.task.pinch_pos()) < wp.tol or self.wait > self.max_wait
+        reached = (
+            wp.blend or np.linalg.norm(goal - self.task.pinch_pos()) < wp.tol or self.wait > self.max_wait
+        )
         if reached:
             self.held += 1
             if self.held > wp.hold:
@@ -135,7 +143,12 @@ def pick_waypoints(cube: np.ndarray) -> list[Waypoint]:
     grasp_z = cube[2] + 0.002
     return [
         Waypoint(
-            np.array([cube[0], cube[1], grasp_z + 0.1]), grip=0.0, speed=0.35, tol=0.02, name="pregrasp"
+            np.array([cube[0], cube[1], grasp_z + 0.1]),
+            grip=0.0,
+            speed=0.35,
+            tol=0.02,
+            name="pregrasp",
+            blend=True,
         ),
         Waypoint(np.array([cube[0], cube[1], grasp_z]), grip=0.0, speed=0.15, tol=0.006, name="descend"),
         Waypoint(np.array([cube[0], cube[1], grasp_z]), grip=1.0, hold=8, tol=0.01, name="close"),
@@ -154,7 +167,7 @@ def place_waypoints(target_xy: Vec, release_z: float) -> list[Waypoint]:
         return f
 
     return [
-        Waypoint(at(release_z + 0.08), grip=1.0, speed=0.3, tol=0.015, name="carry"),
+        Waypoint(at(release_z + 0.08), grip=1.0, speed=0.3, tol=0.015, name="carry", blend=True),
         Waypoint(at(release_z + 0.003), grip=1.0, speed=0.12, tol=0.006, name="lower"),
         Waypoint(at(release_z + 0.003), grip=0.0, hold=6, tol=0.01, name="release"),
         Waypoint(at(release_z + 0.1), grip=0.0, speed=0.2, tol=0.02, name="retreat"),
@@ -205,7 +218,9 @@ class PushExpert(WaypointExpert):
         behind = np.array([cube[0], cube[1] - s * 0.075, z])
         beyond = np.array([cube[0], cube[1] + s * (t.cfg.push_distance + 0.035), z])
         return [
-            Waypoint(behind + np.array([0, 0, 0.1]), grip=1.0, speed=0.35, tol=0.02, name="above"),
+            Waypoint(
+                behind + np.array([0, 0, 0.1]), grip=1.0, speed=0.35, tol=0.02, name="above", blend=True
+            ),
             Waypoint(behind, grip=1.0, speed=0.15, tol=0.006, name="descend"),
             Waypoint(beyond, grip=1.0, speed=0.12, tol=0.01, name="push"),
             Waypoint(beyond + np.array([0, 0, 0.1]), grip=1.0, speed=0.2, tol=0.02, name="lift"),

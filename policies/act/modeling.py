@@ -39,16 +39,7 @@ class TransformerPolicy(Policy):
         super().__init__(config)
         c = config
         d = c.d_model
-        self.pool = TokenPool(
-            c.token_pool,
-            c.token_dim,
-            d,
-            c.n_pool_tokens,
-            c.n_heads,
-            text_cond=c.pool_text_cond,
-            n_cameras=c.n_cameras,
-            tokens_per_camera=c.tokens_per_camera,
-        )
+        self.pool = TokenPool.from_config(c, d)
         self.build_aux_future(self.pool.out_tokens(c.n_tokens), d)
         # Learned positions only where the token count is fixed (attention pooling); otherwise
         # the encoder tokens carry their own positional information.
@@ -76,8 +67,19 @@ class TransformerPolicy(Policy):
             self.vae_out = nn.Linear(d, 2 * c.latent_dim)
 
     def _forward(self, obs: dict[str, torch.Tensor], latent: torch.Tensor | None) -> torch.Tensor:
-        """obs -> chunk (B, horizon, action_dim); latent (B, latent_dim) when use_vae."""
+        """obs -> chunk (B, horizon, action_dim); latent (B, latent_dim) when use_vae.
+        (The GPU fast path captures this whole function.)"""
         tokens, mask = self.pool(obs["tokens"], obs["token_mask"], obs.get("text_mask"))
+        return self._decode(tokens, mask, obs, latent)
+
+    def _decode(
+        self,
+        tokens: torch.Tensor,
+        mask: torch.Tensor,
+        obs: dict[str, torch.Tensor],
+        latent: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Pooled tokens (B, K, d_model) + mask (B, K) + state -> chunk (B, horizon, action_dim)."""
         tokens = tokens + self.token_type
         if self.token_pos is not None:
             tokens = tokens + self.token_pos
@@ -117,11 +119,12 @@ class TransformerPolicy(Policy):
             mu, logvar = self._encode_latent(batch)
             latent = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
             kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).sum(-1).mean()
-        pred = self._forward(batch, latent)
+        # Pool once: the chunk and the auxiliary future-state loss read the same pooled tokens.
+        pooled, mask = self.pool(batch["tokens"], batch["token_mask"], batch.get("text_mask"))
+        pred = self._decode(pooled, mask, batch, latent)
         l1 = F.l1_loss(pred, batch["action"])
         loss = l1 if kl is None else l1 + self.config.kl_weight * kl
         if self.aux_future is not None:
-            pooled, _ = self.pool(batch["tokens"], batch["token_mask"], batch.get("text_mask"))
             aux = self.aux_future_loss(batch, pooled)
             loss = loss + self.config.aux_future_weight * aux
         metrics = {"loss": float(loss.detach()), "l1": float(l1.detach())}

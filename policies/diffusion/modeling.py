@@ -21,16 +21,7 @@ class DiffusionPolicy(Policy):
     def __init__(self, config: DiffusionConfig) -> None:
         super().__init__(config)
         c = config
-        self.pool = TokenPool(
-            c.token_pool,
-            c.token_dim,
-            c.d_model,
-            c.n_pool_tokens,
-            c.n_heads,
-            text_cond=c.pool_text_cond,
-            n_cameras=c.n_cameras,
-            tokens_per_camera=c.tokens_per_camera,
-        )
+        self.pool = TokenPool.from_config(c, c.d_model)
         self.build_aux_future(self.pool.out_tokens(c.n_tokens), c.d_model)
         if c.denoiser == "unet":
             # Global condition = flattened pooled tokens + flattened state history.

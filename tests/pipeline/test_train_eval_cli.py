@@ -74,10 +74,31 @@ def test_eval_writes_results_plot_and_video(debug_runs: dict[str, Path], tmp_pat
     assert all(0.0 <= e["final_progress"] < 0.25 for e in data["episodes"])
     assert data["mean_final_progress"] == sum(e["final_progress"] for e in data["episodes"]) / 2
     assert data["config"]["safety"] is True
+    g = data["grasp_summary"]
+    assert g["closed"] + g["never_closed"] == 2
+    for e in data["episodes"]:  # where the gripper first closed, if it did
+        assert set(e["grasp"]) in (
+            set(),
+            {"close_step", "close_xy_to_target_m", "close_height_above_target_m", "close_nearest_is_target"},
+        )
     assert (out / "eval.png").stat().st_size > 1000
     videos = list((out / "videos").glob("*.mp4"))
     assert len(videos) == 1 and videos[0].stat().st_size > 1000
     assert res["success_rate"] == data["success_rate"]
+
+
+def test_eval_max_steps_overrides_the_env_limit(debug_runs: dict[str, Path], tmp_path: Path) -> None:
+    """max_steps longer than the task's own limit runs that long (the env no longer truncates first)."""
+    from vla.cli import eval as eval_cli
+
+    out = tmp_path / "eval"
+    run, limit = debug_runs["diffusion"], "max_steps=16"
+    cfg = compose(
+        "eval", [f"checkpoint={run}", "n_episodes=1", "n_videos=0", limit, f"out_dir={out}", "progress=false"]
+    )
+    eval_cli.run(cfg)
+    data = json.loads((out / "eval.json").read_text())
+    assert data["episodes"][0]["steps"] == 16  # the debug task's env says 12
 
 
 def test_eval_without_safety_gate_and_with_ensembling(debug_runs: dict[str, Path], tmp_path: Path) -> None:

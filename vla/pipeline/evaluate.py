@@ -81,25 +81,46 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
 
 
 class _Recorder:
-    """Gymnasium env wrapper that keeps the episode's instruction and (optionally) rendered frames."""
+    """Gymnasium env wrapper that keeps the episode's instruction, (optionally) rendered frames, and
+    where the gripper first closed (`grasp_report`)."""
 
     def __init__(self, env: Any) -> None:
         self.env = env
         self.record = False
         self.frames: list[np.ndarray] = []
         self.instruction = ""
+        self.grasp: dict[str, Any] = {}
 
     def reset(self, **kw: Any) -> tuple[dict, dict]:
         obs, info = self.env.reset(**kw)
         self.instruction = str(obs.get("instruction", info.get("instruction", "")))
         self.frames = [self.env.render()] if self.record else []
+        self.grasp, self._steps = {}, 0
         return obs, info
 
     def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
+        self._steps += 1
+        if not self.grasp and len(action) > 6 and float(action[6]) > 0.5:
+            self.grasp = _grasp_report(self.env.unwrapped.task, self._steps)
         out = self.env.step(action)
         if self.record:
             self.frames.append(self.env.render())
         return out
+
+
+def _grasp_report(task: Any, step: int) -> dict[str, Any]:
+    """Where the gripper was when it was first commanded closed: separates "closed on the wrong cube",
+    "closed a few cm off the right one" and "never closed" (the failures need different fixes)."""
+    out: dict[str, Any] = {"close_step": step}
+    target, names = getattr(task, "target", None), list(getattr(task, "cube_names", []))
+    if target is None or target not in names:
+        return out
+    pinch = task.pinch_pos()
+    dist = {n: float(np.linalg.norm(pinch[:2] - task.cube_pos(n)[:2])) for n in names}
+    out["close_xy_to_target_m"] = dist[target]
+    out["close_height_above_target_m"] = float(pinch[2] - task.cube_pos(target)[2])
+    out["close_nearest_is_target"] = min(dist, key=dist.get) == target
+    return out
 
 
 def _make_gate(env: Any, cfg: EvalConfig):
@@ -124,8 +145,12 @@ def evaluate(policy: ChunkPolicy, cfg: EvalConfig) -> dict[str, Any]:
 
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    env = sim.make(cfg.task, **cfg.env_overrides)
-    max_steps = int(cfg.max_steps or env.unwrapped.cfg.max_steps)
+    env_kwargs = dict(cfg.env_overrides)
+    if cfg.max_steps:
+        # The env truncates at its own max_steps: a longer evaluation budget must reach it too.
+        env_kwargs["max_steps"] = int(cfg.max_steps)
+    env = sim.make(cfg.task, **env_kwargs)
+    max_steps = int(env.unwrapped.cfg.max_steps)
     n_obs = int(getattr(policy, "n_obs_steps", 2))
     ta = int(cfg.n_action_steps or getattr(policy, "n_action_steps", 8))
     period = 1.0 / float(env.unwrapped.cfg.control_rate_hz)
@@ -168,6 +193,7 @@ def evaluate(policy: ChunkPolicy, cfg: EvalConfig) -> dict[str, Any]:
                 # centimetres from an arm that never went near the object.
                 "final_progress": float(env.unwrapped.task.progress()),
             }
+            ep["grasp"] = dict(rec.grasp)  # {} when the gripper was never commanded closed
             if gate is not None:
                 ep["gate_by_check"] = dict(gate.stats.by_check)
             episodes.append(ep)
@@ -221,12 +247,27 @@ def _summarise(
         "chunk_latency_p50_s": float(np.quantile(lat, 0.5)) if len(lat) else float("nan"),
         "chunk_latency_p99_s": float(np.quantile(lat, 0.99)) if len(lat) else float("nan"),
         "n_chunks": len(lat),
+        "grasp_summary": _grasp_summary(episodes),
         "gate_truncated_total": sum(e["gate_truncated"] for e in episodes),
         "gate_rejected_total": sum(e["gate_rejected"] for e in episodes),
         "n_action_steps": ta,
         "eval_seconds": seconds,
         "config": asdict(cfg),
         "episodes": episodes,
+    }
+
+
+def _grasp_summary(episodes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Counts over episodes of where the gripper first closed (see `_grasp_report`)."""
+    closed = [e["grasp"] for e in episodes if e.get("grasp")]
+    located = [g for g in closed if "close_xy_to_target_m" in g]
+    return {
+        "never_closed": len(episodes) - len(closed),
+        "closed": len(closed),
+        "closed_nearest_target": sum(bool(g["close_nearest_is_target"]) for g in located),
+        "median_close_xy_to_target_m": float(np.median([g["close_xy_to_target_m"] for g in located]))
+        if located
+        else float("nan"),
     }
 
 
