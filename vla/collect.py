@@ -154,7 +154,7 @@ def run_episode(
         if rng is not None:
             active = getattr(expert, "phase", None) in noise.phases
             kick = rng.normal(0.0, noise.std, 6)
-            drift = decay * drift + np.sqrt(1 - decay**2) * kick if active else settle * drift
+            drift = (decay * drift + np.sqrt(1 - decay**2) * kick) if active else settle * drift
             executed = action.copy()
             executed[:6] += drift.astype(action.dtype)
         obs, _, terminated, truncated, info = env.step(executed)

@@ -82,7 +82,7 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
 
 class _Recorder:
     """Gymnasium env wrapper that keeps the episode's instruction, (optionally) rendered frames, and
-    where the gripper first closed (`grasp_report`)."""
+    where the gripper was first commanded closed (`grasp`, see `_grasp_report`)."""
 
     def __init__(self, env: Any) -> None:
         self.env = env
@@ -90,6 +90,7 @@ class _Recorder:
         self.frames: list[np.ndarray] = []
         self.instruction = ""
         self.grasp: dict[str, Any] = {}
+        self._steps = 0
 
     def reset(self, **kw: Any) -> tuple[dict, dict]:
         obs, info = self.env.reset(**kw)
@@ -192,8 +193,8 @@ def evaluate(policy: ChunkPolicy, cfg: EvalConfig) -> dict[str, Any]:
                 # Dense task score at the end (sim.tasks: reach, grasp, lift...): tells a miss by
                 # centimetres from an arm that never went near the object.
                 "final_progress": float(env.unwrapped.task.progress()),
+                "grasp": dict(rec.grasp),  # {} when the gripper was never commanded closed
             }
-            ep["grasp"] = dict(rec.grasp)  # {} when the gripper was never commanded closed
             if gate is not None:
                 ep["gate_by_check"] = dict(gate.stats.by_check)
             episodes.append(ep)
