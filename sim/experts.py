@@ -36,6 +36,11 @@ class Waypoint:
             leaves idle stretches in the demos (the command frozen while the arm catches up, up to
             ``max_wait`` steps when the arm is perturbed), and a cloned policy that has seen the arm
             resting at such a point with a frozen command learns to stay there.
+        settle_grip: end the hold as soon as the gripper has stopped moving (closure changed by less
+            than ``GRIP_STALL`` in the last step), ``hold`` being the most it waits. A fixed hold after
+            the fingers stop leaves frames where nothing moves and the command is frozen; a cloned
+            policy cannot tell how long it has been there, keeps predicting "lift later" and never
+            lifts (what the pick_cube diffusion policy did in most of its failures).
     """
 
     pos: Vec
@@ -45,6 +50,7 @@ class Waypoint:
     hold: int = 0
     name: str = ""
     blend: bool = False
+    settle_grip: bool = False
 
     def target(self) -> np.ndarray:
         return np.asarray(self.pos() if callable(self.pos) else self.pos, np.float64)
@@ -64,6 +70,7 @@ class WaypointExpert:
 
     accel: float = 1.5  # m/s^2, commanded pinch acceleration bound
     max_wait: int = 40  # control steps to wait at a waypoint for the arm to catch up before moving on
+    GRIP_STALL = 0.01  # closure change per control step below which the gripper counts as stopped
 
     def __init__(self, env, ik_cfg: IKConfig | None = None) -> None:
         self.env = env.unwrapped
@@ -87,6 +94,7 @@ class WaypointExpert:
         self.p_cmd = self.task.pinch_pos()
         self.yaw_cmd = self._current_yaw()
         self.grip = 0.0
+        self.grip_state = self.prev_grip_state = float(self.env.robot_state()[6])
 
     def _current_yaw(self) -> float:
         mat = self.env.data.site_xmat[self.ik.site].reshape(3, 3)
@@ -103,6 +111,7 @@ class WaypointExpert:
 
     def act(self, obs: dict | None = None) -> np.ndarray:
         """(7,) float32 action: joint targets [rad] + gripper command."""
+        self.prev_grip_state, self.grip_state = self.grip_state, float(self.env.robot_state()[6])
         if not self.done:
             self._advance()
         wp = self.waypoints[min(self.index, len(self.waypoints) - 1)]
@@ -132,7 +141,9 @@ class WaypointExpert:
         )
         if reached:
             self.held += 1
-            if self.held > wp.hold:
+            # held > 1: the command went out at least a step ago, so the fingers had time to start.
+            stalled = abs(self.grip_state - self.prev_grip_state) < self.GRIP_STALL
+            if self.held > wp.hold or (wp.settle_grip and self.held > 1 and stalled):
                 self.index += 1
                 self.wait = self.held = 0
                 self.speed = 0.0
@@ -151,7 +162,9 @@ def pick_waypoints(cube: np.ndarray) -> list[Waypoint]:
             blend=True,
         ),
         Waypoint(np.array([cube[0], cube[1], grasp_z]), grip=0.0, speed=0.15, tol=0.006, name="descend"),
-        Waypoint(np.array([cube[0], cube[1], grasp_z]), grip=1.0, hold=8, tol=0.01, name="close"),
+        Waypoint(
+            np.array([cube[0], cube[1], grasp_z]), grip=1.0, hold=8, tol=0.01, name="close", settle_grip=True
+        ),
         Waypoint(np.array([cube[0], cube[1], grasp_z + 0.12]), grip=1.0, speed=0.2, tol=0.02, name="lift"),
     ]
 
@@ -169,7 +182,7 @@ def place_waypoints(target_xy: Vec, release_z: float) -> list[Waypoint]:
     return [
         Waypoint(at(release_z + 0.08), grip=1.0, speed=0.3, tol=0.015, name="carry", blend=True),
         Waypoint(at(release_z + 0.003), grip=1.0, speed=0.12, tol=0.006, name="lower"),
-        Waypoint(at(release_z + 0.003), grip=0.0, hold=6, tol=0.01, name="release"),
+        Waypoint(at(release_z + 0.003), grip=0.0, hold=6, tol=0.01, name="release", settle_grip=True),
         Waypoint(at(release_z + 0.1), grip=0.0, speed=0.2, tol=0.02, name="retreat"),
     ]
 
