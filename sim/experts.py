@@ -95,6 +95,7 @@ class WaypointExpert:
         self.yaw_cmd = self._current_yaw()
         self.grip = 0.0
         self.grip_state = self.prev_grip_state = float(self.env.robot_state()[6])
+        self.grip_time, self.grip_fresh = float(self.env.data.time), False
 
     def _current_yaw(self) -> float:
         mat = self.env.data.site_xmat[self.ik.site].reshape(3, 3)
@@ -111,7 +112,14 @@ class WaypointExpert:
 
     def act(self, obs: dict | None = None) -> np.ndarray:
         """(7,) float32 action: joint targets [rad] + gripper command."""
-        self.prev_grip_state, self.grip_state = self.grip_state, float(self.env.robot_state()[6])
+        # A new gripper reading only when the simulation advanced: rolled forward without stepping
+        # (vla.runtime.ExpertChunkPolicy imagines a chunk this way) the fingers are not seen to stop,
+        # and the hold falls back to its fixed length.
+        now = float(self.env.data.time)
+        self.grip_fresh = now != self.grip_time
+        if self.grip_fresh:
+            self.prev_grip_state, self.grip_state = self.grip_state, float(self.env.robot_state()[6])
+            self.grip_time = now
         if not self.done:
             self._advance()
         wp = self.waypoints[min(self.index, len(self.waypoints) - 1)]
@@ -142,7 +150,7 @@ class WaypointExpert:
         if reached:
             self.held += 1
             # held > 1: the command went out at least a step ago, so the fingers had time to start.
-            stalled = abs(self.grip_state - self.prev_grip_state) < self.GRIP_STALL
+            stalled = self.grip_fresh and abs(self.grip_state - self.prev_grip_state) < self.GRIP_STALL
             if self.held > wp.hold or (wp.settle_grip and self.held > 1 and stalled):
                 self.index += 1
                 self.wait = self.held = 0

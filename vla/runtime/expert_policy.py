@@ -18,7 +18,20 @@ from typing import Any
 import numpy as np
 
 # The attributes of sim.experts.WaypointExpert that change from one act() call to the next.
-EXPERT_STATE = ("index", "wait", "held", "speed", "q_cmd", "p_cmd", "yaw_cmd", "grip")
+EXPERT_STATE = (
+    "index",
+    "wait",
+    "held",
+    "speed",
+    "q_cmd",
+    "p_cmd",
+    "yaw_cmd",
+    "grip",
+    "grip_state",
+    "prev_grip_state",
+    "grip_time",
+    "grip_fresh",
+)
 
 
 class ExpertChunkPolicy:
