@@ -94,8 +94,10 @@ class WaypointExpert:
         self.p_cmd = self.task.pinch_pos()
         self.yaw_cmd = self._current_yaw()
         self.grip = 0.0
-        self.grip_state = self.prev_grip_state = float(self.env.robot_state()[6])
-        self.grip_time, self.grip_fresh = float(self.env.data.time), False
+        # Gripper closure at the last simulation time seen, and how far it moved since the reading
+        # before (inf until the simulation has advanced: no evidence that the fingers stopped).
+        self.grip_state, self.grip_time = float(self.env.robot_state()[6]), float(self.env.data.time)
+        self.grip_change = np.inf
 
     def _current_yaw(self) -> float:
         mat = self.env.data.site_xmat[self.ik.site].reshape(3, 3)
@@ -116,10 +118,11 @@ class WaypointExpert:
         # (vla.runtime.ExpertChunkPolicy imagines a chunk this way) the fingers are not seen to stop,
         # and the hold falls back to its fixed length.
         now = float(self.env.data.time)
-        self.grip_fresh = now != self.grip_time
-        if self.grip_fresh:
-            self.prev_grip_state, self.grip_state = self.grip_state, float(self.env.robot_state()[6])
-            self.grip_time = now
+        if now != self.grip_time:
+            g = float(self.env.robot_state()[6])
+            self.grip_change, self.grip_state, self.grip_time = abs(g - self.grip_state), g, now
+        else:
+            self.grip_change = np.inf
         if not self.done:
             self._advance()
         wp = self.waypoints[min(self.index, len(self.waypoints) - 1)]
@@ -150,7 +153,7 @@ class WaypointExpert:
         if reached:
             self.held += 1
             # held > 1: the command went out at least a step ago, so the fingers had time to start.
-            stalled = self.grip_fresh and abs(self.grip_state - self.prev_grip_state) < self.GRIP_STALL
+            stalled = self.grip_change < self.GRIP_STALL
             if self.held > wp.hold or (wp.settle_grip and self.held > 1 and stalled):
                 self.index += 1
                 self.wait = self.held = 0

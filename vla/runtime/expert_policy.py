@@ -28,9 +28,8 @@ EXPERT_STATE = (
     "yaw_cmd",
     "grip",
     "grip_state",
-    "prev_grip_state",
     "grip_time",
-    "grip_fresh",
+    "grip_change",
 )
 
 
