@@ -14,7 +14,7 @@ Figures:
 - obs_to_publish_ms: joint-state header stamp (robot clock) -> policy status stamp taken right
   after the trajectory was published; includes the observation's age when the tick started.
 - obs_to_receipt_ms: same start -> the trajectory's arrival here (what a controller would see).
-- compute_ms: tick start -> trajectory published (decode, chunk, gate) inside the node.
+- compute_ms: tick start -> command published inside the node (decode, the controller's step).
 - rate_hz / jitter_ms: achieved tick rate from consecutive status stamps and the std of the
   tick intervals; late_ticks: intervals > 1.5 periods.
 """
@@ -34,29 +34,32 @@ from pathlib import Path
 import numpy as np
 
 from ros_bridge.config import PolicyNodeConfig, RobotNodeConfig, to_dict
-from ros_bridge.interfaces import Collaborators, GateDecision, Observation
+from ros_bridge.interfaces import Collaborators, Command, Observation
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-class _HoldPoseSource:
-    """A chunk of `horizon` copies of the observed position: free to compute, always safe."""
+class _HoldPoseController:
+    """A controller that commands the observed position: free to compute, always safe."""
 
-    def __init__(self, horizon: int = 16) -> None:
-        self.horizon = horizon
+    def reset(self) -> None:
+        pass
 
-    def __call__(self, obs: Observation) -> np.ndarray:
-        return np.repeat(obs.joint_positions[None], self.horizon, axis=0)
+    def step(self, obs: Observation) -> Command:
+        q = np.asarray(obs.joint_positions, np.float64)
+        return Command(q.copy(), q[None].copy(), "ok")
 
+    def stop(self, obs: Observation | None, reason: str) -> Command | None:
+        return None
 
-def _pass_gate(q: np.ndarray, qd: np.ndarray, chunk: np.ndarray) -> GateDecision:
-    return GateDecision(safe_prefix=chunk, verdict={"safe_steps": len(chunk)})
+    def summary(self) -> dict:
+        return {}
 
 
 def make_collaborators(config: PolicyNodeConfig) -> Collaborators:
     """Default factory: the bridge's overhead alone."""
-    return Collaborators(source=_HoldPoseSource(), gate=_pass_gate)
+    return Collaborators(controller=_HoldPoseController())
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
@@ -147,9 +150,9 @@ def run_variant(cameras: tuple[str, ...], args: argparse.Namespace, workdir: Pat
 
     stamps = np.array([s["stamp"] for _, s in statuses])
     intervals = np.diff(stamps) if len(stamps) > 1 else np.zeros(0)
-    chunk_statuses = [(r, s) for r, s in statuses if "latency_ms" in s and "obs_stamp" in s]
+    chunk_statuses = [(r, s) for r, s in statuses if "step_ms" in s and "obs_stamp" in s]
     obs_to_publish = [1e3 * (s["stamp"] - s["obs_stamp"]) for _, s in chunk_statuses]
-    compute = [s["latency_ms"] for _, s in chunk_statuses]
+    compute = [s["step_ms"] for _, s in chunk_statuses]
     # Pair each trajectory with the status its tick published right after it: the nearest status
     # stamp (ticks are a period apart, publication within a millisecond or so).
     period = 1.0 / args.rate

@@ -26,6 +26,10 @@ UR5E_2F85_JOINTS = (
     "robotiq_85_left_knuckle_joint",
 )
 DEFAULT_CAMERAS = ("front", "wrist")
+# The control loop's scheduling and blending options (mirrors vla.runtime.config, which ros_bridge
+# must not import).
+MODES = ("async", "sync")
+SMOOTHINGS = ("rtc", "none", "ensemble")
 
 
 def default_image_topic(camera: str) -> str:
@@ -67,8 +71,15 @@ class PolicyNodeConfig:
     """Parameters of the lifecycle policy node (each field is a ROS parameter of the same name).
 
     image_topics: one per camera, aligned with camera_names; empty -> /camera/<name>/image_raw.
+    trajectory_topic: the `JointTrajectory` output (joint trajectory controller); empty disables it.
     forward_command_topic: empty disables the `Float64MultiArray` output for forward controllers.
-    n_action_steps: Ta, how many steps of each (gated) chunk are executed before the next query.
+    estop_output_topic: `std_msgs/Bool` output: True when the safety gate found no safe stop (wire
+        it to the robot's protective stop); latched until the e-stop input is released or the
+        node is re-activated.
+    n_action_steps: Ta, how many steps of each chunk run before the next is due.
+    mode / smoothing: how the control loop schedules inference ("async": a worker computes the
+        next chunk while the current one runs; "sync": the robot waits) and blends chunks ("rtc":
+        real-time chunking, "ensemble": temporal ensembling, "none"), as `vla.runtime.RuntimeConfig`.
     max_input_age_s: images / joint states older than this trigger a hold; 0 -> 2 control periods.
     checkpoint: opaque to ros_bridge; the injected factory reads it (a run directory, for vla).
     instruction: initial instruction; the instruction topic replaces it at run time.
@@ -86,8 +97,11 @@ class PolicyNodeConfig:
     trajectory_topic: str = "/joint_trajectory_controller/joint_trajectory"
     forward_command_topic: str = ""
     status_topic: str = "/vla/status"
+    estop_output_topic: str = "/vla/estop_request"
     control_rate_hz: float = 20.0
     n_action_steps: int = 8
+    mode: str = "async"
+    smoothing: str = "rtc"
     max_input_age_s: float = 0.0
     checkpoint: str = ""
     instruction: str = ""
@@ -104,19 +118,22 @@ class PolicyNodeConfig:
         self.image_topics = resolve_image_topics(cls, self.camera_names, tuple(self.image_topics))
         for i, topic in enumerate(self.image_topics):
             check_topic(cls, f"image_topics[{i}]", topic)
-        for name in (
-            "joint_state_topic",
-            "instruction_topic",
-            "estop_topic",
-            "trajectory_topic",
-            "status_topic",
-        ):
+        for name in ("joint_state_topic", "instruction_topic", "estop_topic", "status_topic"):
             check_topic(cls, name, getattr(self, name))
-        if self.forward_command_topic:
-            check_topic(cls, "forward_command_topic", self.forward_command_topic)
+        for name in ("trajectory_topic", "forward_command_topic", "estop_output_topic"):
+            if getattr(self, name):
+                check_topic(cls, name, getattr(self, name))
+        if not (self.trajectory_topic or self.forward_command_topic):
+            raise ValueError(f"{cls}: trajectory_topic and forward_command_topic are both empty: no output")
         check_rate(cls, "control_rate_hz", self.control_rate_hz)
         if not (isinstance(self.n_action_steps, int) and self.n_action_steps >= 1):
             raise ValueError(f"{cls}.n_action_steps must be an integer >= 1, got {self.n_action_steps!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"{cls}.mode must be one of {MODES}, got {self.mode!r}")
+        if self.smoothing not in SMOOTHINGS:
+            raise ValueError(f"{cls}.smoothing must be one of {SMOOTHINGS}, got {self.smoothing!r}")
+        if self.smoothing == "rtc" and self.mode != "async":
+            raise ValueError(f"{cls}: smoothing 'rtc' needs mode 'async' (sync runs nothing while it infers)")
         if not (math.isfinite(self.max_input_age_s) and self.max_input_age_s >= 0):
             raise ValueError(
                 f"{cls}.max_input_age_s must be >= 0 (0 = two control periods), got {self.max_input_age_s!r}"
@@ -138,8 +155,15 @@ class RobotNodeConfig:
     """Parameters of the generic robot node (each field is a ROS parameter of the same name).
 
     joint_names / camera_names: empty -> taken from the backend.
+    trajectory_topic / forward_command_topic: the two command inputs, like ros2_control's joint
+        trajectory controller (linear interpolation through the points) and forward position
+        controller (`Float64MultiArray`, the target holds until the next); the latest message of
+        either wins. Empty disables one.
     command_rate_hz: interpolation and simulation step rate; each tick advances the backend by
         1 / command_rate_hz seconds, and publication rates are counted in that simulated time.
+    sensor_latency_s: joint states and images leave this long after they were measured (simulated
+        time, rounded to ticks): a slow driver or network.
+    actuation_latency_s: commands act this long after they arrived (simulated time, ticks).
     """
 
     joint_names: tuple[str, ...] = ()
@@ -147,10 +171,13 @@ class RobotNodeConfig:
     image_topics: tuple[str, ...] = ()
     joint_state_topic: str = "/joint_states"
     trajectory_topic: str = "/joint_trajectory_controller/joint_trajectory"
+    forward_command_topic: str = "/forward_position_controller/commands"
     command_rate_hz: float = 100.0
     joint_state_rate_hz: float = 50.0
     camera_rate_hz: float = 20.0
     frame_id_prefix: str = ""
+    sensor_latency_s: float = 0.0
+    actuation_latency_s: float = 0.0
 
     def __post_init__(self) -> None:
         cls = type(self).__name__
@@ -165,10 +192,16 @@ class RobotNodeConfig:
             raise ValueError(f"{cls}.image_topics given without camera_names")
         for i, topic in enumerate(self.image_topics):
             check_topic(cls, f"image_topics[{i}]", topic)
-        for name in ("joint_state_topic", "trajectory_topic"):
-            check_topic(cls, name, getattr(self, name))
+        check_topic(cls, "joint_state_topic", self.joint_state_topic)
+        for name in ("trajectory_topic", "forward_command_topic"):
+            if getattr(self, name):
+                check_topic(cls, name, getattr(self, name))
         for name in ("command_rate_hz", "joint_state_rate_hz", "camera_rate_hz"):
             check_rate(cls, name, getattr(self, name))
+        for name in ("sensor_latency_s", "actuation_latency_s"):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and math.isfinite(v) and 0 <= v <= 5.0):
+                raise ValueError(f"{cls}.{name} must be in [0, 5] s, got {v!r}")
 
     def resolved(self, joint_names: list[str], camera_names: list[str]) -> RobotNodeConfig:
         """Fill empty joint/camera names (and their topics) from a backend's lists."""
@@ -188,11 +221,16 @@ DESCRIPTIONS = {
     "joint_state_topic": "sensor_msgs/JointState topic.",
     "instruction_topic": "std_msgs/String topic carrying the language instruction.",
     "estop_topic": "std_msgs/Bool topic; true holds the robot until false arrives.",
-    "trajectory_topic": "trajectory_msgs/JointTrajectory topic (joint trajectory controller input).",
-    "forward_command_topic": "std_msgs/Float64MultiArray topic for a forward controller; empty disables it.",
+    "trajectory_topic": "trajectory_msgs/JointTrajectory topic (joint trajectory controller); empty disables it.",
+    "forward_command_topic": "std_msgs/Float64MultiArray topic for a forward position controller; empty disables it.",
     "status_topic": "std_msgs/String topic with a JSON status (latency, gate verdict, hold reason).",
+    "estop_output_topic": "std_msgs/Bool topic: true when the safety gate found no safe stop (latched).",
     "control_rate_hz": "Control rate [Hz]: one chunk step per period.",
-    "n_action_steps": "Ta: steps of each gated chunk executed before the policy is queried again.",
+    "n_action_steps": "Ta: steps of each chunk executed before the next one is due.",
+    "mode": "Inference scheduling: async (a worker computes the next chunk meanwhile) or sync (the robot waits).",
+    "smoothing": "Chunk blending: rtc (real-time chunking), ensemble (temporal ensembling) or none.",
+    "sensor_latency_s": "Delay [s] of joint states and images (simulated time).",
+    "actuation_latency_s": "Delay [s] before a command acts (simulated time).",
     "max_input_age_s": "Inputs older than this [s] cause a hold; 0 means two control periods.",
     "checkpoint": "Checkpoint / run directory handed to the collaborator factory.",
     "instruction": "Initial language instruction (the instruction topic replaces it).",

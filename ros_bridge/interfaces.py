@@ -1,8 +1,8 @@
 """The small contracts between the ROS nodes and what `vla` injects into them.
 
-The nodes never import a policy, an encoder or a simulator: `vla` wraps those behind the
-Protocols below (a scripted expert can stand in for the policy in tests), so `ros_bridge`
-stays importable without torch and testable with pure-numpy doubles.
+The nodes never import a policy, an encoder, a simulator or the control loop: `vla` wraps those
+behind the Protocols below (a scripted controller can stand in in tests), so `ros_bridge` stays
+importable without torch and testable with pure-numpy doubles.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 
 @dataclass
 class Observation:
-    """One synchronized snapshot of the robot, as the policy node hands it to a `ChunkSource`.
+    """One synchronized snapshot of the robot, as the policy node hands it to its `Controller`.
 
     images: camera name -> RGB frame, uint8 (H, W, 3) (mono cameras are replicated to 3 channels).
     joint_positions: (7,) float64, 6 arm joints [rad] + gripper opening in [0 open, 1 closed],
@@ -24,6 +24,7 @@ class Observation:
     joint_velocities: (7,) float64 in the same order [rad/s] (the gripper entry as published).
     instruction: the language instruction currently in force (never empty when a chunk is asked).
     stamp: header stamp of the joint state used, in seconds of the publisher's clock.
+    received: monotonic time [s] the joint state arrived at the node.
     """
 
     images: dict[str, np.ndarray]
@@ -31,36 +32,57 @@ class Observation:
     joint_velocities: np.ndarray
     instruction: str
     stamp: float
+    received: float = 0.0
 
 
 @dataclass
-class GateDecision:
-    """What the safety gate lets through.
+class Command:
+    """What the controller commands for one control period.
 
-    safe_prefix: (K, 7) float absolute joint targets, the leading K steps of the chunk judged
-        safe; K may be 0 (nothing is safe: the node holds).
-    reason: why the chunk was cut (empty when the whole chunk passed).
-    verdict: JSON-serializable details (per-check results, margins) copied into the status topic.
+    action: (D,) the target of this period (what a forward position controller gets).
+    plan: (K, D), K >= 1, the targets of this period and the next ones as far as they are known and
+        certified by the controller's safety gate; plan[0] == action. The node sends it as one
+        `JointTrajectory`, so a robot that hears nothing more runs it out and holds its last row:
+        the stop the gate certified.
+    status: "ok" (from a chunk), "miss" (no action ready in time: holds the last one), "late" (ready
+        after the period's deadline) or "hold" (the gate or a stop request brakes the robot).
+    reason: why, when the status is not "ok".
+    estop: the gate found no safe stop from here: the node engages its e-stop output.
+    info: JSON-able details for the status topic (latency, gate outcome, ...).
     """
 
-    safe_prefix: np.ndarray
+    action: np.ndarray
+    plan: np.ndarray
+    status: str = "ok"
     reason: str = ""
-    verdict: dict[str, Any] = field(default_factory=dict)
+    estop: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
 
 
-class ChunkSource(Protocol):
-    """Produces an action chunk from an observation (encoder + policy head, or a scripted expert)."""
+class Controller(Protocol):
+    """The control loop behind the policy node: one call per control period.
 
-    def __call__(self, obs: Observation) -> np.ndarray:
-        """Return (H, 7) float absolute joint targets, H >= 1; row 0 is the target one period ahead."""
+    `vla` provides it (`vla.deploy.controller.LoopController`: the same `vla.runtime.ControlLoop`
+    that simulator evaluation runs, with asynchronous inference, real-time chunking and the
+    world-model gate). The node only feeds it fresh observations and publishes what it returns.
+    """
+
+    def reset(self) -> None:
+        """A new episode starts (new instruction): forget the observation history and queued actions."""
         ...
 
+    def step(self, obs: Observation) -> Command:
+        """Serve one control period from the latest observation; never blocks past the period."""
+        ...
 
-class ChunkGate(Protocol):
-    """Checks a chunk against a world model before anything reaches the robot."""
+    def stop(self, obs: Observation | None, reason: str) -> Command | None:
+        """Stop asking the policy and brake: a certified stop from `obs` (None: the state is unknown;
+        keep the plan the robot already has, which ends in a certified stop). Returns what to
+        publish, or None for nothing new. `step` resumes control (after `reset` for a new episode)."""
+        ...
 
-    def __call__(self, q: np.ndarray, qd: np.ndarray, chunk: np.ndarray) -> GateDecision:
-        """q (7,), qd (7,) current state; chunk (H, 7) targets -> the safe prefix (K, 7), 0 <= K <= H."""
+    def summary(self) -> dict[str, Any]:
+        """Running totals for the status topic (JSON-able): misses, holds, latency percentiles."""
         ...
 
 
@@ -71,8 +93,7 @@ class Collaborators:
     close: optional release hook (free a model, close a simulator), called exactly once.
     """
 
-    source: ChunkSource
-    gate: ChunkGate
+    controller: Controller
     close: Callable[[], None] | None = None
 
 

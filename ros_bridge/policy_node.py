@@ -1,20 +1,27 @@
-"""The lifecycle policy node: observations in, gated joint trajectories out.
+"""The lifecycle policy node: observations in, the control loop's certified commands out.
 
 Follows ros2/demos' lifecycle_py talker: `on_configure` builds the collaborators (through an
-injected factory, so this module never imports a model) and the publishers; `on_activate`
-starts the subscriptions and the control timer; `on_deactivate` holds the robot and stops them;
-`on_cleanup` / `on_shutdown` release everything.
+injected factory, so this module never imports a model or the control loop) and the publishers;
+`on_activate` starts the subscriptions and the control timer; `on_deactivate` stops the robot and
+the timer; `on_cleanup` / `on_shutdown` release everything.
 
-Each control tick either continues the current gated chunk, or (when it is used up) builds an
-`Observation`, asks the `ChunkSource` for a chunk, passes it through the `ChunkGate` and publishes
-the first `n_action_steps` of the safe prefix as a `JointTrajectory`. A hold (a one-point
-trajectory at the current position) is published instead whenever the watchdog objects (stale
-inputs, e-stop, empty instruction) or the gate lets nothing through; a status JSON says why.
+Every control period the timer hands the latest observation (joint state, one frame per camera,
+the instruction) to the injected `Controller` (in practice `vla.runtime.ControlLoop`, the loop
+simulator evaluation runs: asynchronous inference, real-time chunking, the world-model gate) and
+publishes what it returns: the period's target on the forward-controller topic and the certified
+plan from this period on as one `JointTrajectory`, so a robot that hears nothing more runs the plan
+out and holds its last row (the stop the gate simulated). The controller's `step` never blocks past
+the period: the policy computes on a worker thread while the node keeps commanding.
+
+Holds: when the watchdog objects (stale inputs, e-stop, empty instruction) the node asks the
+controller to stop (a braking plan from a fresh state; with stale inputs the robot keeps the plan
+it has) and stops querying the policy until the inputs are fine again; a new instruction starts a
+new episode (the controller's history is reset). When the gate reports that no safe stop exists,
+the node publishes True on its e-stop output and holds until the e-stop input is cycled or the node
+is re-activated. A status JSON says what happens every period.
 
 Threads: subscriptions and the timer sit in separate callback groups, so with a
-`MultiThreadedExecutor` inputs (and the e-stop) keep arriving while a chunk is being computed.
-Shared state is guarded by one lock; a chunk computed while the situation changed (e-stop,
-new instruction, deactivation) is discarded, never published.
+`MultiThreadedExecutor` inputs (and the e-stop) keep arriving while the controller runs.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from typing import Any
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
@@ -43,14 +50,17 @@ from ros_bridge.conversions import (
     numpy_to_float64_multi_array,
     time_to_seconds,
 )
-from ros_bridge.interfaces import Collaborators, GateDecision, Observation
+from ros_bridge.interfaces import Collaborators, Command, Observation
 from ros_bridge.params import declare_config, read_config
 from ros_bridge.watchdog import hold_reasons
 
 CollaboratorFactory = Callable[[PolicyNodeConfig], Collaborators]
-"""Builds the chunk source and gate from the node's config (reads `config.checkpoint`)."""
+"""Builds the controller from the node's config (reads `config.checkpoint`)."""
 
 _RELIABLE = QoSProfile(depth=10)
+# The e-stop request is state, not an event: a late subscriber must still see it.
+_LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+GATE_ESTOP = "no safe stop: e-stop requested"
 
 
 @dataclass
@@ -72,10 +82,10 @@ def _jsonable(value: Any) -> Any:
 
 
 class PolicyNode(LifecycleNode):
-    """Lifecycle node running a gated chunking policy at `control_rate_hz`.
+    """Lifecycle node running an injected controller at `control_rate_hz`.
 
-    factory: called in `on_configure` with the validated `PolicyNodeConfig`; returns the chunk
-        source (policy or scripted expert) and the gate. Exceptions fail the transition.
+    factory: called in `on_configure` with the validated `PolicyNodeConfig`; returns the controller.
+        Exceptions fail the transition.
     config: defaults for the declared parameters (ROS overrides still apply).
     node_kwargs: passed to `rclpy.node.Node` (context, namespace, parameter_overrides, ...).
     """
@@ -94,7 +104,7 @@ class PolicyNode(LifecycleNode):
         self._lock = threading.RLock()
         self._cfg: PolicyNodeConfig | None = None
         self._collab: Collaborators | None = None
-        self._traj_pub = self._status_pub = self._forward_pub = None
+        self._traj_pub = self._status_pub = self._forward_pub = self._estop_out_pub = None
         self._subs: list[Any] = []
         self._timer = None
         self._reset_runtime("")
@@ -111,16 +121,19 @@ class PolicyNode(LifecycleNode):
             )
             return TransitionCallbackReturn.FAILURE
         self._cfg, self._collab = cfg, collab
-        self._traj_pub = self.create_lifecycle_publisher(JointTrajectory, cfg.trajectory_topic, _RELIABLE)
-        self._status_pub = self.create_lifecycle_publisher(String, cfg.status_topic, _RELIABLE)
+        if cfg.trajectory_topic:
+            self._traj_pub = self.create_lifecycle_publisher(JointTrajectory, cfg.trajectory_topic, _RELIABLE)
         if cfg.forward_command_topic:
             self._forward_pub = self.create_lifecycle_publisher(
                 Float64MultiArray, cfg.forward_command_topic, _RELIABLE
             )
+        self._status_pub = self.create_lifecycle_publisher(String, cfg.status_topic, _RELIABLE)
+        if cfg.estop_output_topic:
+            self._estop_out_pub = self.create_lifecycle_publisher(Bool, cfg.estop_output_topic, _LATCHED)
         self._reset_runtime(cfg.instruction)
         self.get_logger().info(
             f"configured: {len(cfg.camera_names)} camera(s) {list(cfg.camera_names)}, {cfg.control_rate_hz} Hz, "
-            f"Ta={cfg.n_action_steps}, max input age {cfg.max_age_s:.3f} s"
+            f"Ta={cfg.n_action_steps}, {cfg.mode}/{cfg.smoothing}, max input age {cfg.max_age_s:.3f} s"
         )
         return super().on_configure(state)
 
@@ -153,16 +166,17 @@ class PolicyNode(LifecycleNode):
                 )
             )
         ret = super().on_activate(state)  # enables the lifecycle publishers
+        if self._estop_out_pub is not None:
+            self._estop_out_pub.publish(Bool(data=False))
         self._timer = self.create_timer(
             cfg.period_s, self._tick, callback_group=MutuallyExclusiveCallbackGroup()
         )
         return ret
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_io()  # no tick runs after this (the timer's group is exclusive)
         with self._lock:
-            self._active_epoch_bump()
-            self._enter_hold("node deactivated")
-        self._stop_io()
+            self._stop_robot("node deactivated", self._fresh_observation(time.monotonic()))
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -191,23 +205,25 @@ class PolicyNode(LifecycleNode):
         with self._lock:
             if msg.data != self._instruction:
                 self._instruction = msg.data
-                self._active_epoch_bump()  # re-plan for the new instruction at the next tick
+                self._new_episode = True  # the controller starts afresh at the next tick
 
     def _on_estop(self, msg: Bool) -> None:
         with self._lock:
             engaged = bool(msg.data)
             if engaged and not self._estop:
                 self._estop = True
-                self._active_epoch_bump()
-                self._enter_hold("e-stop engaged")  # at once, not at the next tick
+                self._stop_robot("e-stop engaged", self._fresh_observation(time.monotonic()))  # now
                 self._publish_status({})
             elif not engaged:
                 self._estop = False
+                if self._gate_estop:  # an operator cycled the e-stop: the gate's request is cleared
+                    self._gate_estop = False
+                    self._publish_estop_output(False)
 
     # ------------------------------------------------------------------------------- control
 
     def _tick(self) -> None:
-        if self._cfg is None or self._timer is None:
+        if self._cfg is None or self._timer is None or self._collab is None:
             return  # a tick queued before deactivate/cleanup ran: nothing to control any more
         cfg = self._cfg
         t0 = time.monotonic()
@@ -217,84 +233,60 @@ class PolicyNode(LifecycleNode):
             self._last_tick = t0
             self._ticks += 1
             reasons = self._watchdog(t0)
+            if self._gate_estop:
+                reasons.insert(0, GATE_ESTOP)
             if reasons:
-                self._enter_hold("; ".join(reasons))
+                self._stop_robot("; ".join(reasons), self._fresh_observation(t0))
                 self._publish_status({})
                 return
-            if self._plan is not None and self._plan_index < len(self._plan):
-                self._publish_forward(self._plan[self._plan_index])
-                self._plan_index += 1
-                self._publish_status({})
-                return
-            epoch = self._epoch
             snapshot = (self._inputs.joint_state, dict(self._inputs.images or {}), self._instruction)
-        # Heavy work outside the lock: inputs (and an e-stop) keep arriving meanwhile.
-        info: dict[str, Any] = {}
-        prefix, reason = self._compute(snapshot, cfg, info, t0)
-        with self._lock:
-            if epoch != self._epoch or self._estop:
-                info["discarded"] = "inputs changed while computing (e-stop, instruction or deactivation)"
-                self._publish_status(info)
-                return
-            if reason is not None:
-                self._enter_hold(reason)
-            else:
-                assert prefix is not None
-                self._start_plan(prefix, cfg)
-            info["latency_ms"] = 1e3 * (time.monotonic() - t0)
-            self._publish_status(info)
-
-    def _compute(
-        self,
-        snapshot: tuple[Any, dict[str, Any], str],
-        cfg: PolicyNodeConfig,
-        info: dict[str, Any],
-        t0: float,
-    ) -> tuple[np.ndarray | None, str | None]:
-        """Observation -> chunk -> gate. Returns (prefix (K>=1, D), None) or (None, hold reason)."""
-        assert self._collab is not None
-        joint_msg, image_msgs, instruction = snapshot
+            received = self._inputs.joint_state_received or t0
+            new_episode, self._new_episode = self._new_episode or self._stopped, False
         try:
-            obs = self._observation(joint_msg, image_msgs, instruction, cfg)
+            obs = self._observation(*snapshot, cfg, received)
         except ValueError as exc:
-            return None, f"bad input: {exc}"
-        info["obs_stamp"] = obs.stamp
-        t1 = time.monotonic()
+            with self._lock:
+                self._stop_robot(f"bad input: {exc}", None)
+                self._publish_status({})
+            return
+        controller = self._collab.controller
         try:
-            chunk = np.asarray(self._collab.source(obs), dtype=np.float64)
-            _check_rows(chunk, len(cfg.joint_names), "chunk source", min_rows=1)
+            if new_episode:
+                controller.reset()
+            cmd = controller.step(obs)
         except Exception as exc:
-            self.get_logger().error(f"chunk source failed: {exc}\n{traceback.format_exc()}")
-            return None, f"chunk source error: {type(exc).__name__}: {exc}"
-        t2 = time.monotonic()
-        try:
-            decision = self._collab.gate(obs.joint_positions, obs.joint_velocities, chunk)
-            if not isinstance(decision, GateDecision):
-                raise TypeError(f"gate returned {type(decision).__name__}, expected GateDecision")
-            prefix = np.asarray(decision.safe_prefix, dtype=np.float64)
-            if prefix.size == 0:  # "nothing is safe" may come as any empty array
-                prefix = prefix.reshape(0, chunk.shape[1])
-            _check_rows(prefix, len(cfg.joint_names), "gate safe_prefix", min_rows=0, max_rows=len(chunk))
-        except Exception as exc:
-            self.get_logger().error(f"gate failed: {exc}\n{traceback.format_exc()}")
-            return None, f"gate error: {type(exc).__name__}: {exc}"
-        t3 = time.monotonic()
-        self._chunks += 1
-        info.update(
-            prepare_ms=1e3 * (t1 - t0),
-            infer_ms=1e3 * (t2 - t1),
-            gate_ms=1e3 * (t3 - t2),
-            chunk_len=len(chunk),
-            safe_len=len(prefix),
-            gate_reason=decision.reason,
-            gate=decision.verdict,
-        )
-        if len(prefix) == 0:
-            return None, f"gate rejected the first step: {decision.reason or 'no reason given'}"
-        return prefix[: cfg.n_action_steps], None
+            self.get_logger().error(f"controller failed: {exc}\n{traceback.format_exc()}")
+            with self._lock:
+                self._stop_robot(f"controller error: {type(exc).__name__}: {exc}", None)
+                self._publish_status({})
+            return
+        with self._lock:
+            if self._estop or self._timer is None:  # an e-stop arrived meanwhile: it wins
+                return
+            self._stopped = False
+            self._hold_reason = cmd.reason if cmd.status == "hold" else None
+            self._publish_command(cmd)
+            if cmd.estop and not self._gate_estop:
+                self._gate_estop = True
+                self._publish_estop_output(True)
+                self.get_logger().error(f"{GATE_ESTOP}: {cmd.reason}")
+            self._misses += int(cmd.status in ("miss", "late"))
+            self._publish_status(
+                {
+                    "step_status": cmd.status,
+                    "step_ms": 1e3 * (time.monotonic() - t0),
+                    "obs_stamp": obs.stamp,
+                    **cmd.info,
+                }
+            )
 
     def _observation(
-        self, joint_msg: JointState, image_msgs: dict[str, Image], instruction: str, cfg: PolicyNodeConfig
+        self,
+        joint_msg: JointState,
+        image_msgs: dict[str, Image],
+        instruction: str,
+        cfg: PolicyNodeConfig,
+        received: float,
     ) -> Observation:
         joints = joint_state_to_numpy(joint_msg, cfg.joint_names)
         if joints.velocity is None:
@@ -311,7 +303,22 @@ class PolicyNode(LifecycleNode):
             joint_velocities=joints.velocity,
             instruction=instruction,
             stamp=time_to_seconds(joint_msg.header.stamp),
+            received=received,
         )
+
+    def _fresh_observation(self, now: float) -> Observation | None:
+        """The current state when the joint state is fresh (images may be absent): for braking."""
+        cfg = self._cfg
+        js, received = self._inputs.joint_state, self._inputs.joint_state_received
+        if cfg is None or js is None or received is None or now - received > cfg.max_age_s:
+            return None
+        try:
+            joints = joint_state_to_numpy(js, cfg.joint_names)
+        except ValueError:
+            return None
+        if joints.velocity is None:
+            return None
+        return Observation({}, joints.position, joints.velocity, self._instruction, 0.0, received)
 
     # ----------------------------------------------------------------- holding and publishing
 
@@ -326,48 +333,43 @@ class PolicyNode(LifecycleNode):
             instruction=self._instruction,
         )
 
-    def _current_position(self) -> np.ndarray | None:
-        if self._inputs.joint_state is None:
-            return None
-        try:
-            return joint_state_to_numpy(self._inputs.joint_state, self._require_cfg().joint_names).position
-        except ValueError:
-            return None
-
-    def _enter_hold(self, reason: str) -> None:
-        """Publish a hold (current position; no points if none is known) when the reason changes."""
-        self._plan = None
-        if reason == self._hold_reason:
+    def _stop_robot(self, reason: str, obs: Observation | None) -> None:
+        """Stop querying the policy and brake, once per hold reason (called with the lock held)."""
+        if reason == self._hold_reason and self._stopped:
             return
         self._hold_reason = reason
+        self._stopped = True
         self._holds += 1
-        cfg = self._require_cfg()
-        q = self._current_position()
         self.get_logger().warning(f"holding: {reason}")
-        if self._traj_pub is None:
+        if self._collab is None:
             return
-        # One point one period ahead: a joint trajectory controller treats time 0 as a jump.
-        if q is not None and self._last_command is not None and cfg.hold_keeps_gripper_command:
-            q = q.copy()
-            q[-1] = self._last_command[-1]  # the gripper keeps its grip; the arm stops where it is
-        chunk = np.zeros((0, len(cfg.joint_names))) if q is None else q[None]
-        self._traj_pub.publish(chunk_to_joint_trajectory(chunk, cfg.joint_names, cfg.period_s))
-        if q is not None:
-            self._publish_forward(q)
+        try:
+            cmd = self._collab.controller.stop(obs, reason)
+        except Exception as exc:  # braking is best effort; the robot still holds its certified plan
+            self.get_logger().error(f"controller stop failed: {exc}\n{traceback.format_exc()}")
+            return
+        if cmd is not None:
+            self._publish_command(cmd)
+            if cmd.estop and not self._gate_estop:
+                self._gate_estop = True
+                self._publish_estop_output(True)
 
-    def _start_plan(self, prefix: np.ndarray, cfg: PolicyNodeConfig) -> None:
-        if self._hold_reason is not None:
-            self.get_logger().info(f"resuming after hold ({self._hold_reason})")
-        self._hold_reason = None
-        self._plan, self._plan_index = prefix, 1
-        self._last_command = np.array(prefix[-1], dtype=np.float64)
-        assert self._traj_pub is not None
-        self._traj_pub.publish(chunk_to_joint_trajectory(prefix, cfg.joint_names, cfg.period_s))
-        self._publish_forward(prefix[0])
-
-    def _publish_forward(self, q: np.ndarray) -> None:
+    def _publish_command(self, cmd: Command) -> None:
+        cfg = self._require_cfg()
+        plan = np.asarray(cmd.plan, np.float64).reshape(-1, len(cfg.joint_names))
+        last = self._last_plan
+        if last is not None and len(plan) == 1 and last.shape == plan.shape and np.array_equal(last, plan):
+            return  # holding the same target: the robot already has it
+        self._last_plan = plan
+        if self._traj_pub is not None and len(plan):
+            self._traj_pub.publish(chunk_to_joint_trajectory(plan, cfg.joint_names, cfg.period_s))
         if self._forward_pub is not None:
-            self._forward_pub.publish(numpy_to_float64_multi_array(q, ["joints"]))
+            self._forward_pub.publish(numpy_to_float64_multi_array(np.asarray(cmd.action), ["joints"]))
+        self._published += 1
+
+    def _publish_estop_output(self, engaged: bool) -> None:
+        if self._estop_out_pub is not None:
+            self._estop_out_pub.publish(Bool(data=engaged))
 
     def _publish_status(self, info: dict[str, Any]) -> None:
         if self._status_pub is None:
@@ -375,19 +377,21 @@ class PolicyNode(LifecycleNode):
         now = time.monotonic()
         ages = {"joint_state": self._inputs.joint_state_received}
         ages.update({f"image_{c}": t for c, t in (self._inputs.images_received or {}).items()})
+        summary = self._collab.controller.summary() if self._collab is not None else {}
         status = {
             "state": "holding" if self._hold_reason is not None else "running",
             "reason": self._hold_reason or "",
             "tick": self._ticks,
-            "chunks": self._chunks,
             "holds": self._holds,
+            "misses": self._misses,
             "overruns": self._overruns,
-            "plan_step": self._plan_index if self._plan is not None else None,
-            "plan_len": len(self._plan) if self._plan is not None else 0,
+            "published": self._published,
             "input_age_ms": {k: (None if t is None else 1e3 * (now - t)) for k, t in ages.items()},
             "estop": self._estop,
+            "estop_requested": self._gate_estop,
             "instruction": self._instruction,
             "stamp": self.get_clock().now().nanoseconds * 1e-9,
+            "controller": summary,
             **info,
         }
         self._status_pub.publish(String(data=json.dumps(status, default=_jsonable, allow_nan=True)))
@@ -400,17 +404,13 @@ class PolicyNode(LifecycleNode):
         self._inputs = _Inputs(images=dict.fromkeys(cameras), images_received=dict.fromkeys(cameras))
         self._instruction = instruction
         self._estop = False
+        self._gate_estop = False
         self._hold_reason: str | None = None
-        self._plan: np.ndarray | None = None
-        self._plan_index = 0
-        self._last_command: np.ndarray | None = None
-        self._epoch = 0
-        self._ticks = self._chunks = self._holds = self._overruns = 0
+        self._stopped = True  # the first good tick starts an episode
+        self._new_episode = True
+        self._ticks = self._holds = self._overruns = self._misses = self._published = 0
+        self._last_plan: np.ndarray | None = None
         self._last_tick: float | None = None
-
-    def _active_epoch_bump(self) -> None:
-        self._epoch += 1
-        self._plan = None
 
     def _require_cfg(self) -> PolicyNodeConfig:
         if self._cfg is None:
@@ -427,10 +427,10 @@ class PolicyNode(LifecycleNode):
         self._subs = []
 
     def _release(self) -> None:
-        for pub in (self._traj_pub, self._status_pub, self._forward_pub):
+        for pub in (self._traj_pub, self._status_pub, self._forward_pub, self._estop_out_pub):
             if pub is not None:
                 self.destroy_lifecycle_publisher(pub)
-        self._traj_pub = self._status_pub = self._forward_pub = None
+        self._traj_pub = self._status_pub = self._forward_pub = self._estop_out_pub = None
         collab, self._collab = self._collab, None
         if collab is not None and collab.close is not None:
             collab.close()
@@ -442,15 +442,4 @@ class PolicyNode(LifecycleNode):
         return self._cfg
 
 
-def _check_rows(
-    arr: np.ndarray, width: int, what: str, *, min_rows: int, max_rows: int | None = None
-) -> None:
-    if arr.ndim != 2 or arr.shape[1] != width or arr.shape[0] < min_rows:
-        raise ValueError(f"{what} returned shape {arr.shape}, expected (H>={min_rows}, {width})")
-    if max_rows is not None and arr.shape[0] > max_rows:
-        raise ValueError(f"{what} returned {arr.shape[0]} rows, more than the chunk's {max_rows}")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{what} returned NaN or inf")
-
-
-__all__ = ["CollaboratorFactory", "PolicyNode"]
+__all__ = ["GATE_ESTOP", "CollaboratorFactory", "PolicyNode"]

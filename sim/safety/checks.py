@@ -6,10 +6,12 @@ Two kinds:
   :func:`check_target_limits` (targets past a joint limit), :func:`check_jump` (first target far from
   the current position);
 - on the simulated :class:`Trajectory`, at **every physics substep** (2 ms): joint position,
-  velocity and acceleration, pinch-site workspace, contact force and collision (all vectorized over
-  substeps; collisions from the in-step collision sensors, :func:`check_collision_in_step`). The
-  reference :func:`check_collision` evaluates the detection twin in Python at every
-  ``collision_stride``-th substep and wherever the robot touches something.
+  velocity and acceleration, pinch-site workspace, contact force (per contact and in total on each
+  body) and collision (all vectorized over substeps; collisions from the in-step collision sensors,
+  :func:`check_collision_in_step`). The reference :func:`check_collision` evaluates the detection
+  twin in Python at every ``collision_stride``-th substep and wherever the robot touches something.
+  A trajectory covers the chunk's rows *and* the stop after them (the last row held for
+  ``stop.horizon_s``); :func:`check_stop` requires the arm to be at rest at its end.
 
 The state before the first substep (the robot as it is now) is not judged: a chunk cannot change it.
 """
@@ -42,6 +44,10 @@ class Trajectory:
         n_substeps: physics steps per control step; ``dt``: physics step [s].
         collision_dist: ``(N,)`` closest forbidden distance [m] seen by the in-step collision
             sensors (``inf``: nothing within the margin), ``None`` without them.
+        body_force: ``(N, B)`` total force [N] the robot exerts on each body of
+            ``WorldModel.force_names`` (``None``: not measured).
+        rows: control steps that execute chunk rows; the samples after them are the stop (the
+            last row held). ``None``: all of them are rows.
     """
 
     states: np.ndarray
@@ -55,6 +61,8 @@ class Trajectory:
     n_substeps: int
     dt: float
     collision_dist: np.ndarray | None = None
+    body_force: np.ndarray | None = None
+    rows: int | None = None
 
     def step_of(self, index: int) -> int:
         """Control step of sample ``index`` (0-based; sample i is after substep i + 1)."""
@@ -62,9 +70,16 @@ class Trajectory:
 
     @classmethod
     def from_rollout(
-        cls, wm: WorldModel, init_state: np.ndarray, states: np.ndarray, sensordata: np.ndarray, horizon: int
+        cls,
+        wm: WorldModel,
+        init_state: np.ndarray,
+        states: np.ndarray,
+        sensordata: np.ndarray,
+        horizon: int,
+        rows: int | None = None,
     ) -> Trajectory:
-        """From one ``mujoco.rollout`` of ``H * n + 1`` steps (see :meth:`WorldModel.controls`).
+        """From one ``mujoco.rollout`` of ``H * n + 1`` steps (see :meth:`WorldModel.controls`);
+        ``horizon`` = H counts every simulated control period, ``rows`` those that run chunk rows.
 
         ``states[i]`` is the state after step ``i + 1``; ``sensordata[i]`` was computed inside step
         ``i``, i.e. on the state after ``i`` steps. Sample ``i`` pairs ``states[i]`` with
@@ -86,6 +101,8 @@ class Trajectory:
             n_substeps=wm.cfg.n_substeps,
             dt=wm.cfg.timestep,
             collision_dist=None if wm.collision_sensors is None else wm.collision_sensors.min_distance(sd),
+            body_force=wm.body_forces(sd),
+            rows=rows,
         )
 
 
@@ -220,12 +237,39 @@ def check_workspace(cfg: SafetyConfig, wm: WorldModel, traj: Trajectory) -> Viol
     )  # fmt: skip
 
 
+def _causal_mean(values: np.ndarray, w: int) -> np.ndarray:
+    """Mean of each column over the last ``w`` samples (zeros before the first): ``(N, J)``."""
+    if w <= 1:
+        return values
+    cs = np.concatenate([np.zeros((w, values.shape[1])), np.cumsum(values, axis=0)])
+    return (cs[w:] - cs[:-w]) / w
+
+
 def check_contact_force(cfg: SafetyConfig, wm: WorldModel, traj: Trajectory) -> Violation | None:
-    """Largest robot contact force (in-step contact sensor) against ``contact_force.limit - margin``."""
+    """Largest robot contact force against ``contact_force.limit - margin``, and the total force on
+    each body (``WorldModel.force_names``) against ``body_limit - margin``; the earlier one counts."""
     c = cfg.contact_force
     if not c.enabled:
         return None
     bad = traj.max_force > c.effective()
+    total = None
+    if traj.body_force is not None and traj.body_force.size:
+        quasi = _causal_mean(traj.body_force, max(1, round(c.body_window_s / traj.dt)))
+        over = quasi > c.effective_body()
+        if over.any():
+            i_b = int(np.argmax(over.any(axis=1)))
+            if not bad.any() or i_b < int(np.argmax(bad)):
+                j = int(np.argmax(quasi[i_b] * over[i_b]))
+                total = (i_b, j)
+    if total is not None:
+        i, j = total
+        f = float(quasi[i, j])
+        what = wm.force_names[j].split(":", 1)[-1]  # the body / geom name, or "self"
+        return Violation(
+            "contact_force", traj.step_of(i), i + 1, f, c.effective_body(), (what,),
+            f"total force {f:.1f} N of the robot on {'itself' if what == 'self' else what} over "
+            f"{1e3 * c.body_window_s:.0f} ms (limit {c.effective_body():.1f} N)",
+        )  # fmt: skip
     if not bad.any():
         return None
     i = int(np.argmax(bad))
@@ -303,10 +347,44 @@ def check_collision(
     return None
 
 
+def check_stop(cfg: SafetyConfig, wm: WorldModel, traj: Trajectory) -> Violation | None:
+    """The stop must end at rest: every arm joint slower than ``stop.rest_speed`` at the last sample.
+
+    Only for trajectories that include a stop (``traj.rows`` set and shorter than the trajectory):
+    holding the last row from a resting state is then safe however long it lasts.
+    """
+    if traj.rows is None or len(traj.qd) <= traj.rows * traj.n_substeps:
+        return None
+    speed = np.abs(traj.qd[-1])
+    j = int(np.argmax(speed))
+    if speed[j] < cfg.stop.rest_speed:
+        return None
+    i = len(traj.qd) - 1
+    return Violation(
+        "stop", traj.step_of(i), i + 1, float(speed[j]), cfg.stop.rest_speed, (wm.joint_names[j],),
+        f"the arm is not at rest {cfg.stop.horizon_s:.1f} s into the stop ({wm.joint_names[j]} at "
+        f"{speed[j]:.3f} rad/s, rest below {cfg.stop.rest_speed:.3f})",
+    )  # fmt: skip
+
+
+def check_stable(cfg: SafetyConfig, wm: WorldModel, traj: Trajectory) -> Violation | None:
+    """The simulation itself must be trustworthy: no NaN/Inf state (a diverging rollout is blanked)."""
+    bad = ~np.all(np.isfinite(traj.q), axis=1) | ~np.all(np.isfinite(traj.qd), axis=1)
+    if not bad.any():
+        return None
+    i = int(np.argmax(bad))
+    return Violation(
+        "unstable", traj.step_of(i), i + 1, float("nan"), float("nan"), (),
+        "the world model's simulation diverged (MuJoCo reported an unstable state): nothing is certified",
+    )  # fmt: skip
+
+
 TRAJECTORY_CHECKS = (
+    check_stable,
     check_joint_position,
     check_joint_velocity,
     check_joint_acceleration,
     check_workspace,
     check_contact_force,
+    check_stop,
 )

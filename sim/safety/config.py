@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 N_ARM = 6
+EXECUTIONS = ("step", "linear")
 
 
 def _check_vec(owner: str, name: str, value: tuple[float, ...], n: int) -> None:
@@ -166,18 +167,75 @@ class WorkspaceBounds:
 
 @dataclass(frozen=True)
 class ContactForceLimit:
-    """Largest contact force on any robot geom [N] (norm of the contact force)."""
+    """Forces the robot may exert [N].
+
+    Attributes:
+        limit: largest force of any single robot contact (norm of the contact force).
+        body_limit: largest *total* force the robot exerts on any one other body: the net force on
+            each object and pad, the sum of the contact forces on each static geom (table, floor),
+            and the sum over the robot's contacts with itself. Pressing spread over several
+            contacts is caught here, where every single contact stays under ``limit``.
+        margin: subtracted from both limits.
+        body_window_s: the total is quasi-static: averaged over this window (a finger closing onto
+            an object gives a 2-4 ms impact spike that a force sensor filtering at ~100 Hz, and the
+            transient-contact allowance of ISO/TS 15066, would not count; pressing lasts).
+    """
 
     enabled: bool = True
     limit: float = 100.0
+    body_limit: float = 100.0
     margin: float = 0.0
+    body_window_s: float = 0.01
 
     def __post_init__(self) -> None:
-        if self.margin < 0 or self.limit - self.margin <= 0:
-            raise ValueError(f"contact_force.limit - margin must be > 0, got {self.limit}, {self.margin}")
+        if self.margin < 0 or self.limit - self.margin <= 0 or self.body_limit - self.margin <= 0:
+            raise ValueError(
+                f"contact_force.limit / body_limit - margin must be > 0, got {self.limit}, "
+                f"{self.body_limit}, {self.margin}"
+            )
+        if not 0 < self.body_window_s <= 0.1:
+            raise ValueError(f"contact_force.body_window_s must be in (0, 0.1] s, got {self.body_window_s}")
 
     def effective(self) -> float:
         return self.limit - self.margin
+
+    def effective_body(self) -> float:
+        return self.body_limit - self.margin
+
+
+@dataclass(frozen=True)
+class StopConfig:
+    """The certified stop after every chunk the gate returns.
+
+    Executors run the returned rows and then hold the last one indefinitely; the gate simulates that
+    hold for ``horizon_s`` after the rows (every substep checked) and requires the arm to be at rest
+    at the end, so holding on from there is safe too.
+
+    Attributes:
+        horizon_s: simulated hold after the rows [s] (at least 1 s: the servos lag the targets by
+            ~0.2 s and settle within a few lags).
+        rest_speed: the arm is at rest when every joint is slower than this [rad/s].
+        brake_gains: braking targets tried when the plain hold is unsafe: ``q + g * lag * qd`` for
+            each gain ``g`` (1 = where the servo is heading now, a stop without a force jump; smaller
+            gains stop sooner and brake harder). The world model judges each; the first safe one wins.
+        search_batch: candidate prefix lengths simulated together while searching the longest prefix
+            whose stop is safe (longest first).
+    """
+
+    horizon_s: float = 1.0
+    rest_speed: float = 0.05
+    brake_gains: tuple[float, ...] = (1.0, 0.5, 0.0)
+    search_batch: int = 4
+
+    def __post_init__(self) -> None:
+        if not 1.0 <= self.horizon_s <= 10.0:
+            raise ValueError(f"stop.horizon_s must be in [1, 10] s, got {self.horizon_s}")
+        if not self.rest_speed > 0:
+            raise ValueError(f"stop.rest_speed must be > 0 rad/s, got {self.rest_speed}")
+        if not self.brake_gains or any(not 0.0 <= g <= 1.0 for g in self.brake_gains):
+            raise ValueError(f"stop.brake_gains must be numbers in [0, 1], got {self.brake_gains}")
+        if self.search_batch < 1:
+            raise ValueError(f"stop.search_batch must be >= 1, got {self.search_batch}")
 
 
 @dataclass(frozen=True)
@@ -195,17 +253,30 @@ class GateOptions:
             libfranka's ``limitRate``: a policy's first target 0.2-0.3 rad from a resting arm then
             becomes a short ramp instead of a servo step that breaks the acceleration limit. The
             gripper column is never limited. See :func:`sim.safety.gate.limit_target_steps`.
+        execution: how the executor applies the targets, which the world model reproduces:
+            ``"step"``: each target is held for one control period (``TabletopEnv.step``, the
+            runtime's simulator loop, a forward position controller); ``"linear"``: a joint
+            trajectory controller interpolating linearly from the current command to each target
+            over one period, sampled at ``command_rate_hz`` (``ros_bridge.robot_node.RobotNode``).
+        command_rate_hz: the trajectory controller's update rate (``"linear"`` only); a whole
+            number of updates per control period and of physics steps per update.
     """
 
     nthread: int = 2
     reference: str = "first"
     max_target_step: tuple[float, ...] | float | None = None
+    execution: str = "step"
+    command_rate_hz: float = 100.0
 
     def __post_init__(self) -> None:
         if self.nthread < 0:
             raise ValueError(f"gate.nthread must be >= 0, got {self.nthread}")
         if self.reference not in ("first", "mean"):
             raise ValueError(f"gate.reference must be 'first' or 'mean', got {self.reference!r}")
+        if self.execution not in EXECUTIONS:
+            raise ValueError(f"gate.execution must be one of {EXECUTIONS}, got {self.execution!r}")
+        if not (math.isfinite(self.command_rate_hz) and self.command_rate_hz > 0):
+            raise ValueError(f"gate.command_rate_hz must be > 0, got {self.command_rate_hz}")
         s = self.max_target_step
         if s is None:
             return
@@ -240,6 +311,7 @@ class SafetyConfig:
     collision: CollisionConfig = field(default_factory=CollisionConfig)
     workspace: WorkspaceBounds = field(default_factory=WorkspaceBounds)
     contact_force: ContactForceLimit = field(default_factory=ContactForceLimit)
+    stop: StopConfig = field(default_factory=StopConfig)
     gate: GateOptions = field(default_factory=GateOptions)
 
     def __post_init__(self) -> None:
@@ -250,10 +322,29 @@ class SafetyConfig:
             raise ValueError(
                 f"1 / (control_rate_hz * timestep) must be a whole number of substeps, got {sub:.3f}"
             )
+        if self.gate.execution == "linear":
+            ticks = self.gate.command_rate_hz / self.control_rate_hz
+            if abs(ticks - round(ticks)) > 1e-6 or round(ticks) < 1 or round(sub) % round(ticks):
+                raise ValueError(
+                    f"gate.command_rate_hz ({self.gate.command_rate_hz}) must be a whole multiple of "
+                    f"control_rate_hz ({self.control_rate_hz}) that divides its {round(sub)} physics steps"
+                )
 
     @property
     def n_substeps(self) -> int:
         return round(1.0 / (self.control_rate_hz * self.timestep))
+
+    @property
+    def stop_periods(self) -> int:
+        """Control periods of the simulated hold after a chunk (``stop.horizon_s``, rounded up)."""
+        return math.ceil(self.stop.horizon_s * self.control_rate_hz - 1e-9)
+
+    @property
+    def command_ticks(self) -> int:
+        """Trajectory-controller updates per control period (1 for ``gate.execution = "step"``)."""
+        if self.gate.execution != "linear":
+            return 1
+        return round(self.gate.command_rate_hz / self.control_rate_hz)
 
 
 # -- building from plain data ---------------------------------------------------------------------

@@ -8,6 +8,7 @@ from typing import Any
 # Check names, in the order the gate runs them (the first four need no simulation).
 CHECKS: tuple[str, ...] = (
     "action_invalid",
+    "unstable",
     "joint_position",
     "jump",
     "joint_velocity",
@@ -15,6 +16,7 @@ CHECKS: tuple[str, ...] = (
     "workspace",
     "collision",
     "contact_force",
+    "stop",
 )
 
 
@@ -24,7 +26,8 @@ class Violation:
 
     Attributes:
         check: one of :data:`CHECKS`.
-        step: control step (row of the chunk) that is unsafe; ``0..H-1``.
+        step: control step that is unsafe: a row of the chunk (``0..H-1``), or ``>= H`` during the
+            stop after it (the last row held).
         substep: physics step after the chunk start at which it was seen (``1..H*n_substeps``),
             ``None`` for checks on the targets themselves.
         value: the measured quantity (rad, rad/s, rad/s^2, m, N; for collisions the distance [m]).
@@ -85,8 +88,17 @@ class Verdict:
 
     @property
     def safe_steps(self) -> int:
-        """Length of the safe prefix (``horizon`` when safe)."""
-        return self.horizon if self.safe else self.violations[0].step
+        """Rows before the first unsafe control step (``horizon`` when safe or unsafe only in the stop).
+
+        A prefix of this length runs the same motion as the chunk, but its own stop still has to be
+        checked: :meth:`sim.safety.SafetyGate.filter` does that.
+        """
+        return self.horizon if self.safe else min(self.violations[0].step, self.horizon)
+
+    @property
+    def in_stop(self) -> bool:
+        """The first violation happens during the stop after the rows, not while they run."""
+        return not self.safe and self.violations[0].step >= self.horizon
 
     @property
     def check(self) -> str | None:
@@ -96,6 +108,8 @@ class Verdict:
         if self.safe:
             return "safe"
         v = self.violations[0]
+        if v.step >= self.horizon:
+            return f"{v.check} during the stop after step {self.horizon - 1}: {v.detail}"
         return f"{v.check} at step {v.step}: {v.detail}"
 
     def to_dict(self) -> dict[str, Any]:

@@ -50,6 +50,15 @@ STATE_SPEC = mujoco.mjtState.mjSTATE_FULLPHYSICS
 KEEPOUT_PREFIX = "keepout/"
 PINCH_SENSOR = "safety/pinch"
 CONTACT_SENSOR = "safety/robot_contacts"
+FORCE_PREFIX = "safety/force/"
+# Contact sensor settings (intprm = [data fields, reduce, slots]): found + force, per MuJoCo's enums.
+_FOUND_FORCE_BITS = (1 << int(mujoco.mjtConDataField.mjCONDATA_FOUND)) | (
+    1 << int(mujoco.mjtConDataField.mjCONDATA_FORCE)
+)
+_REDUCE_MAXFORCE = 2
+_REDUCE_NETFORCE = 3
+# Strongest contacts summed per static geom / for self-contact (4 pads x 4 box contacts).
+_STATIC_SLOTS = 16
 # contype bit used only between robot geoms and keep-out boxes in the detection model (scene: bit 0).
 _KEEPOUT_BIT = 2
 # Closure samples for the gripper linkage lookup (a real gripper reports one number).
@@ -110,6 +119,7 @@ class WorldModel:
                 )
         self._add_keepout(spec)
         self._add_sensors(spec)
+        self.force_names = self._add_force_sensors(spec)
         self.collision_sensors: CollisionSensors | None = None
         if cfg.collision.enabled and in_step_collision:
             self.collision_sensors = self._add_collision_sensors(spec)
@@ -150,6 +160,14 @@ class WorldModel:
         self.pinch_slice = slice(int(pinch.adr[0]), int(pinch.adr[0]) + 3)
         self.contact_count_index = int(contact.adr[0])
         self.contact_force_slice = slice(int(contact.adr[0]) + 1, int(contact.adr[0]) + 4)
+        # Per-body total force sensors: (adr, slots) each; slots of [found, fx, fy, fz].
+        self._force_sensors = [
+            (
+                int(model.sensor(f"{FORCE_PREFIX}{n}").adr[0]),
+                int(model.sensor(f"{FORCE_PREFIX}{n}").dim[0]) // 4,
+            )
+            for n in self.force_names
+        ]
 
         # The gripper's closed-chain linkage: joint positions as a function of closure in [0, 1].
         self._grip_qadr = np.array(
@@ -194,6 +212,66 @@ class WorldModel:
             objtype=mujoco.mjtObj.mjOBJ_XBODY,
             objname=ROBOT_ROOT_BODY,
             intprm=[1 | 2, 2, 1],
+        )
+
+    def _add_force_sensors(self, spec: mujoco.MjSpec) -> tuple[str, ...]:
+        """Contact sensors for the total force the robot exerts on each other body and on itself.
+
+        - each body other than the world that can touch the robot (objects, pads): the *net* force
+          (``reduce = netforce``: the vector sum, so a grasp's opposing pads do not add up, while
+          pressing an object down or sideways does);
+        - each static geom of the world body (table, floor): the *sum* of the strongest
+          ``_STATIC_SLOTS`` contact forces (pressing with several contacts adds up);
+        - the robot against itself: the sum of its ``_STATIC_SLOTS`` strongest self-contacts.
+
+        Returns the sensor names (without prefix): ``body:<name>``, ``geom:<name>``, ``self``.
+        """
+        probe = spec.compile()
+        is_robot = np.zeros(probe.ngeom, bool)
+        is_robot[robot_geom_ids(probe)] = True
+        robot_any = np.flatnonzero(is_robot)
+        names: list[str] = []
+
+        def touches_robot(g: int) -> bool:
+            return any(_can_collide(probe, g, int(r)) for r in robot_any)
+
+        bodies: set[int] = set()
+        for g in range(probe.ngeom):
+            if is_robot[g] or not _collides(probe, g) or not touches_robot(g):
+                continue
+            b = int(probe.geom_bodyid[g])
+            if b == 0:
+                gname = probe.geom(g).name
+                if not gname:
+                    raise ValueError("every static geom that can touch the robot needs a name")
+                names.append(f"geom:{gname}")
+                ref = (mujoco.mjtObj.mjOBJ_GEOM, gname, _REDUCE_MAXFORCE, _STATIC_SLOTS)
+                self._add_force_sensor(spec, names[-1], ref)
+            elif b not in bodies:
+                bodies.add(b)
+        for b in sorted(bodies):
+            bname = probe.body(b).name
+            if not bname:
+                raise ValueError("every body that can touch the robot needs a name")
+            names.append(f"body:{bname}")
+            self._add_force_sensor(spec, names[-1], (mujoco.mjtObj.mjOBJ_BODY, bname, _REDUCE_NETFORCE, 1))
+        names.append("self")
+        self._add_force_sensor(
+            spec, "self", (mujoco.mjtObj.mjOBJ_XBODY, ROBOT_ROOT_BODY, _REDUCE_MAXFORCE, _STATIC_SLOTS)
+        )
+        return tuple(names)
+
+    @staticmethod
+    def _add_force_sensor(spec: mujoco.MjSpec, name: str, ref: tuple) -> None:
+        reftype, refname, reduce, slots = ref
+        spec.add_sensor(
+            name=f"{FORCE_PREFIX}{name}",
+            type=mujoco.mjtSensor.mjSENS_CONTACT,
+            objtype=mujoco.mjtObj.mjOBJ_XBODY,
+            objname=ROBOT_ROOT_BODY,
+            reftype=reftype,
+            refname=refname,
+            intprm=[_FOUND_FORCE_BITS, reduce, slots],
         )
 
     def _add_collision_sensors(self, spec: mujoco.MjSpec) -> CollisionSensors:
@@ -325,15 +403,46 @@ class WorldModel:
         """Arm joint velocities ``(..., 6)`` from states ``(..., nstate)``."""
         return state[..., self.qvel_offset + self.dadr]
 
-    def controls(self, actions: np.ndarray) -> np.ndarray:
-        """Per-physics-step controls ``(K, H * n_substeps + 1, nu)`` for actions ``(K, H, 7)``.
+    def controls(
+        self, actions: np.ndarray, hold_periods: int = 0, start: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Per-physics-step controls ``(K, (H + hold_periods) * n_substeps + 1, nu)`` for actions ``(K, H, 7)``.
 
-        Each action is held for ``n_substeps`` steps; one extra step repeats the last action so the
+        The rows are applied the way the executor applies them (``cfg.gate.execution``): ``"step"``
+        holds each for ``n_substeps`` physics steps; ``"linear"`` moves the target linearly from the
+        previous row (``start`` (K, 7) or (7,) before row 0: the command in force now) to each row
+        over one period, updated ``cfg.command_ticks`` times per period. Then the last row is held
+        for ``hold_periods`` periods (the stop), and one extra step repeats the last control so the
         in-step sensors also see the final state (see :class:`sim.safety.checks.Trajectory`).
         """
-        ctrl = action_to_ctrl(actions, self.arm_act, self.grip_act, self.model.nu)
-        ctrl = np.repeat(ctrl, self.cfg.n_substeps, axis=1)
+        a = np.asarray(actions, np.float64)
+        if hold_periods:
+            a = np.concatenate([a, np.repeat(a[:, -1:], hold_periods, axis=1)], axis=1)
+        n = self.cfg.n_substeps
+        ticks = self.cfg.command_ticks
+        if self.cfg.gate.execution == "linear":
+            first = (
+                a[:, :1]
+                if start is None
+                else np.broadcast_to(np.asarray(start, np.float64), a[:, 0].shape)[:, None]
+            )
+            prev = np.concatenate([first, a[:, :-1]], axis=1)  # (K, P, 7)
+            w = np.arange(ticks) / ticks  # the controller samples the segment at its tick times
+            seg = prev[:, :, None] + w[None, None, :, None] * (a - prev)[:, :, None]  # (K, P, ticks, 7)
+            ctrl = action_to_ctrl(seg, self.arm_act, self.grip_act, self.model.nu)
+            ctrl = np.repeat(ctrl, n // ticks, axis=2).reshape(a.shape[0], -1, self.model.nu)
+        else:
+            ctrl = action_to_ctrl(a, self.arm_act, self.grip_act, self.model.nu)
+            ctrl = np.repeat(ctrl, n, axis=1)
         return np.concatenate([ctrl, ctrl[:, -1:]], axis=1)
+
+    def body_forces(self, sensordata: np.ndarray) -> np.ndarray:
+        """Total robot force on each body of :attr:`force_names`: ``(..., n_bodies)`` [N]."""
+        out = np.empty((*sensordata.shape[:-1], len(self._force_sensors)))
+        for i, (adr, slots) in enumerate(self._force_sensors):
+            v = sensordata[..., adr : adr + 4 * slots].reshape(*sensordata.shape[:-1], slots, 4)
+            out[..., i] = np.linalg.norm(v[..., 1:], axis=-1).sum(axis=-1)
+        return out
 
     # -- contacts --------------------------------------------------------------------------------
     def forbidden_contacts(self, state: np.ndarray) -> list[tuple[int, int, float]]:

@@ -18,9 +18,44 @@ def test_sim_expert_composes() -> None:
     d = to_deploy_config(_compose(["source=expert", "n_episodes=2", "node.camera_names=[front]"]))
     assert (d.robot, d.source, d.task, d.n_episodes) == ("sim", "expert", "pick_cube", 2)
     assert d.policy.camera_names == ("front",) and d.robot_node_config().camera_names == ("front",)
-    assert d.robot_node.command_rate_hz == 50.0 and d.policy.control_rate_hz == 20.0
+    assert d.robot_node.command_rate_hz == 100.0 and d.policy.control_rate_hz == 20.0
     assert "image_size" not in d.env_overrides and d.env_overrides["max_steps"] == 100
     assert d.safety_config.endswith("configs/safety/ur5e_default.yaml")
+    # vla-eval's seeds and the deployment recipe: the async loop with real-time chunking.
+    assert d.seed == 100_000 and (d.policy.mode, d.policy.smoothing, d.policy.n_action_steps) == (
+        "async",
+        "rtc",
+        8,
+    )
+    assert not d.inject.active and d.interface == "trajectory"
+    assert d.policy_node_config().trajectory_topic and not d.policy_node_config().forward_command_topic
+
+
+def test_injected_timing_and_forward_interface_compose() -> None:
+    d = to_deploy_config(
+        _compose(
+            [
+                "source=expert",
+                "inject.inference_delay_ms=300",
+                "inject.jitter_ms=20",
+                "inject.distribution=normal",
+                "inject.sensor_latency_ms=20",
+                "interface=forward",
+                "mode=sync",
+                "smoothing=none",
+            ]
+        )
+    )
+    assert (d.inject.delay_s, d.inject.jitter_s, d.inject.distribution) == (0.3, 0.02, "normal")
+    assert d.robot_node_config().sensor_latency_s == 0.02 and d.robot_node_config().actuation_latency_s == 0.0
+    node = d.policy_node_config()
+    assert (
+        node.forward_command_topic == d.robot_node_config().forward_command_topic
+        and not node.trajectory_topic
+    )
+    assert (node.mode, node.smoothing) == ("sync", "none")
+    _, kwargs = d.policy_factory()
+    assert kwargs["interface"] == "forward" and kwargs["inject"]["delay_s"] == 0.3
 
 
 def test_checkpoint_ros_composes() -> None:
@@ -37,6 +72,9 @@ def test_checkpoint_ros_composes() -> None:
         (["source=expert", "robot=ros"], "needs robot='sim'"),
         (["source=oracle"], "source must be one of"),
         (["robot=ur5e_2f85", "source=expert"], "robot=sim or robot=ros"),
+        (["source=expert", "mode=sync", "smoothing=rtc"], "needs mode 'async'"),
+        (["source=expert", "+inject.latency_ms=3"], "inject: unknown keys"),
+        (["source=expert", "interface=serial"], "interface must be one of"),
     ],
 )
 def test_bad_deploy_configs_raise(overrides: list[str], message: str) -> None:

@@ -12,7 +12,7 @@ import torch
 from vla.data import ReplayBuffer
 from vla.encoders import EncoderConfig, build_encoder
 from vla.encoders.cache import StaleEmbeddingsError, precompute_embeddings
-from vla.pipeline.evaluate import wilson_interval
+from vla.evaluation import wilson_interval
 from vla.pipeline.train_data import DataSpec, build_train_data, collate
 
 

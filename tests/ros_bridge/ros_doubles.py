@@ -1,18 +1,20 @@
 """Test doubles for the robot and the policy: small, pure numpy, deterministic.
 
 The middleware and the nodes under test are real; only what sits behind the injected Protocols
-is replaced: the mock arm (`ros_bridge.mock_hardware`) recording its commands, a scripted chunk
-source that walks toward a goal, and scriptable gates.
+is replaced: the mock arm (`ros_bridge.mock_hardware`) recording its commands and a scripted
+controller that walks toward a goal (and can hold, request an e-stop, fail or be slow).
 Importable by path (`ros_doubles:make_backend`) so `python -m ros_bridge.run` can load them in a
 subprocess when `tests/ros_bridge` is on PYTHONPATH.
 """
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from ros_bridge.config import UR5E_2F85_JOINTS, PolicyNodeConfig, RobotNodeConfig
-from ros_bridge.interfaces import Collaborators, GateDecision, Observation
+from ros_bridge.interfaces import Collaborators, Command, Observation
 from ros_bridge.mock_hardware import MockHardware
 
 COLOURS = {"front": (200, 30, 10), "wrist": (5, 120, 250)}
@@ -38,43 +40,59 @@ def make_backend(config: RobotNodeConfig | None = None, tau: float = 0.02) -> Ki
     return KinematicBackend(tau=tau)
 
 
-class ScriptedSource:
-    """Chunks of `horizon` steps walking from the observed position toward `goal` at `max_step` per step."""
+class ScriptedController:
+    """A `Controller` double: each period a plan of `horizon` steps walking from the observed position
+    toward `goal` at `max_step` per step. Records observations, resets and stop requests.
 
-    def __init__(self, goal: np.ndarray = GOAL, horizon: int = 8, max_step: float = 0.05) -> None:
+    mode: "ok" (the plan), "hold" (a gate hold at the observed position with `reason`), "estop"
+    (the same, with no safe stop: `estop=True`), "error" (raises), "slow" (sleeps `slow_s`).
+    """
+
+    def __init__(self, goal: np.ndarray = GOAL, horizon: int = 4, max_step: float = 0.05) -> None:
         self.goal = np.asarray(goal, dtype=np.float64)
         self.horizon = horizon
         self.max_step = max_step
+        self.mode = "ok"
+        self.reason = "gate: predicted collision with table"
+        self.slow_s = 0.0
         self.observations: list[Observation] = []
+        self.resets = 0
+        self.stops: list[tuple[Observation | None, str]] = []
 
-    def __call__(self, obs: Observation) -> np.ndarray:
-        self.observations.append(obs)
-        q = obs.joint_positions.copy()
+    def plan(self, q: np.ndarray) -> np.ndarray:
         rows = []
+        q = np.asarray(q, dtype=np.float64).copy()
         for _ in range(self.horizon):
             q = q + np.clip(self.goal - q, -self.max_step, self.max_step)
             rows.append(q.copy())
         return np.stack(rows)
 
+    def reset(self) -> None:
+        self.resets += 1
 
-class ScriptedGate:
-    """Lets `allow` leading steps through (None: the whole chunk), recording every call."""
+    def step(self, obs: Observation) -> Command:
+        self.observations.append(obs)
+        q = obs.joint_positions
+        if self.mode == "error":
+            raise RuntimeError("policy crashed")
+        if self.mode == "slow":
+            time.sleep(self.slow_s)
+        if self.mode in ("hold", "estop"):
+            return Command(q.copy(), q[None].copy(), "hold", self.reason, estop=self.mode == "estop")
+        plan = self.plan(q)
+        return Command(plan[0], plan, "ok", info={"calls": len(self.observations)})
 
-    def __init__(self, allow: int | None = None, reason: str = "predicted collision with table") -> None:
-        self.allow = allow
-        self.reason = reason
-        self.calls: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    def stop(self, obs: Observation | None, reason: str) -> Command | None:
+        self.stops.append((obs, reason))
+        if obs is None:
+            return None
+        q = obs.joint_positions.copy()
+        return Command(q, q[None], "hold", f"stop: {reason}")
 
-    def __call__(self, q: np.ndarray, qd: np.ndarray, chunk: np.ndarray) -> GateDecision:
-        self.calls.append((q.copy(), qd.copy(), chunk.copy()))
-        k = len(chunk) if self.allow is None else min(self.allow, len(chunk))
-        return GateDecision(
-            safe_prefix=chunk[:k],
-            reason="" if k == len(chunk) else self.reason,
-            verdict={"safe_steps": k, "min_clearance_m": np.float64(0.05)},
-        )
+    def summary(self) -> dict:
+        return {"steps": len(self.observations), "misses": 0}
 
 
-def make_collaborators(config: PolicyNodeConfig, horizon: int = 8) -> Collaborators:
+def make_collaborators(config: PolicyNodeConfig, horizon: int = 4) -> Collaborators:
     """Factory path for the runner: `ros_doubles:make_collaborators`."""
-    return Collaborators(source=ScriptedSource(horizon=horizon), gate=ScriptedGate())
+    return Collaborators(controller=ScriptedController(horizon=horizon))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from rclpy.node import Node
-from rclpy.qos import QoSProfile
+from rclpy.qos import DurabilityPolicy, QoSProfile
 from ros_doubles import COLOURS, HOME
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray, String
@@ -35,6 +36,7 @@ class Harness:
         self.trajectories: list[tuple[np.ndarray, np.ndarray]] = []  # (times (K,), points (K, 7))
         self.statuses: list[dict[str, Any]] = []
         self.forward: list[np.ndarray] = []
+        self.trajectory_times: list[float] = []  # monotonic receipt time of each trajectory
         self._lock = threading.Lock()
         node = self.node = ros.add(Node("harness", context=ros.context))
         self._joint_pub = node.create_publisher(JointState, cfg.joint_state_topic, 10)
@@ -47,6 +49,12 @@ class Harness:
             JointTrajectory, cfg.trajectory_topic, self._on_trajectory, QoSProfile(depth=50)
         )
         node.create_subscription(String, cfg.status_topic, self._on_status, QoSProfile(depth=50))
+        self.estop_requests: list[bool] = []
+        if cfg.estop_output_topic:
+            latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+            node.create_subscription(
+                Bool, cfg.estop_output_topic, lambda m: self.estop_requests.append(bool(m.data)), latched
+            )
         if cfg.forward_command_topic:
             node.create_subscription(
                 Float64MultiArray,
@@ -74,6 +82,7 @@ class Harness:
     def _on_trajectory(self, msg: JointTrajectory) -> None:
         with self._lock:
             self.trajectories.append(joint_trajectory_to_numpy(msg, self.cfg.joint_names))
+            self.trajectory_times.append(time.monotonic())
 
     def _on_status(self, msg: String) -> None:
         with self._lock:

@@ -1,7 +1,7 @@
-"""The lifecycle policy node with real rclpy on loopback: runs, holds, resumes.
+"""The lifecycle policy node with real rclpy on loopback: commands every period, holds, resumes.
 
-A harness node plays the robot (inputs at 50 Hz); the chunk source and gate are scripted doubles
-so the tests check the bridge's behaviour, not a model.
+A harness node plays the robot (inputs at 50 Hz); the controller is a scripted double, so the tests
+check the bridge's behaviour, not a model or the control loop (tests/deploy runs the real loop).
 """
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from ros_doubles import COLOURS, HOME, ScriptedGate, ScriptedSource
+from ros_doubles import COLOURS, HOME, ScriptedController
 from ros_harness import Harness
 
 from ros_bridge.config import PolicyNodeConfig
 from ros_bridge.interfaces import Collaborators
-from ros_bridge.policy_node import PolicyNode
-from ros_bridge.run import RosRuntime
+from ros_bridge.policy_node import GATE_ESTOP, PolicyNode
+from ros_bridge.run import RosRuntime, wait_until
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(60)]
-TA = 4
+H = 4
 DT = 0.05
 
 
@@ -29,7 +29,6 @@ def make_cfg(**overrides) -> PolicyNodeConfig:
     # A roomy input age: the CI machine is shared, and a late 50 Hz message must not look stale.
     base = dict(
         control_rate_hz=1 / DT,
-        n_action_steps=TA,
         max_input_age_s=0.3,
         instruction="pick up the cube",
         forward_command_topic="/forward_position_controller/commands",
@@ -38,11 +37,10 @@ def make_cfg(**overrides) -> PolicyNodeConfig:
 
 
 class Rig:
-    """Policy node + harness + the doubles behind the node, in one runtime."""
+    """Policy node + harness + the controller double behind the node, in one runtime."""
 
-    def __init__(self, ros: RosRuntime, cfg: PolicyNodeConfig, gate: ScriptedGate | None = None) -> None:
-        self.source = ScriptedSource(horizon=8)
-        self.gate = gate or ScriptedGate()
+    def __init__(self, ros: RosRuntime, cfg: PolicyNodeConfig, controller: ScriptedController | None = None):
+        self.controller = controller or ScriptedController(horizon=H)
         self.closed = 0
         self.harness = Harness(ros, cfg)
         self.node = ros.add(PolicyNode(self._factory, cfg, context=ros.context))
@@ -50,21 +48,10 @@ class Rig:
         assert self.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
 
     def _factory(self, cfg: PolicyNodeConfig) -> Collaborators:
-        return Collaborators(self.source, self.gate, close=self._close)
+        return Collaborators(self.controller, close=self._close)
 
     def _close(self) -> None:
         self.closed += 1
-
-    def expected_chunk(self) -> np.ndarray:
-        return ScriptedSource(horizon=8)(_obs_at(HOME))[:TA]
-
-
-def _obs_at(q: np.ndarray):
-    from ros_bridge.interfaces import Observation
-
-    return Observation(
-        images={}, joint_positions=q.copy(), joint_velocities=np.zeros(7), instruction="x", stamp=0.0
-    )
 
 
 def assert_hold_at(traj: tuple[np.ndarray, np.ndarray], q: np.ndarray) -> None:
@@ -73,90 +60,90 @@ def assert_hold_at(traj: tuple[np.ndarray, np.ndarray], q: np.ndarray) -> None:
     np.testing.assert_allclose(points[0], q)
 
 
-def held_after_plan(h, n_traj: int) -> np.ndarray:
-    """Where a hold must go after plans were sent: measured arm joints, last commanded gripper."""
-    q = HOME.copy()
-    q[-1] = h.trajectories[n_traj - 1][1][-1][-1]  # a closed gripper stays closed on its object
-    assert q[-1] != HOME[-1], "the scripted plan must move the gripper for this check to mean anything"
-    return q
-
-
-def test_runs_gated_chunks_with_converted_observations(ros: RosRuntime) -> None:
+def test_commands_every_period_with_converted_observations(ros: RosRuntime) -> None:
     rig = Rig(ros, make_cfg())
     h = rig.harness
-    times, points = h.wait_trajectory(TA)
-    np.testing.assert_allclose(times, DT * np.arange(1, TA + 1), atol=1e-9)
-    np.testing.assert_allclose(points, rig.expected_chunk())
-    status = h.wait_status(lambda s: "latency_ms" in s)
-    assert status["state"] == "running" and status["reason"] == ""
-    assert status["chunk_len"] == 8 and status["safe_len"] == 8
-    assert status["gate"] == {"safe_steps": 8, "min_clearance_m": 0.05}
-    assert status["latency_ms"] > 0 and status["infer_ms"] >= 0 and status["gate_ms"] >= 0
-    # What the policy saw: RGB frames from an rgb8 and a padded bgr8 camera, state in config order.
-    obs = rig.source.observations[0]
+    times, points = h.wait_trajectory(H)
+    np.testing.assert_allclose(times, DT * np.arange(1, H + 1), atol=1e-9)
+    np.testing.assert_allclose(points, rig.controller.plan(HOME))
+    status = h.wait_status(lambda s: s.get("step_status") == "ok")
+    assert status["state"] == "running" and status["reason"] == "" and status["calls"] >= 1
+    assert status["controller"]["steps"] >= 1 and status["misses"] == 0 and status["step_ms"] >= 0
+    # What the controller saw: RGB frames from an rgb8 and a padded bgr8 camera, state in config order.
+    obs = rig.controller.observations[0]
     for cam, colour in COLOURS.items():
         assert obs.images[cam].shape == (6, 8, 3) and obs.images[cam].dtype == np.uint8
         assert (obs.images[cam] == colour).all(), cam
     np.testing.assert_allclose(obs.joint_positions, HOME)
-    assert obs.instruction == "pick up the cube" and obs.stamp > 0
-    q, qd, chunk = rig.gate.calls[0]
-    assert q.shape == (7,) and qd.shape == (7,) and chunk.shape == (8, 7)
-    # The forward controller gets one step per tick, the chunk's first row first.
-    from ros_bridge.run import wait_until
-
+    assert obs.instruction == "pick up the cube" and obs.stamp > 0 and obs.received > 0
+    assert rig.controller.resets == 1  # the first good period starts an episode
+    # The forward controller gets the period's target, the plan's first row.
     wait_until(lambda: len(h.forward) >= 2, 5.0, what="forward commands")
-    np.testing.assert_allclose(h.forward[0], rig.expected_chunk()[0])
-    # The next chunk comes Ta periods later, not every tick.
-    n = len(h.trajectories)
-    time.sleep(6 * DT)
-    assert len(h.trajectories) - n <= 3
+    np.testing.assert_allclose(h.forward[0], rig.controller.plan(HOME)[0])
+    # One command per period: the controller is asked every tick (not once per chunk).
+    n, t0 = len(rig.controller.observations), time.monotonic()
+    time.sleep(10 * DT)
+    rate = (len(rig.controller.observations) - n) / (time.monotonic() - t0)
+    assert 0.6 / DT < rate < 1.4 / DT, rate
 
 
 @pytest.mark.parametrize("stream", ["joint_state", "wrist"])
 def test_holds_on_stale_inputs_and_resumes_when_fresh(ros: RosRuntime, stream: str) -> None:
     rig = Rig(ros, make_cfg())
     h = rig.harness
-    h.wait_trajectory(TA)
+    c = rig.controller
+    h.wait_trajectory(H)
     if stream == "joint_state":
         h.joints_on = False
         expected = "stale joint state"
     else:
         h.cameras_on["wrist"] = False
         expected = "stale image from camera 'wrist'"
-    n_traj = len(h.trajectories)
     status = h.wait_status(lambda s: s["state"] == "holding", after=len(h.statuses))
     assert expected in status["reason"]
     assert status["input_age_ms"][stream if stream == "joint_state" else "image_wrist"] > 300
-    assert_hold_at(h.wait_trajectory(1, after=n_traj), held_after_plan(h, n_traj))
-    # While stale: no new chunk, and the hold is published once, not every tick.
-    n_hold = len(h.trajectories)
+    wait_until(lambda: c.stops, 5.0, what="a stop request")
+    obs, reason = c.stops[0]
+    assert expected in reason
+    if stream == "joint_state":
+        # The state is unknown: nothing new goes out, the robot runs out the plan it has.
+        assert obs is None
+        n_stop = len(h.trajectories)
+        time.sleep(3 * DT)
+        assert len(h.trajectories) <= n_stop + 1  # at most one that was in flight
+    else:
+        # The joints are fresh: the controller plans a brake from them and it is sent at once.
+        np.testing.assert_allclose(obs.joint_positions, HOME)
+        assert_hold_at(h.wait_trajectory(1), HOME)
+    n_hold, n_calls = len(h.trajectories), len(c.observations)
     time.sleep(5 * DT)
-    assert len(h.trajectories) == n_hold
-    n_calls = len(rig.source.observations)
-    time.sleep(2 * DT)
-    assert len(rig.source.observations) == n_calls
-    # Fresh again: the node resumes by itself.
+    assert len(c.observations) == n_calls, "no policy query while holding"
+    assert len(h.trajectories) == n_hold and len(c.stops) == 1, "the stop is asked for once"
+    # Fresh again: the node resumes by itself with a new episode of the controller.
+    resets = c.resets
     h.joints_on = True
     h.cameras_on["wrist"] = True
     h.wait_status(lambda s: s["state"] == "running", after=len(h.statuses))
-    h.wait_trajectory(TA, after=n_hold)
+    h.wait_trajectory(H, after=n_hold)
+    assert c.resets == resets + 1
 
 
 def test_estop_holds_at_once_and_release_resumes(ros: RosRuntime) -> None:
     rig = Rig(ros, make_cfg())
     h = rig.harness
-    h.wait_trajectory(TA)
+    h.wait_trajectory(H)
     n = len(h.trajectories)
     h.estop(True)
     status = h.wait_status(lambda s: s["state"] == "holding", after=len(h.statuses))
     assert status["reason"] == "e-stop engaged" and status["estop"] is True
-    assert_hold_at(h.wait_trajectory(1, after=n), held_after_plan(h, n))
+    assert_hold_at(h.wait_trajectory(1, after=n), HOME)
+    assert rig.controller.stops[-1][1] == "e-stop engaged"
     n_hold = len(h.trajectories)
     time.sleep(0.3)
-    assert len(h.trajectories) == n_hold, "no chunk may be published while the e-stop is engaged"
+    assert len(h.trajectories) == n_hold, "nothing may be published while the e-stop is engaged"
     h.estop(False)
     h.wait_status(lambda s: s["state"] == "running", after=len(h.statuses))
-    h.wait_trajectory(TA, after=n_hold)
+    h.wait_trajectory(H, after=n_hold)
 
 
 def test_empty_instruction_holds_until_one_arrives(ros: RosRuntime) -> None:
@@ -164,51 +151,60 @@ def test_empty_instruction_holds_until_one_arrives(ros: RosRuntime) -> None:
     h = rig.harness
     status = h.wait_status(lambda s: s["state"] == "holding" and s["reason"] == "empty instruction")
     assert status["input_age_ms"]["joint_state"] is not None
-    assert_hold_at(h.wait_trajectory(1), HOME)
     time.sleep(3 * DT)
-    # Only holds so far (an empty "stop" one may precede it while no input had arrived yet).
-    assert rig.source.observations == [] and all(len(t) <= 1 for t, _ in h.trajectories)
+    assert rig.controller.observations == [] and all(len(t) <= 1 for t, _ in h.trajectories)
     h.instruct("stack the blocks")
-    h.wait_trajectory(TA)
-    assert rig.source.observations[-1].instruction == "stack the blocks"
+    h.wait_trajectory(H)
+    assert rig.controller.observations[-1].instruction == "stack the blocks"
+    # A new instruction is a new episode for the controller (its history starts afresh).
+    resets = rig.controller.resets
+    h.instruct("push the block left")
+    wait_until(lambda: rig.controller.observations[-1].instruction == "push the block left", 5.0)
+    assert rig.controller.resets == resets + 1
 
 
-def test_unsafe_chunk_holds_truncated_chunk_executes_prefix(ros: RosRuntime) -> None:
-    gate = ScriptedGate(allow=0)
-    rig = Rig(ros, make_cfg(), gate=gate)
+def test_gate_hold_is_published_with_its_reason(ros: RosRuntime) -> None:
+    controller = ScriptedController(horizon=H)
+    controller.mode = "hold"
+    rig = Rig(ros, make_cfg(), controller)
     h = rig.harness
     status = h.wait_status(lambda s: s["state"] == "holding" and s["reason"].startswith("gate"))
-    assert status["reason"] == "gate rejected the first step: predicted collision with table"
-    assert status["safe_len"] == 0 and status["gate"]["safe_steps"] == 0
+    assert status["reason"] == "gate: predicted collision with table" and status["step_status"] == "hold"
     assert_hold_at(h.wait_trajectory(1), HOME)
-    # The chunk is re-checked every tick, but the unchanged hold is not re-published.
-    n_calls, n_traj = len(gate.calls), len(h.trajectories)
-    time.sleep(4 * DT)
-    assert len(gate.calls) > n_calls and len(h.trajectories) == n_traj
-    gate.allow = 2  # the world changed: two steps are safe now
-    times, points = h.wait_trajectory(2)
-    np.testing.assert_allclose(points, rig.expected_chunk()[:2])
-    np.testing.assert_allclose(times, [DT, 2 * DT], atol=1e-9)
-    status = h.wait_status(lambda s: s.get("safe_len") == 2)
-    assert status["state"] == "running" and status["gate_reason"] == "predicted collision with table"
+    controller.mode = "ok"  # the world changed: the next chunk passes
+    h.wait_trajectory(H, after=len(h.trajectories))
+    h.wait_status(lambda s: s["state"] == "running", after=len(h.statuses))
 
 
-class _BrokenSource:
-    def __call__(self, obs):
-        return np.zeros((3, 5))
+def test_no_safe_stop_engages_the_estop_output_until_the_estop_is_cycled(ros: RosRuntime) -> None:
+    controller = ScriptedController(horizon=H)
+    controller.mode = "estop"
+    controller.reason = "gate: hold: collision ...; NO SAFE STOP: least-bad stop has collision"
+    rig = Rig(ros, make_cfg(), controller)
+    h = rig.harness
+    wait_until(lambda: True in h.estop_requests, 5.0, what="the e-stop request")
+    assert h.estop_requests[0] is False  # activation publishes the released state first
+    status = h.wait_status(lambda s: s["estop_requested"] and s["reason"].startswith(GATE_ESTOP))
+    assert status["state"] == "holding"
+    assert_hold_at(h.wait_trajectory(1), HOME)  # the least-bad stop went out
+    # Latched: even with a sound controller the node holds until a person cycles the e-stop.
+    controller.mode = "ok"
+    n_calls = len(controller.observations)
+    time.sleep(5 * DT)
+    assert len(controller.observations) == n_calls
+    h.estop(True)
+    h.estop(False)
+    wait_until(lambda: h.estop_requests[-1] is False, 5.0, what="the e-stop request released")
+    h.wait_status(lambda s: s["state"] == "running", after=len(h.statuses))
+    h.wait_trajectory(H, after=len(h.trajectories))
 
 
-def test_bad_chunk_shape_holds_with_clear_reason(ros: RosRuntime) -> None:
-    harness = Harness(ros, make_cfg())
-    node = ros.add(
-        PolicyNode(
-            lambda cfg: Collaborators(_BrokenSource(), ScriptedGate()), make_cfg(), context=ros.context
-        )
-    )
-    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-    status = harness.wait_status(lambda s: s["state"] == "holding" and "chunk source" in s["reason"])
-    assert "shape (3, 5), expected (H>=1, 7)" in status["reason"]
+def test_controller_error_holds_with_clear_reason(ros: RosRuntime) -> None:
+    controller = ScriptedController(horizon=H)
+    controller.mode = "error"
+    rig = Rig(ros, make_cfg(), controller)
+    status = rig.harness.wait_status(lambda s: s["state"] == "holding" and "controller" in s["reason"])
+    assert status["reason"] == "controller error: RuntimeError: policy crashed"
 
 
 def test_lifecycle_transitions_hold_and_release(ros: RosRuntime) -> None:
@@ -223,13 +219,12 @@ def test_lifecycle_transitions_hold_and_release(ros: RosRuntime) -> None:
 
     rig = Rig(ros, make_cfg())
     h = rig.harness
-    h.wait_trajectory(TA)
-    n = len(h.trajectories)
+    h.wait_trajectory(H)
     assert rig.node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
-    assert_hold_at(h.wait_trajectory(1, after=n), held_after_plan(h, n))
-    n_calls = len(rig.source.observations)
+    assert rig.controller.stops[-1][1] == "node deactivated"  # a brake from the fresh state
+    n_calls = len(rig.controller.observations)
     time.sleep(4 * DT)
-    assert len(rig.source.observations) == n_calls, "an inactive node must not run the policy"
+    assert len(rig.controller.observations) == n_calls, "an inactive node must not run the policy"
     assert rig.node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
     assert rig.closed == 1 and rig.node.config is None
     # Reconfigure with a changed parameter and run again.
@@ -237,7 +232,7 @@ def test_lifecycle_transitions_hold_and_release(ros: RosRuntime) -> None:
     assert rig.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
     assert rig.node.config is not None and rig.node.config.n_action_steps == 2
     assert rig.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-    h.wait_trajectory(2, after=len(h.trajectories))
+    h.wait_trajectory(H, after=len(h.trajectories))
     assert rig.node.trigger_shutdown() == TransitionCallbackReturn.SUCCESS
     assert rig.closed == 2
 
@@ -249,6 +244,8 @@ def test_parameters_are_validated(ros: RosRuntime) -> None:
         ("joint_names", ["a", "a"], "joint_names has duplicates"),
         ("image_topics", ["/only_one"], "image_topics has 1 entries for 2 camera_names"),
         ("status_topic", "not a topic!", "status_topic: invalid topic name"),
+        ("mode", "eventually", "mode must be one of"),
+        ("smoothing", "wavelets", "smoothing must be one of"),
     ]:
         result = node.set_parameters([Parameter(name, value=value)])[0]
         assert not result.successful and match in result.reason, (name, result.reason)

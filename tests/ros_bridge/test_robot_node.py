@@ -121,6 +121,44 @@ def test_robot_node_rejects_bad_trajectories_and_stops_on_empty(ros: RosRuntime)
     assert np.abs(stopped - GOAL).max() > 0.1, "stopped before the goal"
 
 
+def test_forward_commands_and_injected_latencies(ros: RosRuntime) -> None:
+    """A Float64MultiArray target holds (forward controller); commands act, measurements leave late."""
+    from std_msgs.msg import Float64MultiArray
+
+    from ros_bridge.conversions import numpy_to_float64_multi_array, time_to_seconds
+
+    backend = KinematicBackend()
+    cfg = RobotNodeConfig(camera_names=("front",), actuation_latency_s=0.05, sensor_latency_s=0.03)
+    robot = ros.add(RobotNode(backend, cfg, context=ros.context))
+    client = Client(ros, cfg, backend.joint_names)
+    received: list[tuple[float, float]] = []  # (receipt wall time, header stamp)
+    client.node.create_subscription(
+        JointState,
+        cfg.joint_state_topic,
+        lambda m: received.append(
+            (client.node.get_clock().now().nanoseconds * 1e-9, time_to_seconds(m.header.stamp))
+        ),
+        10,
+    )
+    forward = client.node.create_publisher(Float64MultiArray, cfg.forward_command_topic, 10)
+    wait_until(lambda: forward.get_subscription_count() > 0 and len(received) > 10, 5.0, what="discovery")
+    # Measurements leave 30 ms (3 ticks of simulated time) after they were taken.
+    ages = np.array([r - s for r, s in received[-10:]])
+    assert np.median(ages) >= 0.025, ages
+    forward.publish(numpy_to_float64_multi_array(GOAL, ["joints"]))
+    wait_until(lambda: robot.forward_received == 1, 5.0, what="the forward command")
+    t_recv = robot.sim_time
+    wait_until(lambda: np.allclose(robot.command, GOAL), 5.0, what="the target to act")
+    with backend.lock:
+        t_act = next(t for t, c in backend.commands if np.allclose(c, GOAL))
+    # It acts 50 ms (5 ticks) after it arrived, as a step (no interpolation), and holds.
+    assert 0.035 <= t_act - t_recv <= 0.075, (t_recv, t_act)
+    wait_until(lambda: np.allclose(client.q(), GOAL, atol=1e-3), 5.0, what="the robot to reach the target")
+    forward.publish(numpy_to_float64_multi_array(GOAL[:6], ["joints"]))
+    wait_until(lambda: robot.trajectories_rejected == 1, 5.0, what="the rejection of 6 values")
+    np.testing.assert_allclose(robot.command, GOAL)
+
+
 def test_robot_config_must_match_backend(ros: RosRuntime) -> None:
     with pytest.raises(ValueError, match=r"camera_names \['top'\] are not backend cameras"):
         RobotNode(KinematicBackend(), RobotNodeConfig(camera_names=("top",)), context=ros.context)
@@ -164,7 +202,7 @@ def test_closed_loop_robot_and_policy_in_separate_processes(ros: RosRuntime, tmp
             30.0,
             what="the closed loop to reach the goal",
         )
-        wait_until(lambda: any(s["state"] == "running" and "latency_ms" in s for s in client.statuses), 5.0)
+        wait_until(lambda: any(s["state"] == "running" and "step_ms" in s for s in client.statuses), 5.0)
         # Robot gone: the policy node sees its inputs go stale and holds, saying why.
         code, out = _stop(robot)
         assert code == 0, out[-3000:]

@@ -1,5 +1,6 @@
-"""Every chunk passes the safety gate before it enters the queue; a refused chunk makes the robot
-hold, with the gate's reason recorded (and not counted as a deadline miss)."""
+"""Every chunk passes the safety gate before it enters the queue; what the gate returns is exactly
+what runs (a refused chunk runs the gate's braking plan and the robot holds, with the gate's reason
+recorded and not counted as a deadline miss)."""
 
 from __future__ import annotations
 
@@ -28,10 +29,10 @@ class ScriptedGate:
     """Refuses the 2nd chunk, truncates the 3rd to 3 actions, passes the rest. Records its inputs."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.calls: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]] = []
 
-    def __call__(self, q: np.ndarray, qd: np.ndarray, chunk: np.ndarray) -> Decision:
-        self.calls.append((q.copy(), qd.copy(), chunk.copy()))
+    def __call__(self, q: np.ndarray, qd: np.ndarray, chunk: np.ndarray, command=None) -> Decision:
+        self.calls.append((q.copy(), qd.copy(), chunk.copy(), None if command is None else command.copy()))
         n = len(self.calls)
         if n == 2:
             return Decision(np.asarray(q, np.float32)[None], True, "collision predicted")
@@ -53,11 +54,17 @@ def test_gate_hold_and_truncation(make_env) -> None:
     held = [r for r in steps if r.status == HOLD]
     assert len(held) == 1 and held[0].step == 8  # the 2nd chunk was due after 8 actions
     assert held[0].reason == "gate: collision predicted"
-    np.testing.assert_array_equal(held[0].action, steps[7].action)  # holds the last command
+    # The robot ran the gate's stop (here: the measured joints it was given), nothing else.
+    np.testing.assert_array_equal(held[0].action, gate.calls[1][0].astype(np.float32))
     assert s["holds"] == {"gate: collision predicted": 1}
     assert s["deadline_misses"] == 0  # a gate hold is reported as such, not as a miss
-    # The gate saw the observation of the step the chunk was installed at.
+    # The gate saw the observation of the step the chunk was installed at, and what will run: in
+    # sync mode the Ta = 8 actions before the next request (then the last is held).
     assert gate.calls[0][0].shape == (7,) and gate.calls[0][1].shape == (6,)
+    assert [len(c[2]) for c in gate.calls[:3]] == [8, 8, 8]
+    # ... and the command in force (None before the first action).
+    assert gate.calls[0][3] is None
+    np.testing.assert_array_equal(gate.calls[1][3], steps[7].action)
     # Only the 3 accepted actions of the truncated chunk ran, then a new chunk was requested.
     third = res.stats.chunks[2]
     assert third.outcome == "gate_truncated" and third.accepted == 3
@@ -102,8 +109,8 @@ def test_real_safety_gate_in_the_loop(make_env, mode) -> None:
     env = make_env()
     safety = SafetyGate.for_env(env, load_safety_config(SAFETY_CONFIG))
 
-    def gate(q, qd, chunk):
-        return safety.filter(q, qd, chunk, full_state=safety.env_state(env))
+    def gate(q, qd, chunk, command=None):
+        return safety.filter(q, qd, chunk, full_state=safety.env_state(env), command=command)
 
     policy = Sabotage(expert_policy(env), bad_call=3)
     cfg = RuntimeConfig(mode=mode, smoothing="rtc" if mode == "async" else "none", threaded=False)

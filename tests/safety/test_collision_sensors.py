@@ -45,7 +45,7 @@ def test_sensors_match_twin_at_every_substep(gate, name: str) -> None:
     """Per substep: sensor distance < margin  <=>  the twin finds a forbidden contact (all substeps)."""
     chunk = CHUNKS[name](gate).astype(np.float64)
     init = gate.wm.state_from_joints(Q0, QD0)
-    state, sens = gate._simulate(init, chunk[None])
+    state, sens = gate._simulate(init, gate.wm.controls(chunk[None]))
     traj = Trajectory.from_rollout(gate.wm, init, state[0], sens[0], len(chunk))
     margin = CFG.collision.margin
     sensor_hit = traj.collision_dist < margin

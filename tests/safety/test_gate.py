@@ -23,23 +23,31 @@ def gate():
         yield g
 
 
-def test_crash_is_truncated_to_its_safe_prefix(gate) -> None:
+def test_crash_is_truncated_to_a_prefix_whose_stop_is_safe(gate) -> None:
     chunk = pinch_line(gate, [0.45, 0.0, -0.03])
     d = gate.filter(Q0, QD0, chunk)
-    assert d.status == "truncated" and not d.hold
-    k = d.verdict.first_unsafe_step
-    assert 0 < k < len(chunk) and d.actions.shape == (k, 7)
-    np.testing.assert_array_equal(d.actions, chunk[:k])
+    assert d.status == "truncated" and not d.hold and d.stop_safe
+    v = d.verdict.first_unsafe_step
+    assert 0 < d.rows <= v < len(chunk)
+    np.testing.assert_array_equal(d.actions[: d.rows], chunk[: d.rows])
     assert d.verdict.check in ("workspace", "collision")
-    # The prefix itself is safe when checked again.
+    # The arm lags the targets: holding the row just before the violation coasts on into the table,
+    # so the gate returns a shorter prefix (or brakes) whose stop it simulated.
+    assert d.rows < v or d.braking == 1
+    assert d.stop_verdict is not None and d.stop_verdict.safe
+    # What was returned, executed and then held, is safe when checked again; the old contract's
+    # answer (every row before the first violation, then hold) is not.
     assert gate.check(Q0, QD0, d.actions).safe
+    old = gate.check(Q0, QD0, chunk[:v])
+    assert not old.safe and old.in_stop, old.reason()
 
 
-def test_unsafe_first_step_holds_position(gate) -> None:
+def test_unsafe_first_step_brakes_where_it_is(gate) -> None:
     d = gate.filter(Q0, QD0, joint_ramp([1.0, 0, 0, 0, 0, 0], 1))
-    assert d.hold and d.status == "hold" and d.verdict.check == "jump"
-    np.testing.assert_array_equal(d.actions, Q0[None].astype(np.float32))
-    assert d.reason.startswith("hold: jump")
+    assert d.hold and d.status == "hold" and d.verdict.check == "jump" and d.stop_safe
+    # At rest every braking target is the measured position (with the chunk's gripper value).
+    np.testing.assert_allclose(d.actions, Q0[None].astype(np.float32), atol=1e-6)
+    assert d.reason.startswith("hold: jump") and d.rows == 0
 
 
 def test_stats_count_decisions_per_episode(gate) -> None:
@@ -48,7 +56,7 @@ def test_stats_count_decisions_per_episode(gate) -> None:
     gate.filter(Q0, QD0, pinch_line(gate, [0.45, 0.0, -0.03]))
     gate.filter(Q0, QD0, np.full((4, 7), np.nan))
     s = gate.reset_stats().as_dict()
-    assert (s["chunks"], s["passed"], s["truncated"], s["held"]) == (3, 1, 1, 1)
+    assert (s["chunks"], s["passed"], s["limited"], s["truncated"], s["held"]) == (3, 1, 0, 1, 1)
     assert s["by_check"]["action_invalid"] == 1 and s["steps_passed"] < s["steps_proposed"]
     assert gate.stats.chunks == 0
 
@@ -90,7 +98,8 @@ def test_ros_checker_is_json_able(gate) -> None:
     prefix, reason, verdict = check(Q0, QD0, pinch_line(gate, [0.45, 0.0, -0.03]))
     text = json.dumps(verdict)
     assert json.loads(text)["check"] == verdict["check"] and prefix.dtype == np.float32
-    assert reason == verdict["reason"] and verdict["status"] == "truncated"
+    assert reason.startswith(verdict["reason"]) and verdict["status"] == "truncated"
+    assert verdict["rows"] + verdict["braking"] == len(prefix) and verdict["stop_safe"]
     _, reason, verdict = check(Q0, QD0, np.full((3, 7), np.inf))
     json.dumps(verdict)
     assert verdict["hold"] and reason.startswith("hold")
@@ -120,3 +129,13 @@ def test_config_errors_name_the_field(patch: dict, match: str) -> None:
 def test_every_safety_yaml_loads() -> None:
     for path in sorted((ROOT / "configs/safety").glob("*.yaml")):
         assert load_safety_config(path).n_substeps >= 1
+
+
+def test_diverging_simulation_is_never_certified(gate) -> None:
+    """A state MuJoCo cannot integrate (absurd joint speed): it resets the data mid-rollout, which
+    would otherwise look like a calm arm; the gate reports it and certifies no stop."""
+    crazy = np.full(6, 1e12)
+    v = gate.check(Q0, crazy, joint_ramp([0, 0, 0, 0, 0, 0], 4))
+    assert v.check == "unstable", v.reason()
+    d = gate.filter(Q0, crazy, joint_ramp([0, 0, 0, 0, 0, 0], 4))
+    assert d.hold and not d.stop_safe and "NO SAFE STOP" in d.reason

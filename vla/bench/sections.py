@@ -284,8 +284,8 @@ def sim_section(
     check: Callable[..., Any] | None = None
     if gate is not None:
 
-        def check(q: np.ndarray, qd: np.ndarray, chunk: np.ndarray) -> Any:
-            return gate.filter(q, qd, chunk, full_state=gate.env_state(env))
+        def check(q: np.ndarray, qd: np.ndarray, chunk: np.ndarray, command: np.ndarray | None = None) -> Any:
+            return gate.filter(q, qd, chunk, full_state=gate.env_state(env), command=command)
 
     rows = []
     try:

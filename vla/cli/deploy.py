@@ -23,6 +23,7 @@ def to_deploy_config(cfg: DictConfig) -> Any:
     """Resolved Hydra config -> `vla.deploy.launch.DeployConfig` (validated there)."""
     from vla.deploy.factories import DEFAULT_SAFETY
     from vla.deploy.launch import DeployConfig
+    from vla.runtime.inject import InferenceDelay
 
     r = OmegaConf.to_container(cfg, resolve=True)
     robot, task, node = r["robot"], r["task"], dict(r["node"])
@@ -37,12 +38,23 @@ def to_deploy_config(cfg: DictConfig) -> Any:
         )
     try:
         policy = PolicyNodeConfig(**node)
+        inject = dict(r.get("inject") or {})
         robot_node = RobotNodeConfig(
             camera_names=tuple(node.get("camera_names") or ()),
             command_rate_hz=float(robot["command_rate_hz"]),
             joint_state_rate_hz=float(robot["joint_state_rate_hz"]),
             camera_rate_hz=float(node["control_rate_hz"]),
+            sensor_latency_s=float(inject.pop("sensor_latency_ms", 0)) / 1e3,
+            actuation_latency_s=float(inject.pop("actuation_latency_ms", 0)) / 1e3,
         )
+        delay = InferenceDelay(
+            delay_s=float(inject.pop("inference_delay_ms", 0)) / 1e3,
+            jitter_s=float(inject.pop("jitter_ms", 0)) / 1e3,
+            distribution=str(inject.pop("distribution", "none")),
+            seed=int(inject.pop("seed", 0)),
+        )
+        if inject:
+            raise ValueError(f"configs/deploy.yaml inject: unknown keys {sorted(inject)}")
     except TypeError as exc:
         raise ValueError(f"configs/deploy.yaml node: {exc}") from None
     return DeployConfig(
@@ -56,6 +68,8 @@ def to_deploy_config(cfg: DictConfig) -> Any:
         image_size=int(robot["image_size"]),
         policy=policy,
         robot_node=robot_node,
+        interface=str(r["interface"]),
+        inject=delay,
         n_episodes=int(r["n_episodes"]),
         seed=int(r["seed"]),
         episode_timeout_s=float(r["episode_timeout_s"]),

@@ -50,6 +50,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         seed=int(r["seed"]),
         max_steps=r.get("max_steps"),
         n_action_steps=r.get("n_action_steps"),
+        mode=str(r["mode"]),
         smoothing=str(r["smoothing"]),
         ensemble_decay=float(r["ensemble_decay"]),
         latency_s=r.get("latency_s"),
@@ -66,9 +67,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     g = res["grasp_summary"]
     print(
         f"[vla-eval] {ckpt}: success {res['successes']}/{res['n_episodes']} = {res['success_rate']:.0%} "
-        f"(95% CI {lo:.0%}-{hi:.0%}) | mean length {res['mean_episode_length']:.1f} | final progress {res['mean_final_progress']:.2f} | chunk latency "
+        f"(95% CI {lo:.0%}-{hi:.0%}) | mean length {res['mean_episode_length']:.1f} | final progress {res['mean_final_progress']:.2f} | "
+        f"missed periods {res['misses']} | chunk latency "
         f"p50 {res['chunk_latency_p50_s'] * 1e3:.0f} ms p99 {res['chunk_latency_p99_s'] * 1e3:.0f} ms | "
-        f"gate truncated {res['gate_truncated_total']} rejected {res['gate_rejected_total']} | "
+        f"gate limited {res['gate_limited_total']} truncated {res['gate_truncated_total']} "
+        f"held {res['gate_rejected_total']} (no safe stop {res['gate_unsafe_stops_total']}) | "
         f"gripper closed in {g['closed']} (nearest the target in {g['closed_nearest_target']}, median "
         f"{g['median_close_xy_to_target_m'] * 100:.1f} cm off), never in {g['never_closed']} | "
         f"results {out_dir}/eval.json, plot {res['plot']}, videos {Path(out_dir) / 'videos'}",

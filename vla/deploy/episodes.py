@@ -6,57 +6,28 @@
 2. ask the robot process for a reset with the episode's seed (re-sent until carried out);
 3. once the new episode runs, publish its instruction (the one the simulator sampled);
 4. wait until the simulated robot reports `done` (success judged from simulator state, or the
-   task's `max_steps` reached) or a wall-clock timeout; record success, length, gate activity and
-   chunk latency from the policy node's status topic.
+   task's `max_steps` reached) or a wall-clock timeout; record success, length, missed periods,
+   gate activity and chunk latency from the policy node's status topic.
 
-`summarize` reports like `vla-eval`: success rate with a Wilson 95% interval, per-instruction
-breakdown, mean episode length, latency p50/p99.
+Each episode becomes a `vla.evaluation.EpisodeRecord`, summarized exactly like `vla-eval`'s.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from std_msgs.msg import String
 
 from ros_bridge.run import wait_until
 from vla.deploy.world_topics import DEFAULT_TOPICS, WorldTopics, json_msg, parse_json_msg
+from vla.evaluation import EpisodeRecord
 
 _QOS = QoSProfile(depth=50)
-
-
-@dataclass
-class EpisodeResult:
-    """One episode as `vla-deploy` saw it (steps in control periods of simulated time)."""
-
-    index: int
-    seed: int
-    instruction: str
-    success: bool
-    steps: int
-    progress: float
-    sim_time_s: float
-    wall_time_s: float
-    timed_out: bool
-    chunks: int
-    gate_truncated: int
-    gate_holds: int
-    hold_reasons: list[str] = field(default_factory=list)
-    latency_ms: list[float] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
-        d["latency_ms"] = _percentiles(self.latency_ms)
-        return d
 
 
 class EpisodeRunner(Node):
@@ -121,7 +92,7 @@ class EpisodeRunner(Node):
 
     def run_episode(
         self, index: int, seed: int, timeout_s: float, setup_timeout_s: float = 30.0
-    ) -> EpisodeResult:
+    ) -> EpisodeRecord:
         # 1. hold
         self._instruct_until(
             "",
@@ -179,90 +150,35 @@ class EpisodeRunner(Node):
         final = self.episode() or ep
         with self._lock:
             statuses = list(self._statuses)
-        gate = [s.get("gate") or {} for s in statuses if "gate" in s]
-        return EpisodeResult(
-            index=index,
+        # The controller's totals for this episode: its last status (it resets per instruction).
+        ctrl = next((st["controller"] for st in reversed(statuses) if st.get("controller")), {})
+        return EpisodeRecord(
+            episode=index,
             seed=seed,
             instruction=instruction,
             success=bool(final["success"]),
             steps=int(final["steps"]),
-            progress=float(final["progress"]),
-            sim_time_s=float(final["sim_time"]),
+            final_progress=float(final["progress"]),
+            success_step=int(final["steps"]) if final["success"] else -1,
             wall_time_s=wall,
-            timed_out=timed_out,
-            chunks=len(gate),
-            gate_truncated=sum(1 for g in gate if g.get("status") == "truncated"),
-            gate_holds=sum(1 for g in gate if g.get("status") == "hold"),
-            hold_reasons=sorted(
-                {s["reason"] for s in statuses if s.get("reason") and s["reason"] != "empty instruction"}
-            ),
-            latency_ms=[float(s["latency_ms"]) for s in statuses if "latency_ms" in s],
+            chunks=int(ctrl.get("chunks", 0)),
+            misses=int(ctrl.get("misses", 0)),
+            gate_limited=int(ctrl.get("gate_limited", 0)),
+            gate_truncated=int(ctrl.get("gate_truncated", 0)),
+            gate_rejected=int(ctrl.get("gate_held", 0)),
+            gate_hold_steps=int(ctrl.get("hold_steps", 0)),
+            gate_unsafe_stops=int(ctrl.get("gate_unsafe_stops", 0)),
+            latency_ms=[float(x) for x in ctrl.get("latencies_ms", [])],
+            extra={
+                "missed": {k: int(ctrl.get(k, 0)) for k in ("missed_dry", "missed_late", "skipped")},
+                "timed_out": timed_out,
+                "sim_time_s": float(final["sim_time"]),
+                "hold_reasons": sorted(
+                    {
+                        st["reason"]
+                        for st in statuses
+                        if st.get("reason") and "instruction" not in st["reason"]
+                    }
+                ),
+            },
         )
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a success rate (well-behaved at 0 and n)."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def _percentiles(values: list[float]) -> dict[str, float | int | None]:
-    if not values:
-        return {"p50": None, "p99": None, "n": 0}
-    arr = np.asarray(values)
-    return {"p50": float(np.percentile(arr, 50)), "p99": float(np.percentile(arr, 99)), "n": len(values)}
-
-
-def summarize(results: list[EpisodeResult]) -> dict[str, Any]:
-    """Success rate (+ Wilson 95% CI), per-instruction breakdown, mean length, gate and latency figures."""
-    n = len(results)
-    wins = sum(r.success for r in results)
-    per: dict[str, dict[str, Any]] = {}
-    for r in results:
-        entry = per.setdefault(r.instruction, {"n": 0, "successes": 0})
-        entry["n"] += 1
-        entry["successes"] += int(r.success)
-    for entry in per.values():
-        entry["success_rate"] = entry["successes"] / entry["n"]
-    lo, hi = wilson_interval(wins, n)
-    return {
-        "n_episodes": n,
-        "successes": wins,
-        "success_rate": wins / n if n else 0.0,
-        "success_rate_ci95": [lo, hi],
-        "per_instruction": per,
-        "mean_episode_steps": float(np.mean([r.steps for r in results])) if n else 0.0,
-        "mean_episode_wall_s": float(np.mean([r.wall_time_s for r in results])) if n else 0.0,
-        "gate": {
-            "chunks": sum(r.chunks for r in results),
-            "truncated": sum(r.gate_truncated for r in results),
-            "holds": sum(r.gate_holds for r in results),
-        },
-        "chunk_latency_ms": _percentiles([x for r in results for x in r.latency_ms]),
-        "episodes": [r.as_dict() for r in results],
-    }
-
-
-def format_summary(summary: dict[str, Any]) -> str:
-    lo, hi = summary["success_rate_ci95"]
-    lat = summary["chunk_latency_ms"]
-    lat_s = "n/a" if lat["p50"] is None else f"{lat['p50']:.1f}/{lat['p99']:.1f} ms"
-    lines = [
-        f"success {summary['successes']}/{summary['n_episodes']} = {100 * summary['success_rate']:.0f}% "
-        f"(95% CI {100 * lo:.0f}-{100 * hi:.0f}%), mean length {summary['mean_episode_steps']:.1f} steps, "
-        f"{summary['mean_episode_wall_s']:.1f} s wall/episode, chunk latency p50/p99 {lat_s}, "
-        f"gate: {summary['gate']['truncated']} truncated, {summary['gate']['holds']} held "
-        f"of {summary['gate']['chunks']} chunks"
-    ]
-    for text, e in sorted(summary["per_instruction"].items()):
-        lines.append(f"  {e['successes']}/{e['n']}  {text}")
-    return "\n".join(lines)
-
-
-def dumps(summary: dict[str, Any]) -> str:
-    return json.dumps(summary, indent=2, allow_nan=True)

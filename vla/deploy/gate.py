@@ -1,40 +1,69 @@
-"""`sim.safety.SafetyGate` behind `ros_bridge.interfaces.ChunkGate`.
+"""`sim.safety.SafetyGate` as the control loop's gate in deployment (`vla.runtime.protocol.ChunkGate`).
 
-The node hands `q (7,)`, `qd (7,)` (the gripper's rate last) and `chunk (H, 7)`; the world-model
-gate takes the 6 arm velocities. Its hold (first step unsafe) becomes an empty safe prefix, which
-the policy node turns into a hold at the measured position with the gate's reason. With a
-`full_state` provider (simulation: the replica's ground truth, objects included) the gate
-simulates the objects too; without one (hardware) it syncs from the joints alone.
+The loop hands `q (7,)`, `qd (6,)`, the plan that would run and the command in force; the gate
+returns its `GateDecision` (what runs, then its last row is held: the certified stop). With a
+`full_state` provider (simulation: the replica's ground truth, objects included) the gate simulates
+the objects too; without one (hardware) it syncs from the joints alone. `stop` plans a certified
+brake from the current state when the node stops asking the policy (e-stop, end of an episode).
+
+The world model applies the targets the way the robot's controller does: build the gate with
+:func:`gate_config_for` (a joint trajectory controller interpolates linearly at its update rate; a
+forward position controller steps at each command).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
 
-from ros_bridge.interfaces import GateDecision
-from sim.safety import SafetyGate
+from sim.safety import GateDecision, SafetyConfig, SafetyGate
+
+
+def gate_config_for(cfg: SafetyConfig, interface: str, command_rate_hz: float = 100.0) -> SafetyConfig:
+    """``cfg`` with ``gate.execution`` matching the robot's command interface.
+
+    interface: ``"trajectory"`` (JointTrajectory to a trajectory controller: linear interpolation at
+    ``command_rate_hz``) or ``"forward"`` (Float64MultiArray to a forward position controller: each
+    target held for a period).
+    """
+    if interface not in ("trajectory", "forward"):
+        raise ValueError(f"interface must be 'trajectory' or 'forward', got {interface!r}")
+    execution = "linear" if interface == "trajectory" else "step"
+    return dataclasses.replace(
+        cfg, gate=dataclasses.replace(cfg.gate, execution=execution, command_rate_hz=float(command_rate_hz))
+    )
 
 
 class SafetyChunkGate:
-    """Adapter: `(q, qd, chunk) -> ros_bridge GateDecision` through `gate.filter`.
+    """Adapter: `(q, qd, plan, command) -> GateDecision` through `gate.filter`, and `stop`.
 
-    full_state: optional `() -> (nstate,) | None`, called per chunk (see module docstring).
+    full_state: optional `() -> (nstate,) | None`, called per decision (see module docstring).
     """
 
     def __init__(self, gate: SafetyGate, full_state: Callable[[], np.ndarray | None] | None = None) -> None:
         self.gate = gate
         self._full_state = full_state
 
-    def __call__(self, q: np.ndarray, qd: np.ndarray, chunk: np.ndarray) -> GateDecision:
-        qd = np.asarray(qd, dtype=np.float64).reshape(-1)
-        full = self._full_state() if self._full_state is not None else None
-        d = self.gate.filter(np.asarray(q, np.float64), qd[:6], chunk, full_state=full)
-        verdict = d.verdict.to_dict()
-        verdict.update(status=d.status, hold=d.hold, full_state=full is not None)
-        prefix = np.zeros((0, np.shape(chunk)[-1])) if d.hold else np.asarray(d.actions, np.float64)
-        return GateDecision(safe_prefix=prefix, reason="" if d.verdict.safe else d.reason, verdict=verdict)
+    def _full(self) -> np.ndarray | None:
+        return self._full_state() if self._full_state is not None else None
+
+    def __call__(
+        self, q: np.ndarray, qd: np.ndarray, chunk: np.ndarray, command: np.ndarray | None = None
+    ) -> GateDecision:
+        qd = np.asarray(qd, dtype=np.float64).reshape(-1)[:6]
+        return self.gate.filter(
+            np.asarray(q, np.float64), qd, chunk, full_state=self._full(), command=command
+        )
+
+    def stop(
+        self, q: np.ndarray, qd: np.ndarray, command: np.ndarray | None = None, reason: str = "stop requested"
+    ) -> GateDecision:
+        qd = np.asarray(qd, dtype=np.float64).reshape(-1)[:6]
+        return self.gate.stop(
+            np.asarray(q, np.float64), qd, full_state=self._full(), command=command, reason=reason
+        )
 
     def close(self) -> None:
         self.gate.close()

@@ -9,6 +9,7 @@ robot="ros": only the policy process, for real hardware; it runs until interrupt
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -21,12 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from ros_bridge.config import PolicyNodeConfig, RobotNodeConfig, to_dict
-from vla.deploy.episodes import EpisodeResult, EpisodeRunner, format_summary, summarize
+from vla.deploy.episodes import EpisodeRunner
 from vla.deploy.factories import DEFAULT_SAFETY
+from vla.evaluation import EpisodeRecord, format_summary, summarize
+from vla.runtime.inject import InferenceDelay
 
 ROBOTS = ("sim", "ros")
 SOURCES = ("expert", "checkpoint")
 LAUNCHES = ("processes", "single")
+INTERFACES = ("trajectory", "forward")
 
 
 @dataclass
@@ -38,9 +42,16 @@ class DeployConfig:
     checkpoint: run directory of a trained policy (source="checkpoint").
     builder: `package.module:function(run_dir) -> (ChunkPolicy, n_obs_steps)` for checkpoints.
     task / env_overrides / image_size: the simulated world (ignored for robot="ros").
-    policy / robot_node: the node configs (topics, rates, cameras, Ta).
-    n_episodes / seed: episode i uses seed + i. episode_timeout_s: wall-clock limit per episode.
-    out_dir: logs, node configs and results.json.
+    policy / robot_node: the node configs (topics, rates, cameras, Ta, mode, smoothing; the sim
+        robot's sensor / actuation latency).
+    interface: how commands reach the robot: "trajectory" (JointTrajectory, a joint trajectory
+        controller interpolating at `robot_node.command_rate_hz`) or "forward" (Float64MultiArray,
+        a forward position controller); the gate's world model executes targets the same way.
+    inject: `vla.runtime.inject.InferenceDelay` fields: every policy call lasts at least the drawn
+        delay (simulation studies of slower models).
+    n_episodes / seed: episode i uses seed + i (vla-eval's seeds). episode_timeout_s: wall-clock
+        limit per episode.
+    out_dir: logs, node configs and results.json (vla-eval's schema).
     """
 
     robot: str = "sim"
@@ -53,8 +64,10 @@ class DeployConfig:
     image_size: int = 64
     policy: PolicyNodeConfig = field(default_factory=PolicyNodeConfig)
     robot_node: RobotNodeConfig = field(default_factory=RobotNodeConfig)
+    interface: str = "trajectory"
+    inject: InferenceDelay = field(default_factory=InferenceDelay)
     n_episodes: int = 3
-    seed: int = 0
+    seed: int = 100_000
     episode_timeout_s: float = 60.0
     startup_timeout_s: float = 60.0
     launch: str = "processes"
@@ -65,6 +78,7 @@ class DeployConfig:
             ("robot", self.robot, ROBOTS),
             ("source", self.source, SOURCES),
             ("launch", self.launch, LAUNCHES),
+            ("interface", self.interface, INTERFACES),
         ):
             if value not in allowed:
                 raise ValueError(f"DeployConfig.{name} must be one of {allowed}, got {value!r}")
@@ -85,13 +99,19 @@ class DeployConfig:
 
     # -- what each process is started with -----------------------------------------------------
     def policy_factory(self) -> tuple[str, dict[str, Any]]:
+        common: dict[str, Any] = {
+            "safety_config": self.safety_config,
+            "interface": self.interface,
+            "command_rate_hz": self.robot_node.command_rate_hz,
+            "inject": dataclasses.asdict(self.inject),
+        }
         if self.source == "expert":
             return "vla.deploy.factories:make_expert_collaborators", {
                 "task": self.task,
                 "env_overrides": self.env_overrides,
-                "safety_config": self.safety_config,
+                **common,
             }
-        kwargs: dict[str, Any] = {"builder": self.builder, "safety_config": self.safety_config}
+        kwargs: dict[str, Any] = {"builder": self.builder, **common}
         if self.robot == "sim":
             kwargs.update(sim_task=self.task, env_overrides=self.env_overrides)
         return "vla.deploy.factories:make_checkpoint_collaborators", kwargs
@@ -106,16 +126,27 @@ class DeployConfig:
         }
 
     def policy_node_config(self) -> PolicyNodeConfig:
-        import dataclasses
-
-        return dataclasses.replace(self.policy, checkpoint=self.checkpoint or self.policy.checkpoint)
+        # One command interface: the robot node would otherwise get both and the later one wins.
+        trajectory, forward = self._topics()
+        return dataclasses.replace(
+            self.policy,
+            checkpoint=self.checkpoint or self.policy.checkpoint,
+            trajectory_topic=trajectory,
+            forward_command_topic=forward,
+        )
 
     def robot_node_config(self) -> RobotNodeConfig:
-        import dataclasses
-
         # Render only what the policy consumes.
         cams = self.robot_node.camera_names or self.policy.camera_names
+        # The robot listens on both command topics (the sim world also re-syncs the controller over
+        # the trajectory topic after a reset); the policy node publishes on one.
         return dataclasses.replace(self.robot_node, camera_names=cams, image_topics=self.policy.image_topics)
+
+    def _topics(self) -> tuple[str, str]:
+        """(trajectory topic, forward topic) the policy node publishes on: one of them is empty."""
+        trajectory = self.robot_node.trajectory_topic
+        forward = self.robot_node.forward_command_topic
+        return (trajectory, "") if self.interface == "trajectory" else ("", forward)
 
 
 class NodeProcess:
@@ -174,15 +205,18 @@ def run_deploy(cfg: DeployConfig) -> dict[str, Any]:
     return _run_processes(cfg, out)
 
 
-def _episodes(cfg: DeployConfig, runner: EpisodeRunner, check=lambda: None) -> list[EpisodeResult]:
+def _episodes(cfg: DeployConfig, runner: EpisodeRunner, check=lambda: None) -> list[EpisodeRecord]:
     runner.wait_ready(cfg.startup_timeout_s)
     results = []
     for i in range(cfg.n_episodes):
         check()
         r = runner.run_episode(i, cfg.seed + i, cfg.episode_timeout_s)
+        n_ok = sum(x.success for x in results) + int(r.success)
         print(
-            f"[vla-deploy] episode {i} seed {r.seed}: {'success' if r.success else 'failure'} in {r.steps} steps "
-            f"({r.wall_time_s:.1f} s wall){' TIMEOUT' if r.timed_out else ''} | {r.instruction!r}",
+            f"[vla-deploy] episode {i + 1}/{cfg.n_episodes} seed {r.seed}: "
+            f"{'success' if r.success else 'failure'} in {r.steps} steps ({r.wall_time_s:.1f} s wall, "
+            f"{r.misses} missed periods){' TIMEOUT' if r.extra.get('timed_out') else ''} | {n_ok}/{i + 1} so far "
+            f"| {r.instruction!r}",
             flush=True,
         )
         results.append(r)
@@ -190,10 +224,23 @@ def _episodes(cfg: DeployConfig, runner: EpisodeRunner, check=lambda: None) -> l
 
 
 def _finish(
-    cfg: DeployConfig, out: Path, results: list[EpisodeResult], extra: dict[str, Any]
+    cfg: DeployConfig, out: Path, results: list[EpisodeRecord], extra: dict[str, Any]
 ) -> dict[str, Any]:
     summary = summarize(results)
     summary.update(extra)
+    summary["config"] = {
+        "source": cfg.source,
+        "checkpoint": cfg.checkpoint,
+        "task": cfg.task,
+        "seed": cfg.seed,
+        "interface": cfg.interface,
+        "mode": cfg.policy.mode,
+        "smoothing": cfg.policy.smoothing,
+        "n_action_steps": cfg.policy.n_action_steps,
+        "inject": dataclasses.asdict(cfg.inject),
+        "sensor_latency_s": cfg.robot_node.sensor_latency_s,
+        "actuation_latency_s": cfg.robot_node.actuation_latency_s,
+    }
     (out / "results.json").write_text(json.dumps(summary, indent=2, allow_nan=True))
     print(f"[vla-deploy] {cfg.source} on {cfg.task} over ROS 2 ({cfg.launch}): " + format_summary(summary))
     print(f"[vla-deploy] results: {out / 'results.json'}")

@@ -4,11 +4,14 @@
                    out_dir="outputs/eval/x"))
     res["success_rate"], res["success_ci95"]
 
-Receding horizon: `ControlLoop` in sync mode executes `n_action_steps` of each chunk, then asks
-for the next (optionally ACT temporal ensembling). The world-model safety gate checks every chunk
-(on by default; `safety=False` turns it off) with the simulator's full state, so the gate sees the
-objects too. Inference latency is charged as `latency_s` (0: the simulated robot waits for the
-policy, as in the demonstrations; None: the measured compute time).
+The episodes run through `vla.runtime.ControlLoop`, the loop the ROS policy node runs: by default
+in sync mode (receding horizon: `n_action_steps` of each chunk, then the next; optionally ACT
+temporal ensembling), or async with real-time chunking (`mode="async", smoothing="rtc"`, what
+`vla-deploy` runs). The world-model safety gate checks every chunk (on by default; `safety=False`
+turns it off) with the simulator's full state, so the gate sees the objects too. Inference latency
+is charged as `latency_s` (0: the simulated robot waits for the policy, as in the demonstrations;
+None: the measured compute time). Episodes are `vla.evaluation.EpisodeRecord`s, summarized like
+`vla-deploy`'s results.
 
 Writes to `out_dir`: `eval.json` (success rate + 95% Wilson CI, per-instruction breakdown, mean
 episode length, chunk latency p50/p99, per-episode gate truncations/rejections), `eval.png`
@@ -18,15 +21,14 @@ episode length, chunk latency p50/p99, per-episode gate truncations/rejections),
 from __future__ import annotations
 
 import json
-import math
 import time
-from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from vla.evaluation import EpisodeRecord, summarize
 from vla.runtime import ChunkPolicy, ControlLoop, RuntimeConfig, SimulatedClock, run_episode
 
 
@@ -38,7 +40,10 @@ class EvalConfig:
     n_episodes: episodes, seeds `seed, seed + 1, ...` (default far from the demo seeds 0..).
     max_steps: control steps per episode (None: the task's max_steps).
     n_action_steps: actions executed per chunk (None: the policy's own Ta).
-    smoothing: "none" (receding horizon) or "ensemble" (ACT temporal ensembling, `ensemble_decay`).
+    mode: "sync" (the robot waits for each chunk) or "async" (the next chunk is computed while the
+        current one runs; its latency is charged in control time).
+    smoothing: "none" (receding horizon), "ensemble" (ACT temporal ensembling, `ensemble_decay`) or
+        "rtc" (real-time chunking, async only).
     latency_s: inference latency charged per chunk in control time (None: measured).
     safety: run every chunk through the world-model safety gate (`safety_config`).
     n_videos: episodes recorded to mp4 (front view, `env.render()`).
@@ -50,6 +55,7 @@ class EvalConfig:
     seed: int = 100_000
     max_steps: int | None = None
     n_action_steps: int | None = None
+    mode: str = "sync"
     smoothing: str = "none"
     ensemble_decay: float = 0.01
     latency_s: float | None = 0.0
@@ -63,21 +69,16 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.n_episodes < 1:
             raise ValueError(f"EvalConfig.n_episodes must be >= 1, got {self.n_episodes}")
-        if self.smoothing not in ("none", "ensemble"):
-            raise ValueError(f"EvalConfig.smoothing must be 'none' or 'ensemble', got {self.smoothing!r}")
+        if self.mode not in ("sync", "async"):
+            raise ValueError(f"EvalConfig.mode must be 'sync' or 'async', got {self.mode!r}")
+        if self.smoothing not in ("none", "ensemble", "rtc"):
+            raise ValueError(
+                f"EvalConfig.smoothing must be 'none', 'ensemble' or 'rtc', got {self.smoothing!r}"
+            )
+        if self.smoothing == "rtc" and self.mode != "async":
+            raise ValueError("EvalConfig.smoothing='rtc' needs mode='async'")
         if self.n_videos < 0:
             raise ValueError(f"EvalConfig.n_videos must be >= 0, got {self.n_videos}")
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """95% Wilson score interval of a binomial proportion (well-behaved at 0 and n)."""
-    if n <= 0:
-        return (0.0, 1.0)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 class _Recorder:
@@ -133,9 +134,9 @@ def _make_gate(env: Any, cfg: EvalConfig):
         raise FileNotFoundError(f"EvalConfig.safety_config: {path} does not exist (or set safety=False)")
     gate = SafetyGate.for_env(env, load_safety_config(path))
 
-    def check(q: np.ndarray, qd: np.ndarray, chunk: np.ndarray):
+    def check(q: np.ndarray, qd: np.ndarray, chunk: np.ndarray, command: np.ndarray | None = None):
         # Full simulator state: the world model simulates the objects as they are now.
-        return gate.filter(q, qd, chunk, full_state=gate.env_state(env))
+        return gate.filter(q, qd, chunk, full_state=gate.env_state(env), command=command)
 
     return gate, check
 
@@ -156,7 +157,7 @@ def evaluate(policy: ChunkPolicy, cfg: EvalConfig) -> dict[str, Any]:
     ta = int(cfg.n_action_steps or getattr(policy, "n_action_steps", 8))
     period = 1.0 / float(env.unwrapped.cfg.control_rate_hz)
     rcfg = RuntimeConfig(
-        mode="sync",
+        mode=cfg.mode,
         smoothing=cfg.smoothing,
         n_obs_steps=n_obs,
         n_action_steps=ta,
@@ -166,7 +167,7 @@ def evaluate(policy: ChunkPolicy, cfg: EvalConfig) -> dict[str, Any]:
     gate, check = _make_gate(env, cfg) if cfg.safety else (None, None)
     loop = ControlLoop(policy, rcfg, clock=SimulatedClock(period, latency_s=cfg.latency_s), gate=check)
     rec = _Recorder(env)
-    episodes: list[dict[str, Any]] = []
+    episodes: list[EpisodeRecord] = []
     videos: list[str] = []
     compute: list[float] = []
     t0 = time.perf_counter()
@@ -178,32 +179,37 @@ def evaluate(policy: ChunkPolicy, cfg: EvalConfig) -> dict[str, Any]:
             res = run_episode(rec, loop, max_steps=max_steps, seed=cfg.seed + i)
             s = res.stats.summary()
             compute += [c.compute_s for c in res.stats.chunks if np.isfinite(c.compute_s)]
-            ep = {
-                "episode": i,
-                "seed": cfg.seed + i,
-                "instruction": rec.instruction,
-                "success": bool(res.success),
-                "steps": int(res.steps),
-                "success_step": int(res.success_step),
-                "wall_time_s": float(res.wall_time_s),
-                "chunks": int(s["chunks_requested"]),
-                "gate_truncated": int(s["gate_truncations"]),
-                "gate_rejected": int(s["gate_rejections"]),
-                "gate_hold_steps": int(s["gate_holds"]),
+            ep = EpisodeRecord(
+                episode=i,
+                seed=cfg.seed + i,
+                instruction=rec.instruction,
+                success=bool(res.success),
+                steps=int(res.steps),
                 # Dense task score at the end (sim.tasks: reach, grasp, lift...): tells a miss by
                 # centimetres from an arm that never went near the object.
-                "final_progress": float(env.unwrapped.task.progress()),
-                "grasp": dict(rec.grasp),  # {} when the gripper was never commanded closed
-            }
+                final_progress=float(env.unwrapped.task.progress()),
+                success_step=int(res.success_step),
+                wall_time_s=float(res.wall_time_s),
+                chunks=int(s["chunks_requested"]),
+                misses=int(s["deadline_misses"]),
+                gate_limited=int(s["gate_limited"]),
+                gate_truncated=int(s["gate_truncations"]),
+                gate_rejected=int(s["gate_rejections"]),
+                gate_hold_steps=int(s["gate_holds"]),
+                gate_unsafe_stops=int(s["gate_unsafe_stops"]),
+                latency_ms=[1e3 * c.latency_s for c in res.stats.chunks if np.isfinite(c.latency_s)],
+                extra={"grasp": dict(rec.grasp)},  # {} when the gripper was never commanded closed
+            )
             if gate is not None:
-                ep["gate_by_check"] = dict(gate.stats.by_check)
+                ep.extra["gate_by_check"] = dict(gate.stats.by_check)
+                ep.extra["gate_braking"] = int(gate.stats.braking)
             episodes.append(ep)
             if rec.record and rec.frames:
                 videos.append(
                     str(_write_video(rec.frames, out / "videos" / f"episode_{i:03d}.mp4", cfg, env))
                 )
             if cfg.progress:
-                n_ok = sum(e["success"] for e in episodes)
+                n_ok = sum(e.success for e in episodes)
                 print(
                     f"[vla-eval] episode {i + 1}/{cfg.n_episodes}: {'success' if res.success else 'failure'} "
                     f"in {res.steps} steps ({res.wall_time_s:.1f} s) | {n_ok}/{i + 1} so far",
@@ -216,46 +222,25 @@ def evaluate(policy: ChunkPolicy, cfg: EvalConfig) -> dict[str, Any]:
             gate.close()
     results = _summarise(episodes, compute, cfg, time.perf_counter() - t0, ta)
     results["videos"] = videos
-    results["plot"] = str(_plot(results, episodes, compute, out / "eval.png"))
-    (out / "eval.json").write_text(json.dumps(results, indent=2) + "\n")
+    results["plot"] = str(_plot(results, results["episodes"], compute, out / "eval.png"))
+    (out / "eval.json").write_text(json.dumps(results, indent=2, allow_nan=True) + "\n")
     return results
 
 
 def _summarise(
-    episodes: list[dict[str, Any]], compute: list[float], cfg: EvalConfig, seconds: float, ta: int
+    episodes: list[EpisodeRecord], compute: list[float], cfg: EvalConfig, seconds: float, ta: int
 ) -> dict[str, Any]:
-    n = len(episodes)
-    k = sum(e["success"] for e in episodes)
-    lo, hi = wilson_interval(k, n)
-    per: dict[str, list[bool]] = defaultdict(list)
-    for e in episodes:
-        per[e["instruction"]].append(e["success"])
+    results = summarize(episodes)
+    # Compute time of the policy calls (the latency charged may be injected, e.g. 0).
     lat = np.asarray(compute, dtype=np.float64)
-    return {
-        "success_rate": k / n,
-        "successes": k,
-        "n_episodes": n,
-        "success_ci95": [lo, hi],
-        "per_instruction": {
-            s: {"n": len(v), "successes": int(sum(v)), "success_rate": sum(v) / len(v)}
-            for s, v in sorted(per.items())
-        },
-        "mean_episode_length": float(np.mean([e["steps"] for e in episodes])),
-        "mean_final_progress": float(np.mean([e["final_progress"] for e in episodes])),
-        "mean_success_length": float(np.mean([e["steps"] for e in episodes if e["success"]]))
-        if k
-        else float("nan"),
-        "chunk_latency_p50_s": float(np.quantile(lat, 0.5)) if len(lat) else float("nan"),
-        "chunk_latency_p99_s": float(np.quantile(lat, 0.99)) if len(lat) else float("nan"),
-        "n_chunks": len(lat),
-        "grasp_summary": _grasp_summary(episodes),
-        "gate_truncated_total": sum(e["gate_truncated"] for e in episodes),
-        "gate_rejected_total": sum(e["gate_rejected"] for e in episodes),
-        "n_action_steps": ta,
-        "eval_seconds": seconds,
-        "config": asdict(cfg),
-        "episodes": episodes,
-    }
+    results["chunk_latency_p50_s"] = float(np.quantile(lat, 0.5)) if len(lat) else float("nan")
+    results["chunk_latency_p99_s"] = float(np.quantile(lat, 0.99)) if len(lat) else float("nan")
+    results["grasp_summary"] = _grasp_summary(results["episodes"])
+    results["gate_braking_total"] = sum(e.extra.get("gate_braking", 0) for e in episodes)
+    results["n_action_steps"] = ta
+    results["eval_seconds"] = seconds
+    results["config"] = asdict(cfg)
+    return results
 
 
 def _grasp_summary(episodes: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,12 +1,13 @@
-"""Replay an episode on a robot: its actions through the ROS policy node, every chunk gated.
+"""Replay an episode on a robot: its actions through the ROS policy node's control loop, every chunk gated.
 
-The episode stands in for the policy: :class:`EpisodeChunker` is the node's ``ChunkSource`` (the next
-``n_action_steps`` recorded actions) and wraps its ``ChunkGate`` (the world-model gate). The node
-(``ros_bridge.PolicyNode``) runs at ``fps * speed``, so each chunk goes out as a ``JointTrajectory``
-whose points are ``1 / (fps * speed)`` s apart: the recorded timing, scaled. The gate simulates the
-chunk at that same rate. When the gate cuts a chunk, its safe prefix is executed and the replay
-stops; when it lets nothing through the node holds the current position and the replay stops. The
-reason is reported. Nothing moves before :func:`vla.replay.confirm.confirm_motion` says yes.
+The episode stands in for the policy: :class:`ReplayPolicy` is a ``ChunkPolicy`` returning the
+recorded actions from the loop's current step, and :class:`ReplayController` runs it in the same
+``vla.runtime.ControlLoop`` (synchronous, ``n_action_steps`` per chunk) the policy node runs for a
+trained policy, with the world-model gate. The node (``ros_bridge.PolicyNode``) runs at
+``fps * speed``, so the actions go out at the recorded timing, scaled, and the gate simulates them
+at that same rate and the way the robot's trajectory controller interpolates them. When the gate
+cuts a chunk (or holds), what it certified is executed (then its last row held) and the replay
+stops; the reason is reported. Nothing moves before :func:`vla.replay.confirm.confirm_motion` says yes.
 
     result = replay_on_robot(episode, RosReplayConfig(speed=0.5), safety_cfg)
 """
@@ -24,13 +25,14 @@ from typing import Any
 import numpy as np
 
 from ros_bridge.config import UR5E_2F85_JOINTS
-from ros_bridge.interfaces import GateDecision as RosGateDecision
-from ros_bridge.interfaces import Observation
+from ros_bridge.interfaces import Command, Observation
 from sim.safety import SafetyConfig, SafetyGate
-from vla.deploy.gate import SafetyChunkGate
+from vla.deploy.controller import LoopController
+from vla.deploy.gate import SafetyChunkGate, gate_config_for
 from vla.replay.confirm import check_confirmable, confirm_motion
 from vla.replay.episode import RecordedEpisode
 from vla.replay.timing import safety_config_at_rate
+from vla.runtime import RuntimeConfig
 
 _PROBE_IDS = itertools.count()
 
@@ -47,6 +49,8 @@ class RosReplayConfig:
         joint_state_topic / trajectory_topic / status_topic / estop_topic: the policy node's topics.
         wait_for_robot_s: how long to wait for the first JointState before giving up.
         timeout_s: abort (hold) after this long; None -> 2 x the scaled duration + 10 s.
+        command_rate_hz: the robot's trajectory controller update rate (the gate interpolates
+            targets like it).
     """
 
     speed: float = 1.0
@@ -59,6 +63,7 @@ class RosReplayConfig:
     estop_topic: str = "/vla/estop"
     wait_for_robot_s: float = 5.0
     timeout_s: float | None = None
+    command_rate_hz: float = 100.0
 
     def __post_init__(self) -> None:
         if not (0.0 < self.speed <= 2.0):
@@ -111,62 +116,97 @@ class RosReplayResult:
         }
 
 
-class EpisodeChunker:
-    """The recorded actions as the policy node's chunk source, behind the world-model gate.
+class ReplayPolicy:
+    """The recorded actions as a ``ChunkPolicy``: ``horizon`` actions from the loop's step on (the
+    last one repeated past the end)."""
 
-    ``source(obs)`` returns the next ``n_action_steps`` actions from the cursor; ``gate`` judges them
-    and moves the cursor over what will execute. After a cut, a hold, or the last action, the gate lets
-    nothing more through (the node holds) and ``finished`` is set. Called from the node's timer thread.
+    def __init__(self, actions: np.ndarray, horizon: int) -> None:
+        self.actions = np.asarray(actions, np.float32)
+        self.horizon = horizon
+        self.n_obs_steps = 1
+
+    def __call__(self, obs: dict[str, Any], prefix: np.ndarray | None = None) -> np.ndarray:
+        k = min(int(obs["step"]), len(self.actions) - 1)
+        rows = self.actions[k : k + self.horizon]
+        if len(rows) < self.horizon:
+            rows = np.concatenate([rows, np.repeat(rows[-1:], self.horizon - len(rows), axis=0)])
+        return rows
+
+
+class ReplayController(LoopController):
+    """A ``LoopController`` over :class:`ReplayPolicy` that stops the replay at the first chunk the
+    gate changed (what it certified still runs) and after the last recorded action.
+
+    Step ``k`` of the loop runs recorded action ``k`` (synchronous chunks, no inference time), so
+    ``cursor`` counts the recorded actions executed. Called from the node's timer thread.
     """
 
-    def __init__(self, actions: np.ndarray, n_action_steps: int, gate: SafetyChunkGate) -> None:
-        self.actions = np.asarray(actions, np.float64)
-        self.ta = n_action_steps
-        self._gate = gate
-        self._lock = threading.Lock()
+    def __init__(
+        self, actions: np.ndarray, n_action_steps: int, period_s: float, gate: SafetyChunkGate
+    ) -> None:
+        runtime = RuntimeConfig(
+            mode="sync", smoothing="none", n_obs_steps=1, n_action_steps=n_action_steps, threaded=False
+        )
+        super().__init__(ReplayPolicy(actions, n_action_steps), runtime, period_s, gate)
+        self.n_steps = len(actions)
+        self.gate = gate
         self.cursor = 0
-        self.records: list[ChunkRecord] = []
         self.stop_reason = ""
+        self.records: list[ChunkRecord] = []
         self.finished = threading.Event()
+        self._lock = threading.Lock()
+
+    def abort(self, reason: str) -> None:
+        """Stop after what is queued (the robot holds its certified stop)."""
+        with self._lock:
+            if not self.stop_reason:
+                self.stop_reason = reason
+                self.loop.stop(None, reason)
+
+    def step(self, obs: Observation) -> Command:
+        with self._lock:
+            cmd = super().step(obs)
+            step = self.loop.stats.steps[-1]
+            chunks = self.loop.stats.chunks
+            # A recorded action went out: a chunk's row within what the gate accepted (not a braking row).
+            recorded = step.chunk_id >= 0 and step.index < chunks[step.chunk_id].accepted
+            self.cursor += int(recorded)
+            self._record()
+            if (self.stop_reason and not recorded and self.cursor > 0) or cmd.status == "hold":
+                self.finished.set()  # what the gate certified has run: the robot holds its stop
+            elif not self.stop_reason and self.cursor >= self.n_steps:
+                self.loop.stop(None, "replay finished")
+                self.finished.set()
+            return cmd
+
+    def _record(self) -> None:
+        for rec in self.loop.stats.chunks[len(self.records) :]:
+            if rec.outcome in ("pending", "dropped"):
+                break
+            status = {"installed": "pass", "gate_truncated": "truncated", "gate_hold": "hold"}.get(
+                rec.outcome, rec.outcome.removeprefix("gate_")
+            )
+            self.records.append(
+                ChunkRecord(
+                    rec.request_step,
+                    self.loop.config.n_action_steps,
+                    rec.accepted,
+                    status,
+                    rec.gate_reason,
+                    {},
+                )
+            )
+            if status != "pass" and not self.stop_reason:
+                self.stop_reason = (
+                    f"gate {status} at recorded step {rec.request_step + rec.accepted}: {rec.gate_reason}"
+                )
+                self.loop.stop(None, self.stop_reason)
+                if status == "hold":
+                    self.finished.set()
 
     @property
     def done(self) -> bool:
-        return self.cursor >= len(self.actions)
-
-    def abort(self, reason: str) -> None:
-        """Let nothing more through (the node holds at its next query)."""
-        with self._lock:
-            self.stop_reason = self.stop_reason or reason
-
-    def release_gate(self) -> None:
-        """Close the gate (its rollout threads) once the replay is over; later queries hold without it."""
-        with self._lock:
-            self.stop_reason = self.stop_reason or ("" if self.done else "replay ended")
-            self._gate.close()
-
-    def source(self, obs: Observation) -> np.ndarray:
-        with self._lock:
-            if self.done or self.stop_reason:
-                return self.actions[-1:]  # never executed: the gate answers "hold" below
-            return self.actions[self.cursor : self.cursor + self.ta]
-
-    def gate(self, q: np.ndarray, qd: np.ndarray, chunk: np.ndarray) -> RosGateDecision:
-        with self._lock:
-            if self.done or self.stop_reason:
-                # The node asks again only once the previous chunk has been executed: the replay is over.
-                self.finished.set()
-                why = self.stop_reason or "replay finished"
-                return RosGateDecision(np.zeros((0, 7)), reason=why, verdict={"replay": why})
-            d = self._gate(q, qd, chunk)
-            status = str(d.verdict.get("status", "pass"))
-            executed = min(len(d.safe_prefix), self.ta)
-            self.records.append(ChunkRecord(self.cursor, len(chunk), executed, status, d.reason, d.verdict))
-            self.cursor += executed
-            if status != "pass":
-                self.stop_reason = f"gate {status} at recorded step {self.cursor}: {d.reason}"
-                if executed == 0:
-                    self.finished.set()  # the node holds now
-            return d
+        return self.cursor >= self.n_steps
 
 
 def _wait_joint_state(runtime: Any, topic: str, names: tuple[str, ...], timeout_s: float) -> np.ndarray:
@@ -235,10 +275,11 @@ def replay_on_robot(
         # A replay sends the recorded actions exactly or stops: the gate's target rate limiter
         # (which reshapes a policy's chunk starts) is off, so an unsafe recording is cut and held.
         exact = dataclasses.replace(safety, gate=dataclasses.replace(safety.gate, max_target_step=None))
-        wm_gate = SafetyChunkGate(SafetyGate(safety_config_at_rate(exact, rate)))
+        gate_cfg = gate_config_for(safety_config_at_rate(exact, rate), "trajectory", cfg.command_rate_hz)
+        wm_gate = SafetyChunkGate(SafetyGate(gate_cfg))
         # Warm the gate up (first-call allocations) so the first chunk leaves on time; uncounted.
         wm_gate.gate.check(q_now, np.zeros(6), ep.action[: cfg.n_action_steps])
-        chunker = EpisodeChunker(ep.action, cfg.n_action_steps, wm_gate)
+        controller = ReplayController(ep.action, cfg.n_action_steps, 1.0 / rate, wm_gate)
         node_cfg = PolicyNodeConfig(
             joint_names=tuple(cfg.joint_names),
             camera_names=(),  # replay needs no images
@@ -246,11 +287,14 @@ def replay_on_robot(
             trajectory_topic=cfg.trajectory_topic,
             status_topic=cfg.status_topic,
             estop_topic=cfg.estop_topic,
+            estop_output_topic="",
             control_rate_hz=rate,
             n_action_steps=cfg.n_action_steps,
+            mode="sync",
+            smoothing="none",
             instruction=ep.instruction or f"replay episode {ep.index}",
         )
-        collab = Collaborators(chunker.source, chunker.gate)  # the gate is closed below, not by the node
+        collab = Collaborators(controller)  # the gate is closed below, not by the node
         node = runtime.add(
             PolicyNode(lambda _c: collab, node_cfg, node_name="vla_replay", context=runtime.context)
         )
@@ -261,22 +305,22 @@ def replay_on_robot(
                 raise RuntimeError("vla-replay: the policy node failed to configure (see its log)")
             if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
                 raise RuntimeError("vla-replay: the policy node failed to activate (see its log)")
-            timed_out = not chunker.finished.wait(timeout)
+            timed_out = not controller.finished.wait(timeout)
             if timed_out:
-                # Stuck (stale inputs, e-stop): let nothing more through; the node holds at its next query.
-                chunker.abort(f"timeout after {timeout:.1f} s")
-                chunker.finished.wait(cfg.n_action_steps / rate + 1.0)
+                # Stuck (stale inputs, e-stop): ask for nothing more; the robot holds its certified stop.
+                controller.abort(f"timeout after {timeout:.1f} s")
             wall = time.monotonic() - t0
-            # The node is left active and holding (every further query answers "hold") until the runtime
-            # shuts down: deactivating it from this thread destroys its timer and subscriptions while the
-            # executor thread may be waiting on them, which rclpy 9.1.2 reports as InvalidHandle.
+            # The node is left active (every further tick serves the stopped loop: the held stop) until
+            # the runtime shuts down: deactivating it from this thread destroys its timer and
+            # subscriptions while the executor thread may be waiting on them, which rclpy 9.1.2 reports
+            # as InvalidHandle.
         finally:
-            chunker.release_gate()
+            wm_gate.close()
         runtime.check()
-        completed = chunker.done and not chunker.stop_reason
-        reason = chunker.stop_reason or "completed"
+        completed = controller.done and not controller.stop_reason
+        reason = controller.stop_reason or "completed"
         return RosReplayResult(
-            completed, chunker.cursor, ep.n_steps, reason, cfg.speed, rate, wall, chunker.records
+            completed, controller.cursor, ep.n_steps, reason, cfg.speed, rate, wall, controller.records
         )
     finally:
         if own:

@@ -12,6 +12,8 @@ class QueuedChunk:
     """A chunk placed on the control timeline.
 
     actions[i] is the action of step `offset + i`; the chunk serves steps [start, end).
+    `exclusive`: a plan the safety gate certified as it is (a cut chunk, a braking plan): it
+    replaces everything queued and is never blended with other chunks.
     """
 
     chunk_id: int
@@ -19,6 +21,7 @@ class QueuedChunk:
     actions: np.ndarray  # (m, Da)
     start: int
     end: int
+    exclusive: bool = False
 
     def covers(self, step: int) -> bool:
         return self.start <= step < self.end
@@ -40,13 +43,44 @@ class ActionQueue:
         self.chunks.clear()
 
     def install(self, chunk: QueuedChunk) -> None:
+        self.chunks = self._installed(self.chunks, chunk)
+
+    def _installed(self, chunks: list[QueuedChunk], chunk: QueuedChunk) -> list[QueuedChunk]:
+        """`chunks` with `chunk` installed (the given QueuedChunks are not modified)."""
         if chunk.end <= chunk.start:
             raise ValueError(f"chunk {chunk.chunk_id}: empty step range [{chunk.start}, {chunk.end})")
-        if self.ensemble_decay is None:
-            for c in self.chunks:
-                c.end = min(c.end, chunk.start)
-        self.chunks = [c for c in self.chunks if c.end > c.start]
-        self.chunks.append(chunk)
+        out = []
+        for c in chunks:
+            if chunk.exclusive or self.ensemble_decay is None or c.exclusive:
+                if c.start >= chunk.start:
+                    continue
+                c = QueuedChunk(
+                    c.chunk_id, c.offset, c.actions, c.start, min(c.end, chunk.start), c.exclusive
+                )
+            if c.end > c.start:
+                out.append(c)
+        out.append(chunk)
+        return out
+
+    def preview(self, step: int, chunk: QueuedChunk) -> np.ndarray:
+        """The actions that would run at steps `step`, `step + 1`, ... if `chunk` were installed and
+        nothing else arrived: `(n, Da)` until the first step nothing covers (the queue is unchanged).
+
+        This is what the safety gate must certify before `chunk` goes in (steps before `chunk.start`
+        still run older chunks, e.g. the committed prefix of real-time chunking; with temporal
+        ensembling every step is a blend).
+        """
+        saved = self.chunks
+        self.chunks = self._installed(saved, chunk)
+        try:
+            out = []
+            k = step
+            while (got := self.action_at(k)) is not None:
+                out.append(got[0])
+                k += 1
+        finally:
+            self.chunks = saved
+        return np.stack(out) if out else np.zeros((0, chunk.actions.shape[1]), chunk.actions.dtype)
 
     def prune(self, step: int) -> None:
         """Drop chunks that serve no step >= `step`."""

@@ -143,6 +143,23 @@ class WallClock:
         if wait > 0:
             time.sleep(wait)
 
+    def align(self, step: int, now: float | None = None) -> int:
+        """Re-anchor so that `step` starts no earlier than `now` when the caller fell behind.
+
+        A timer-driven caller (the ROS node) that skipped periods (a busy machine, a blocking
+        synchronous inference) would otherwise see every later step as late. Returns the number of
+        whole periods that were skipped (the caller counts them as missed periods).
+        """
+        if self.t0 is None:
+            return 0
+        now = time.perf_counter() if now is None else now
+        behind = now - self.tick(step)
+        if behind < self.period_s:
+            return 0
+        skipped = math.floor(behind / self.period_s)
+        self.t0 += skipped * self.period_s
+        return skipped
+
     def usable_step(self, done_at: float, request_step: int) -> int:
         """First step whose deadline is not before `done_at` (never before the request step)."""
         assert self.t0 is not None

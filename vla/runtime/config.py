@@ -40,6 +40,10 @@ class RuntimeConfig:
     hold: what the robot is commanded when no action is ready: the last commanded action, or the
         measured joint state (with the last gripper command, so a grasp is not released).
     jerk_dims: the first `jerk_dims` action dimensions are joint positions used for jerk stats.
+    pregate: async + threaded with a gate: the worker gates each chunk right after computing it,
+        from the state at the request (what would run from there: the committed actions, then the
+        chunk), so the control thread only checks that this still holds when the chunk goes in
+        (else it gates there, from the state then). Keeps the gate's simulation off the period.
     """
 
     mode: str = "async"
@@ -54,6 +58,7 @@ class RuntimeConfig:
     threaded: bool = True
     hold: str = "last_action"
     jerk_dims: int = 6
+    pregate: bool = True
 
     def __post_init__(self) -> None:
         n = type(self).__name__

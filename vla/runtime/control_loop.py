@@ -31,6 +31,8 @@ from vla.runtime.obs_buffer import ObservationBuffer
 from vla.runtime.protocol import ChunkGate, ChunkPolicy
 from vla.runtime.stats import HOLD, LATE, MISS, OK, ChunkRecord, LatencyTracker, RuntimeStats, StepRecord
 
+_PLAN_MAX = 1000  # steps of queued plan reported with each step (far more than a chunk)
+
 
 @dataclass
 class StepResult:
@@ -41,6 +43,30 @@ class StepResult:
     reason: str = ""
     chunk_id: int = -1
     index: int = -1
+    # The gate found no safe stop from here: the action is its least-bad stop, and whoever drives
+    # the robot must engage its e-stop (the ROS node publishes on its e-stop output).
+    estop: bool = False
+    # (n, Da): this action and the queued ones after it, as far as the queue reaches: the plan a
+    # robot runs out (then holds its last row) if nothing more arrives. None before it is known.
+    plan: np.ndarray | None = None
+
+
+@dataclass
+class _Pregate:
+    """What the worker needs to gate a chunk right after computing it, certified from the state at
+    the request (step `step`): the robot state, the command in force, the queue and the gate's own
+    snapshot of the world then. Filled by the worker with the plan it gated and the decision."""
+
+    step: int
+    q: np.ndarray
+    qd: np.ndarray
+    command: np.ndarray | None
+    queue: ActionQueue
+    context: Any = None
+    plan: np.ndarray | None = None
+    decision: Any = None
+    compute_s: float = float("nan")
+    gate_s: float = float("nan")
 
 
 @dataclass
@@ -49,6 +75,7 @@ class _Request:
     prefix: np.ndarray | None
     future: Future | None = None
     chunk: np.ndarray | None = None
+    pregate: _Pregate | None = None
 
 
 class ControlLoop:
@@ -58,8 +85,11 @@ class ControlLoop:
         policy: observation history -> (H, Da) absolute actions (see `ChunkPolicy`).
         config: scheduling and blending options.
         clock: `SimulatedClock` (default, deterministic step accounting of latency) or `WallClock`.
-        gate: optional world-model check applied to every chunk before it enters the queue;
-            a hold or an empty accepted prefix makes the robot hold, with the gate's reason.
+        gate: optional world-model check: `gate(q (7,), qd (6,), plan (n, Da), command=(Da,) | None)`
+            (`sim.safety.SafetyGate.filter` with the full state bound in) applied to what would run
+            once a chunk is installed; what it returns runs, then its last action is held (the
+            certified stop) until the next chunk. A hold runs the gate's braking plan and reports
+            HOLD with the gate's reason.
     """
 
     def __init__(
@@ -74,6 +104,11 @@ class ControlLoop:
         self.clock: Clock = clock or SimulatedClock()
         self.gate = gate
         c = self.config
+        if gate is not None and c.hold != "last_action":
+            raise ValueError(
+                "RuntimeConfig.hold must be 'last_action' with a safety gate: the gate certified holding "
+                "the last action it passed, not a jump to the measured joints"
+            )
         if not self.clock.deterministic and c.mode == "async" and not c.threaded:
             raise ValueError(
                 "RuntimeConfig.threaded=False with a WallClock would block the control loop during "
@@ -85,11 +120,14 @@ class ControlLoop:
         self._tracker = LatencyTracker(c.latency_window, c.latency_quantile, c.latency_ema)
         self.stats = RuntimeStats(period_s=self.clock.period_s, jerk_dims=c.jerk_dims)
         self._pending: _Request | None = None
+        self._dropped: _Request | None = None
         self._step = 0
         self._last_action: np.ndarray | None = None
         self._last_request_step = 0
         self._sync_exec_until = 0
         self._gate_reason: str | None = None
+        self._gate_estop = False
+        self._stopped = False
         self._action_dim: int | None = None
         self._horizon: int | None = None
 
@@ -109,9 +147,20 @@ class ControlLoop:
         self._last_request_step = 0
         self._sync_exec_until = 0
         self._gate_reason = None
+        self._gate_estop = False
+        self._stopped = False
 
     def finish(self) -> None:
-        """End the episode: wait for an in-flight chunk (its errors propagate) and mark it dropped."""
+        """End the episode: wait for an in-flight chunk (its errors propagate) and mark it dropped.
+
+        A chunk dropped by `stop` is waited for too (its errors are not raised: it was abandoned):
+        the policy must never run on two threads at once (the next episode's first chunk is
+        computed on this one).
+        """
+        dropped, self._dropped = self._dropped, None
+        if dropped is not None and dropped.future is not None:
+            with contextlib.suppress(Exception):
+                dropped.future.result()
         req, self._pending = self._pending, None
         if req is None:
             return
@@ -145,7 +194,9 @@ class ControlLoop:
         """Serve one control period: take observation `obs`, return the action to command now."""
         k = self._step
         self._buffer.push(obs)
-        if k == 0:
+        if self._stopped:
+            pass  # stopped (see `stop`): the queued plan plays out, nothing new is asked for
+        elif k == 0:
             self._startup()
         else:
             self._poll(k)
@@ -199,7 +250,9 @@ class ControlLoop:
         if c.mode == "async" and c.threaded and not inline:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vla-chunk")
-            req.future = self._executor.submit(self._infer, obs, prefix)
+            if self.gate is not None and c.pregate:
+                req.pregate = self._pregate_context(k)
+            req.future = self._executor.submit(self._infer_and_gate, obs, req)
             if self.clock.injects_latency:
                 # Injected latency: the usable step is known now; the worker runs meanwhile.
                 self._account(req, float("nan"))
@@ -223,6 +276,39 @@ class ControlLoop:
             rec.usable_step = rec.request_step + d
         elif done_at is not None and isinstance(self.clock, WallClock) and self.clock.t0 is not None:
             rec.usable_step = self.clock.usable_step(done_at, rec.request_step)
+
+    def _pregate_context(self, k: int) -> _Pregate:
+        latest = self._buffer.latest
+        if "qvel" not in latest:
+            raise ValueError(f"the safety gate needs observation key 'qvel'; got keys {sorted(latest)}")
+        queue = ActionQueue(self._queue.ensemble_decay)
+        queue.chunks = list(self._queue.chunks)  # QueuedChunks are never modified in place
+        snapshot = getattr(self.gate, "snapshot", None)
+        return _Pregate(
+            step=k,
+            q=np.asarray(latest["state"], np.float64).copy(),
+            qd=np.asarray(latest["qvel"], np.float64).copy(),
+            command=None if self._last_action is None else self._last_action.copy(),
+            queue=queue,
+            context=snapshot() if callable(snapshot) else None,
+        )
+
+    def _infer_and_gate(self, obs: dict[str, Any], req: _Request) -> tuple[np.ndarray, float, float]:
+        """Worker: the chunk, then (with a pregate context) the gate's decision on what would run
+        from the request step if the chunk takes over where the committed prefix ends. The gate's
+        time counts into the latency, so the delay estimate (and the RTC prefix) covers it."""
+        chunk, compute_s, t1 = self._infer(obs, req.prefix)
+        p = req.pregate
+        if p is None:
+            return chunk, compute_s, t1
+        s = p.step
+        start = s + (0 if req.prefix is None else len(req.prefix))
+        p.plan = p.queue.preview(s, QueuedChunk(req.record.chunk_id, s, chunk, start, s + len(chunk)))
+        kwargs = {} if p.context is None else {"snapshot": p.context}
+        p.decision = self.gate(p.q, p.qd, p.plan, command=p.command, **kwargs)  # type: ignore[misc]
+        t2 = self.clock.now()
+        p.compute_s, p.gate_s = compute_s, t2 - t1
+        return chunk, t2 - t1 + compute_s, t2
 
     def _infer(self, obs: dict[str, Any], prefix: np.ndarray | None) -> tuple[np.ndarray, float, float]:
         """Call the policy; returns the validated chunk (H, Da) float32, compute seconds, end time."""
@@ -264,11 +350,20 @@ class ControlLoop:
                     req.chunk, compute_s, _ = fut.result()
                     rec.usable_step = k
                     self._account(req, compute_s)
+                    if req.pregate is not None:
+                        rec.compute_s, rec.gate_s = req.pregate.compute_s, req.pregate.gate_s
         if req.chunk is not None and rec.usable_step >= 0 and k >= rec.usable_step:
             self._take(req, k)
 
     def _take(self, req: _Request, k: int) -> None:
-        """Install a usable chunk at step k (through the gate)."""
+        """Install a usable chunk at step k, through the gate.
+
+        The gate certifies what will run: the actions of steps k, k+1, ... if this chunk goes in and
+        nothing else arrives (older committed actions and ensemble blends included; in sync mode
+        only the Ta actions that run before the next request), then holding the last one. What the
+        gate returns is what runs: the chunk itself when it passes unchanged, else the gate's plan
+        (cut, rate-limited, braking) queued alone from step k.
+        """
         self._pending = None
         c = self.config
         rec = req.record
@@ -284,36 +379,111 @@ class ControlLoop:
         start = k
         if prefix is not None:
             start = max(k, rec.request_step + len(prefix))  # committed steps stay the old chunk's
-        if first >= len(chunk):
+        if first >= len(chunk) or offset + len(chunk) <= start:
             rec.outcome = "stale"
             return
-        part = chunk[first:]
-        if self.gate is not None:
-            latest = self._buffer.latest
-            if "qvel" not in latest:
-                raise ValueError(f"the safety gate needs observation key 'qvel'; got keys {sorted(latest)}")
-            decision = self.gate(np.asarray(latest["state"]), np.asarray(latest["qvel"]), part)
-            accepted = np.asarray(decision.actions, dtype=np.float32).reshape(-1, chunk.shape[1])
-            if len(accepted) > len(part):
-                raise ValueError(f"gate returned {len(accepted)} actions for a chunk of {len(part)}")
-            if decision.hold or len(accepted) == 0:
-                rec.outcome = "gate_hold"
-                self._gate_reason = f"gate: {decision.reason or 'hold'}"
-                self._queue.clear()  # hold now; do not keep executing an older chunk
-                return
-            rec.outcome = "gate_truncated" if len(accepted) < len(part) else "installed"
+        queued = QueuedChunk(rec.chunk_id, offset, chunk.astype(np.float32), start, offset + len(chunk))
+        if self.gate is None:
+            rec.outcome, rec.accepted = "installed", len(chunk) - first
+            plan = None
         else:
-            accepted = part
-            rec.outcome = "installed"
-        rec.accepted = len(accepted)
-        rec.installed_step = k
-        self._gate_reason = None
-        actions = np.concatenate([chunk[:first], accepted]).astype(np.float32)
-        end = offset + len(actions)
+            pre = self._use_pregate(req, k, queued)
+            if pre is not None:
+                rec.outcome, rec.accepted, plan = pre
+            else:
+                preview = self._queue.preview(k, queued)
+                if c.mode == "sync":
+                    # sync runs Ta actions, then holds the last one while the next chunk is computed.
+                    preview = preview[: c.n_action_steps]
+                rec.outcome, rec.accepted, plan = self._gate(preview, rec.chunk_id)
+        if rec.outcome != "gate_hold":
+            rec.installed_step = k
+        if plan is None:
+            self._gate_reason, self._gate_estop = None, False
+            self._queue.install(queued)
+            run = min(c.n_action_steps, len(chunk) - first)
+        else:
+            self._queue.clear()  # the gate's plan runs alone: exactly what it certified
+            self._queue.install(plan)
+            run = plan.end - k
         if c.mode == "sync":
-            self._sync_exec_until = k + min(c.n_action_steps, len(accepted))
-        if end > start:
-            self._queue.install(QueuedChunk(rec.chunk_id, offset, actions, start, end))
+            self._sync_exec_until = k + run
+
+    def _use_pregate(
+        self, req: _Request, k: int, queued: QueuedChunk
+    ) -> tuple[str, int, QueuedChunk | None] | None:
+        """The worker's decision, if it still certifies what runs from step k; None to gate now.
+
+        It does when the robot ran exactly the gated plan's first actions since the request (steps
+        s .. k-1) and the plan from k is what runs if the chunk goes in now. The part of the gate's
+        output from k on is then what the decision certified (from the state at s).
+        """
+        p = req.pregate
+        if p is None or p.decision is None or p.plan is None:
+            return None
+        s, d = p.step, p.decision
+        j = k - s
+        ran = [r.action for r in self.stats.steps[s:k]]
+        if len(p.plan) <= j or any(not np.array_equal(a, b) for a, b in zip(ran, p.plan[:j])):
+            return None
+        live = self._queue.preview(k, queued)
+        if live.shape != p.plan[j:].shape or not np.array_equal(live, p.plan[j:]):
+            return None
+        self.stats.chunks[req.record.chunk_id].gate_reason = str(d.reason)
+        accepted = np.asarray(d.actions, dtype=np.float32).reshape(-1, p.plan.shape[1])
+        stop_safe = bool(getattr(d, "stop_safe", True))
+        if not d.hold and stop_safe and accepted.shape == p.plan.shape and np.array_equal(accepted, p.plan):
+            return "installed", len(live), None
+        braking = int(getattr(d, "braking", 0))
+        if d.hold or not stop_safe or len(accepted) - braking <= j:
+            return None  # the cut falls in what already ran, or a stop: decide from the state now
+        self._gate_reason, self._gate_estop = None, False
+        outcome = "gate_truncated" if (len(accepted) - braking < len(p.plan) or braking) else "gate_limited"
+        rest = accepted[j:]
+        return (
+            outcome,
+            len(accepted) - braking - j,
+            QueuedChunk(req.record.chunk_id, k, rest, k, k + len(rest), True),
+        )
+
+    def _gate(self, plan: np.ndarray, chunk_id: int) -> tuple[str, int, QueuedChunk | None]:
+        """Ask the gate about `plan (n, Da)`, the actions that would run from this step on.
+
+        Returns (outcome, accepted rows of the chunk, None) when the plan passes unchanged (the chunk
+        goes in as it is), else (outcome, rows, the gate's own plan to queue in its place). A hold
+        or an uncertifiable stop sets the reason the held periods report (and the e-stop flag).
+        """
+        assert self.gate is not None
+        k = self._step
+        latest = self._buffer.latest
+        if "qvel" not in latest:
+            raise ValueError(f"the safety gate needs observation key 'qvel'; got keys {sorted(latest)}")
+        d = self.gate(
+            np.asarray(latest["state"]), np.asarray(latest["qvel"]), plan, command=self._last_action
+        )
+        self.stats.chunks[chunk_id].gate_reason = str(d.reason)
+        accepted = np.asarray(d.actions, dtype=np.float32).reshape(-1, plan.shape[1])
+        if len(accepted) == 0:
+            raise ValueError("the gate returned no actions: every decision must end in a stop to hold")
+        stop_safe = bool(getattr(d, "stop_safe", True))
+        if not d.hold and stop_safe and accepted.shape == plan.shape and np.array_equal(accepted, plan):
+            return "installed", len(plan), None
+        braking = int(getattr(d, "braking", 0))
+        rows = 0 if d.hold else len(accepted) - braking
+        if d.hold:
+            outcome = "gate_hold"
+        elif len(accepted) - braking < len(plan) or braking:
+            outcome = "gate_truncated"
+        else:
+            outcome = "gate_limited"  # the whole plan runs, changed by the rate limiter
+        self._gate_reason, self._gate_estop = None, False
+        if d.hold or not stop_safe:
+            self._gate_reason = f"gate: {d.reason or 'hold'}"
+            self._gate_estop = not stop_safe
+            self.stats.unsafe_stops += int(not stop_safe)
+        # A hold is the robot stopping, not a chunk: its periods report HOLD (chunk id -1).
+        cid = -1 if d.hold else chunk_id
+        return outcome, rows, QueuedChunk(cid, k, accepted, k, k + len(accepted), exclusive=True)
 
     # ------------------------------------------------------------------ the action
     def _select(self, k: int) -> StepResult:
@@ -323,15 +493,19 @@ class ControlLoop:
             got = self._queue.action_at(k)
         if got is not None:
             action, cid, idx = got
-            result = StepResult(action, OK, "", cid, idx)
+            if cid < 0:  # the gate's braking plan
+                result = StepResult(action, HOLD, self._gate_reason or "gate: hold", -1, -1, self._gate_estop)
+            else:
+                result = StepResult(action, OK, "", cid, idx)
         else:
+            estop = False
             if self._gate_reason is not None:
-                status, reason = HOLD, self._gate_reason
+                status, reason, estop = HOLD, self._gate_reason, self._gate_estop
             elif req is not None:
                 status, reason = MISS, "waiting for chunk (inference not finished)"
             else:
                 status, reason = MISS, "queue empty"
-            result = StepResult(self._hold_action(), status, reason)
+            result = StepResult(self._hold_action(), status, reason, estop=estop)
         if (
             isinstance(self.clock, WallClock)
             and result.status == OK
@@ -342,7 +516,49 @@ class ControlLoop:
             StepRecord(k, result.status, result.action.copy(), result.chunk_id, result.index, result.reason)
         )
         self._last_action = result.action.copy()
+        ahead = None if got is None else self._queue.committed(k + 1, _PLAN_MAX)
+        result.plan = result.action[None] if ahead is None else np.concatenate([result.action[None], ahead])
         return result
+
+    # ------------------------------------------------------------------ stopping
+    def stop(self, obs: dict[str, Any] | None, reason: str) -> StepResult | None:
+        """Stop asking the policy and brake (e-stop input, lost inputs, end of an episode).
+
+        The in-flight chunk is dropped (not waited for). With `obs` (the current state) the gate
+        plans a certified stop from it (`gate.stop`, when the gate has one; else the last command is
+        held) and it replaces the queue; the returned result carries it as `plan`. Without `obs` the
+        state is unknown: nothing new is commanded and the queued plan, which ends in the stop the
+        gate certified, plays out (returns None). `step` still serves the queued plan (then holds its
+        last action) but asks the policy for nothing until `reset()`.
+        """
+        self._stopped = True
+        req, self._pending = self._pending, None
+        if req is not None:
+            req.record.outcome = "dropped"
+            self._dropped = req  # still running on the worker: `finish` waits for it
+        self._gate_reason = f"stop: {reason}"
+        self._gate_estop = False
+        if obs is None:
+            return None
+        k = self._step
+        state = np.asarray(obs["state"], np.float64)
+        stop = getattr(self.gate, "stop", None)
+        if callable(stop):
+            if "qvel" not in obs:
+                raise ValueError(f"the safety gate needs observation key 'qvel'; got keys {sorted(obs)}")
+            d = stop(state, np.asarray(obs["qvel"], np.float64), command=self._last_action, reason=reason)
+            plan = np.atleast_2d(np.asarray(d.actions, np.float32))
+            stop_safe = bool(getattr(d, "stop_safe", True))
+            self._gate_estop = not stop_safe
+            self.stats.unsafe_stops += int(not stop_safe)
+            if not stop_safe:
+                self._gate_reason += f"; {d.reason}"
+        else:
+            last = self._last_action if self._last_action is not None else state.astype(np.float32)
+            plan = np.asarray(last, np.float32)[None].copy()
+        self._queue.clear()
+        self._queue.install(QueuedChunk(-1, k, plan, k, k + len(plan), exclusive=True))
+        return StepResult(plan[0].copy(), HOLD, self._gate_reason, estop=self._gate_estop, plan=plan.copy())
 
     def _hold_action(self) -> np.ndarray:
         """Hold position: the last command, or the measured joints with the last gripper command."""

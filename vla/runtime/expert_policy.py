@@ -91,9 +91,11 @@ class ExpertChunkPolicy:
         if prefix is not None and len(prefix):
             # Continue after the committed prefix (it runs at steps step .. step+P-1).
             for j, a in enumerate(np.asarray(prefix, np.float32)):
-                snap = self._find(a, step + j, exact=True)
+                # Committed actions are copies of produced ones, except what the safety gate planned
+                # itself (a braking row, a rate-limited target): continue from the nearest then.
+                snap = self._find(a, step + j, exact=True) or self._find(a, step + j, exact=False)
                 if snap is None:
-                    raise ValueError(f"ExpertChunkPolicy: committed action {j} is not one it produced")
+                    raise ValueError(f"ExpertChunkPolicy: no chunk to continue committed action {j} from")
                 trace.append((a.copy(), snap))
             self._restore(trace[-1][1])
         elif obs.get("prev_action") is not None:

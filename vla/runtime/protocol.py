@@ -29,17 +29,21 @@ class ChunkPolicy(Protocol):
 
 
 class GateResult(Protocol):
-    """What a gate returns (sim.safety's GateDecision has these fields)."""
+    """What a gate returns (sim.safety's GateDecision has these fields, and optionally `status`,
+    `braking` (rows it added to stop) and `stop_safe` (False: no safe stop exists, engage the e-stop))."""
 
-    actions: np.ndarray  # (m, Da), the accepted prefix of the chunk, m <= len(chunk)
+    actions: np.ndarray  # (m, Da), m >= 1: run these, then hold the last one
     hold: bool
     reason: str
 
 
 class ChunkGate(Protocol):
-    """A world-model check: `gate(q (7,), qd (6,), chunk (H, Da)) -> GateResult`.
+    """A world-model check: `gate(q (7,), qd (6,), plan (H, Da), command=(Da,) | None) -> GateResult`.
 
-    Pass `SafetyGate.filter` (its optional `full_state` is left at its default).
+    `plan` is what would run from this step on; `command` the action in force now (None at the
+    episode start). Pass `SafetyGate.filter` (its optional `full_state` bound in, e.g. a lambda).
     """
 
-    def __call__(self, q: np.ndarray, qd: np.ndarray, chunk: np.ndarray) -> GateResult: ...
+    def __call__(
+        self, q: np.ndarray, qd: np.ndarray, chunk: np.ndarray, command: np.ndarray | None = None
+    ) -> GateResult: ...

@@ -36,12 +36,16 @@ class ChunkRecord:
     request_step: int
     prefix_len: int = 0
     compute_s: float = float("nan")  # measured wall time of the policy call
+    gate_s: float = float("nan")  # the gate's time on the worker (async: part of the latency)
     latency_s: float = float("nan")  # latency charged by the clock (injected or measured)
     usable_step: int = -1
     installed_step: int = -1  # -1: never installed (gate rejection, stale, episode ended)
     accepted: int = 0  # actions the gate let through
-    outcome: str = "pending"  # installed | gate_hold | gate_truncated | stale | dropped
+    # installed (as computed) | gate_limited (whole, rate-limited) | gate_truncated (a prefix, maybe
+    # with a braking row) | gate_hold | stale | dropped
+    outcome: str = "pending"
     prefix_error: float = 0.0  # max |chunk[:P] - prefix|: how well the policy kept the prefix
+    gate_reason: str = ""  # the gate's reason for its decision on this chunk ("safe", a cut, a hold)
 
 
 class LatencyTracker:
@@ -77,6 +81,7 @@ class RuntimeStats:
     steps: list[StepRecord] = field(default_factory=list)
     chunks: list[ChunkRecord] = field(default_factory=list)
     startup_latency_s: float = float("nan")
+    unsafe_stops: int = 0  # gate decisions with no safe stop (the e-stop was requested)
 
     def record(self, rec: StepRecord) -> None:
         if rec.status not in STATUSES:
@@ -139,9 +144,11 @@ class RuntimeStats:
             "gate_holds": sum(r.status == HOLD for r in self.steps),
             "holds": dict(self.holds),
             "chunks_requested": len(self.chunks),
-            "chunks_installed": outcomes["installed"] + outcomes["gate_truncated"],
+            "chunks_installed": outcomes["installed"] + outcomes["gate_truncated"] + outcomes["gate_limited"],
+            "gate_limited": outcomes["gate_limited"],
             "gate_truncations": outcomes["gate_truncated"],
             "gate_rejections": outcomes["gate_hold"],
+            "gate_unsafe_stops": self.unsafe_stops,
             "stale_chunks": outcomes["stale"],
             "startup_latency_s": self.startup_latency_s,
             "latency_p50_s": q(lat, 0.5),

@@ -1,0 +1,102 @@
+"""`vla.runtime.ControlLoop` as the ROS policy node's `Controller`: deployment runs the loop vla-eval runs.
+
+The node calls `step(obs)` once per control period with its freshest observation; this feeds the
+loop's observation buffer (so the policy's history is one control period apart, as in training),
+lets the loop schedule inference (a worker thread in async mode; inline in sync mode), blend
+chunks (real-time chunking / temporal ensembling), gate every chunk with the world model and
+answer with the period's action plus the certified plan after it. Periods the node's timer skipped
+(a blocking synchronous inference, a busy CPU) count as missed periods.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from ros_bridge.interfaces import Command, Observation
+from vla.runtime import ChunkPolicy, ControlLoop, RuntimeConfig, WallClock
+from vla.runtime.protocol import ChunkGate
+from vla.runtime.stats import HOLD, LATE, MISS
+
+
+def observation_to_raw(obs: Observation) -> dict[str, Any]:
+    """A node `Observation` -> the env's observation dict (`image_<cam>`, state (7,), qvel (6,), instruction)."""
+    raw: dict[str, Any] = {f"image_{cam}": img for cam, img in obs.images.items()}
+    raw["state"] = np.asarray(obs.joint_positions, np.float32)
+    raw["qvel"] = np.asarray(obs.joint_velocities[:6], np.float32)
+    raw["instruction"] = obs.instruction
+    return raw
+
+
+class LoopController:
+    """A `ros_bridge.interfaces.Controller` over one `ControlLoop` on the wall clock.
+
+    Args:
+        policy: the chunk policy (a checkpoint's `VLAPolicy`, the scripted expert, a replay).
+        runtime: scheduling and blending (`RuntimeConfig`; `threaded=True` for async).
+        period_s: the control period (the node's timer).
+        gate: the world-model gate for the loop (`vla.deploy.gate.SafetyChunkGate`), None for none.
+    """
+
+    def __init__(
+        self, policy: ChunkPolicy, runtime: RuntimeConfig, period_s: float, gate: ChunkGate | None = None
+    ) -> None:
+        self.clock = WallClock(period_s)
+        self.loop = ControlLoop(policy, runtime, clock=self.clock, gate=gate)
+        self._skipped = 0
+        self._episodes = 0
+
+    def reset(self) -> None:
+        self.loop.reset()
+        self.clock.t0 = None  # restarted by the loop at the episode's first step
+        self._skipped = 0
+        self._episodes += 1
+
+    def step(self, obs: Observation) -> Command:
+        skipped = self.clock.align(self.loop.step_index)
+        self._skipped += skipped
+        t0 = time.perf_counter()
+        r = self.loop.step(observation_to_raw(obs))
+        info: dict[str, Any] = {"step": self.loop.step_index - 1, "skipped": skipped}
+        chunks = self.loop.stats.chunks
+        if chunks:
+            last = chunks[-1]
+            info["chunk"] = {"id": last.chunk_id, "outcome": last.outcome, "accepted": last.accepted}
+        info["loop_ms"] = 1e3 * (time.perf_counter() - t0)
+        plan = r.plan if r.plan is not None else r.action[None]
+        return Command(r.action.copy(), plan.copy(), r.status, r.reason, r.estop, info)
+
+    def stop(self, obs: Observation | None, reason: str) -> Command | None:
+        r = self.loop.stop(None if obs is None else observation_to_raw(obs), reason)
+        if r is None:
+            return None
+        plan = r.plan if r.plan is not None else r.action[None]
+        return Command(r.action.copy(), plan.copy(), HOLD, r.reason, r.estop, {})
+
+    def summary(self) -> dict[str, Any]:
+        """This episode so far: periods, misses (no fresh action, incl. skipped), holds, latency, gate."""
+        stats = self.loop.stats
+        s = stats.summary()
+        ms = lambda v: None if not np.isfinite(v) else 1e3 * v  # noqa: E731
+        return {
+            "episode": self._episodes,
+            "steps": s["steps"] + self._skipped,
+            "misses": sum(r.status in (MISS, LATE) for r in stats.steps) + self._skipped,
+            "missed_dry": sum(r.status == MISS for r in stats.steps),  # no action queued
+            "missed_late": sum(r.status == LATE for r in stats.steps),  # ready after the deadline
+            "skipped": self._skipped,  # periods the node's timer did not run at all
+            "hold_steps": s["gate_holds"],
+            "chunks": s["chunks_requested"],
+            "gate_limited": s["gate_limited"],
+            "gate_truncated": s["gate_truncations"],
+            "gate_held": s["gate_rejections"],
+            "gate_unsafe_stops": s["gate_unsafe_stops"],
+            "latency_p50_ms": ms(s["latency_p50_s"]),
+            "latency_p99_ms": ms(s["latency_p99_s"]),
+            "latencies_ms": [1e3 * c.latency_s for c in stats.chunks if np.isfinite(c.latency_s)],
+        }
+
+    def close(self) -> None:
+        self.loop.close()
