@@ -102,6 +102,9 @@ class PolicyNode(LifecycleNode):
         self._factory = factory
         declare_config(self, config or PolicyNodeConfig())
         self._lock = threading.RLock()
+        # The controller is not thread-safe: the timer steps it, the e-stop callback stops it. Always
+        # taken after `_lock` when both are held (never the other way round).
+        self._ctrl_lock = threading.Lock()
         self._cfg: PolicyNodeConfig | None = None
         self._collab: Collaborators | None = None
         self._traj_pub = self._status_pub = self._forward_pub = self._estop_out_pub = None
@@ -251,9 +254,10 @@ class PolicyNode(LifecycleNode):
             return
         controller = self._collab.controller
         try:
-            if new_episode:
-                controller.reset()
-            cmd = controller.step(obs)
+            with self._ctrl_lock:
+                if new_episode:
+                    controller.reset()
+                cmd = controller.step(obs)
         except Exception as exc:
             self.get_logger().error(f"controller failed: {exc}\n{traceback.format_exc()}")
             with self._lock:
@@ -344,7 +348,8 @@ class PolicyNode(LifecycleNode):
         if self._collab is None:
             return
         try:
-            cmd = self._collab.controller.stop(obs, reason)
+            with self._ctrl_lock:
+                cmd = self._collab.controller.stop(obs, reason)
         except Exception as exc:  # braking is best effort; the robot still holds its certified plan
             self.get_logger().error(f"controller stop failed: {exc}\n{traceback.format_exc()}")
             return
@@ -377,7 +382,10 @@ class PolicyNode(LifecycleNode):
         now = time.monotonic()
         ages = {"joint_state": self._inputs.joint_state_received}
         ages.update({f"image_{c}": t for c, t in (self._inputs.images_received or {}).items()})
-        summary = self._collab.controller.summary() if self._collab is not None else {}
+        summary = {}
+        if self._collab is not None:
+            with self._ctrl_lock:
+                summary = self._collab.controller.summary()
         status = {
             "state": "holding" if self._hold_reason is not None else "running",
             "reason": self._hold_reason or "",

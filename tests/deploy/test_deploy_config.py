@@ -75,8 +75,29 @@ def test_checkpoint_ros_composes() -> None:
         (["source=expert", "mode=sync", "smoothing=rtc"], "needs mode 'async'"),
         (["source=expert", "+inject.latency_ms=3"], "inject: unknown keys"),
         (["source=expert", "interface=serial"], "interface must be one of"),
+        (["robot=ros", "checkpoint=runs/x", "safety_gate=false"], "simulation studies only"),
     ],
 )
 def test_bad_deploy_configs_raise(overrides: list[str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         to_deploy_config(_compose(overrides))
+
+
+def test_simulated_world_is_the_checkpoints(tmp_path) -> None:
+    """Like vla-eval, a sim deployment renders and builds the world the checkpoint was trained in."""
+    import json
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text("{}")
+    (ckpt / "model.safetensors").write_text("")
+    env = {"image_size": 80, "cameras": ["wrist"], "n_distractors": 1, "control_rate_hz": 20.0}
+    (ckpt / "shape_meta.json").write_text(json.dumps({"task": {"name": "pick_cube", "env": env}}))
+    d = to_deploy_config(_compose([f"checkpoint={ckpt}"]))
+    assert d.image_size == 80 and d.env_overrides["n_distractors"] == 1
+    assert d.policy.camera_names == ("wrist",) and d.robot_node_config().camera_names == ("wrist",)
+    # Explicit choices still win.
+    d = to_deploy_config(
+        _compose([f"checkpoint={ckpt}", "robot.image_size=64", "+env_overrides.n_distractors=0"])
+    )
+    assert d.image_size == 64 and d.env_overrides["n_distractors"] == 0

@@ -19,6 +19,21 @@ from vla.paths import config_dir
 _IMAGE_FIELDS = ("image_size", "cameras", "render_images")
 
 
+def checkpoint_task(path: str) -> dict[str, Any] | None:
+    """The task (name, env fields) a checkpoint recorded in its shape_meta.json; None if unreadable
+    (the policy factory then names the problem)."""
+    import json
+
+    from vla.training.checkpoint import resolve_checkpoint
+
+    try:
+        meta = json.loads((resolve_checkpoint(path) / "shape_meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    task = meta.get("task") if isinstance(meta, dict) else None
+    return task if isinstance(task, dict) else None
+
+
 def to_deploy_config(cfg: DictConfig) -> Any:
     """Resolved Hydra config -> `vla.deploy.launch.DeployConfig` (validated there)."""
     from vla.deploy.factories import DEFAULT_SAFETY
@@ -29,8 +44,18 @@ def to_deploy_config(cfg: DictConfig) -> Any:
     robot, task, node = r["robot"], r["task"], dict(r["node"])
     if "backend" not in robot:
         raise ValueError(f"configs/robot/{robot.get('name')}.yaml: vla-deploy needs robot=sim or robot=ros")
-    env_overrides = {k: v for k, v in (task.get("env") or {}).items() if k not in _IMAGE_FIELDS}
+    task_env = dict(task.get("env") or {})
+    if r["source"] == "checkpoint" and robot["backend"] == "sim" and r.get("checkpoint"):
+        # Like vla-eval: the simulated world is the one the policy was trained in (image size,
+        # cameras, distractors ...), as its checkpoint recorded it.
+        recorded = checkpoint_task(str(r["checkpoint"]))
+        if recorded and recorded.get("name") == task["name"]:
+            task_env.update(recorded.get("env") or {})
+            if task_env.get("cameras") and node.get("camera_names") == list(robot.get("camera_names") or []):
+                node["camera_names"] = list(task_env["cameras"])
+    env_overrides = {k: v for k, v in task_env.items() if k not in _IMAGE_FIELDS}
     env_overrides.update(r.get("env_overrides") or {})
+    image_size = robot.get("image_size") or task_env.get("image_size") or 96
     if float(env_overrides.get("control_rate_hz", node["control_rate_hz"])) != float(node["control_rate_hz"]):
         raise ValueError(
             f"configs/task/{task['name']}.yaml: env.control_rate_hz {env_overrides['control_rate_hz']} != "
@@ -63,9 +88,10 @@ def to_deploy_config(cfg: DictConfig) -> Any:
         checkpoint=r.get("checkpoint") or "",
         builder=r["builder"],
         safety_config=r.get("safety_config") or DEFAULT_SAFETY,
+        safety_gate=bool(r.get("safety_gate", True)),
         task=task["name"],
         env_overrides=env_overrides,
-        image_size=int(robot["image_size"]),
+        image_size=int(image_size),
         policy=policy,
         robot_node=robot_node,
         interface=str(r["interface"]),

@@ -63,8 +63,18 @@ class LoopController:
         chunks = self.loop.stats.chunks
         if chunks:
             last = chunks[-1]
-            info["chunk"] = {"id": last.chunk_id, "outcome": last.outcome, "accepted": last.accepted}
+            info["chunk"] = {
+                "id": last.chunk_id,
+                "outcome": last.outcome,
+                "accepted": last.accepted,
+                "request_step": last.request_step,
+                "installed_step": last.installed_step,
+                "prefix": last.prefix_len,
+                "regates": last.regates,
+                "latency_ms": 1e3 * last.latency_s if np.isfinite(last.latency_s) else None,
+            }
         info["loop_ms"] = 1e3 * (time.perf_counter() - t0)
+        info["loop_parts_ms"] = self.loop.last_step_ms
         plan = r.plan if r.plan is not None else r.action[None]
         return Command(r.action.copy(), plan.copy(), r.status, r.reason, r.estop, info)
 

@@ -67,7 +67,10 @@ def _collaborators(controller: LoopController, context: Context | None, *owned: 
     return Collaborators(controller=controller, close=close_once)
 
 
-def _safety(config: PolicyNodeConfig, safety_config: str, interface: str, command_rate_hz: float):
+def _safety(config: PolicyNodeConfig, safety_config: str | None, interface: str, command_rate_hz: float):
+    """The gate's config (None: no gate, simulation studies only)."""
+    if safety_config is None:
+        return None
     cfg = load_safety_config(Path(safety_config))
     if abs(cfg.control_rate_hz - config.control_rate_hz) > 1e-9:
         raise ValueError(
@@ -76,7 +79,9 @@ def _safety(config: PolicyNodeConfig, safety_config: str, interface: str, comman
     return gate_config_for(cfg, interface, command_rate_hz)
 
 
-def _sim_gate(cfg: Any, replica: WorldReplica, listener: WorldStateListener) -> SafetyChunkGate:
+def _sim_gate(cfg: Any, replica: WorldReplica, listener: WorldStateListener) -> SafetyChunkGate | None:
+    if cfg is None:
+        return None
     gate = SafetyGate.for_env(replica.env, cfg)
 
     def full_state():
@@ -100,6 +105,9 @@ def runtime_config(config: PolicyNodeConfig, n_obs_steps: int) -> RuntimeConfig:
         smoothing=config.smoothing,
         n_obs_steps=n_obs_steps,
         n_action_steps=config.n_action_steps,
+        # One step of slack on the measured delay: the RTC prefix (and the early trigger) cover a
+        # chunk that comes a period later than the latency estimate, so the queue never runs dry.
+        margin_steps=2,
         threaded=True,
     )
 
@@ -114,7 +122,7 @@ def make_expert_collaborators(
     *,
     task: str = "pick_cube",
     env_overrides: dict[str, Any] | None = None,
-    safety_config: str = DEFAULT_SAFETY,
+    safety_config: str | None = DEFAULT_SAFETY,
     interface: str | None = None,
     command_rate_hz: float = 100.0,
     inject: dict[str, Any] | None = None,
@@ -166,6 +174,10 @@ def make_checkpoint_collaborators(
     close_policy = _Call(getattr(policy, "close", None))
     runtime = runtime_config(config, n_obs_steps)
     if sim_task is None:
+        if cfg is None:
+            raise ValueError(
+                "a policy node for a real robot needs the world-model gate (safety_config is None)"
+            )
         gate = SafetyChunkGate(SafetyGate(cfg))
         controller = LoopController(_delayed(policy, inject), runtime, config.period_s, gate)
         return _collaborators(controller, context, gate, close_policy)

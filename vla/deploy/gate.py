@@ -14,6 +14,7 @@ forward position controller steps at each command).
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -40,30 +41,44 @@ class SafetyChunkGate:
     """Adapter: `(q, qd, plan, command) -> GateDecision` through `gate.filter`, and `stop`.
 
     full_state: optional `() -> (nstate,) | None`, called per decision (see module docstring).
+    Thread-safe: the control loop gates on its inference worker and stops from the control thread
+    (MuJoCo's rollout object and the world model are used by one thread at a time).
     """
 
     def __init__(self, gate: SafetyGate, full_state: Callable[[], np.ndarray | None] | None = None) -> None:
         self.gate = gate
         self._full_state = full_state
+        self._lock = threading.Lock()
 
     def _full(self) -> np.ndarray | None:
         return self._full_state() if self._full_state is not None else None
 
+    def snapshot(self) -> np.ndarray | None:
+        """The world now: the loop takes it at each request and gates the chunk from it later."""
+        with self._lock:
+            return self._full()
+
     def __call__(
-        self, q: np.ndarray, qd: np.ndarray, chunk: np.ndarray, command: np.ndarray | None = None
+        self,
+        q: np.ndarray,
+        qd: np.ndarray,
+        chunk: np.ndarray,
+        command: np.ndarray | None = None,
+        snapshot: np.ndarray | None = None,
     ) -> GateDecision:
         qd = np.asarray(qd, dtype=np.float64).reshape(-1)[:6]
-        return self.gate.filter(
-            np.asarray(q, np.float64), qd, chunk, full_state=self._full(), command=command
-        )
+        with self._lock:
+            full = snapshot if snapshot is not None else self._full()
+            return self.gate.filter(np.asarray(q, np.float64), qd, chunk, full_state=full, command=command)
 
     def stop(
         self, q: np.ndarray, qd: np.ndarray, command: np.ndarray | None = None, reason: str = "stop requested"
     ) -> GateDecision:
         qd = np.asarray(qd, dtype=np.float64).reshape(-1)[:6]
-        return self.gate.stop(
-            np.asarray(q, np.float64), qd, full_state=self._full(), command=command, reason=reason
-        )
+        with self._lock:
+            return self.gate.stop(
+                np.asarray(q, np.float64), qd, full_state=self._full(), command=command, reason=reason
+            )
 
     def close(self) -> None:
         self.gate.close()

@@ -42,6 +42,7 @@ class DeployConfig:
     checkpoint: run directory of a trained policy (source="checkpoint").
     builder: `package.module:function(run_dir) -> (ChunkPolicy, n_obs_steps)` for checkpoints.
     task / env_overrides / image_size: the simulated world (ignored for robot="ros").
+    safety_gate: False leaves the world-model gate out (robot="sim" only, for comparisons).
     policy / robot_node: the node configs (topics, rates, cameras, Ta, mode, smoothing; the sim
         robot's sensor / actuation latency).
     interface: how commands reach the robot: "trajectory" (JointTrajectory, a joint trajectory
@@ -59,6 +60,7 @@ class DeployConfig:
     checkpoint: str = ""
     builder: str = "vla.deploy.sources:load_checkpoint_policy"
     safety_config: str = DEFAULT_SAFETY
+    safety_gate: bool = True
     task: str = "pick_cube"
     env_overrides: dict[str, Any] = field(default_factory=dict)
     image_size: int = 64
@@ -90,6 +92,11 @@ class DeployConfig:
             raise ValueError("DeployConfig.checkpoint is empty: give checkpoint=<run dir> (or source=expert)")
         if self.n_episodes < 1:
             raise ValueError(f"DeployConfig.n_episodes must be >= 1, got {self.n_episodes}")
+        if not self.safety_gate and self.robot != "sim":
+            raise ValueError(
+                "DeployConfig.safety_gate=false is for simulation studies only: anything that can command "
+                "hardware goes through the world-model gate (robot=ros)"
+            )
         cams = self.robot_node.camera_names
         if self.robot == "sim" and cams and self.policy.camera_names != cams:
             raise ValueError(
@@ -100,7 +107,7 @@ class DeployConfig:
     # -- what each process is started with -----------------------------------------------------
     def policy_factory(self) -> tuple[str, dict[str, Any]]:
         common: dict[str, Any] = {
-            "safety_config": self.safety_config,
+            "safety_config": self.safety_config if self.safety_gate else None,
             "interface": self.interface,
             "command_rate_hz": self.robot_node.command_rate_hz,
             "inject": dataclasses.asdict(self.inject),
@@ -233,6 +240,7 @@ def _finish(
         "checkpoint": cfg.checkpoint,
         "task": cfg.task,
         "seed": cfg.seed,
+        "safety_gate": cfg.safety_gate,
         "interface": cfg.interface,
         "mode": cfg.policy.mode,
         "smoothing": cfg.policy.smoothing,

@@ -37,6 +37,7 @@ class ChunkRecord:
     prefix_len: int = 0
     compute_s: float = float("nan")  # measured wall time of the policy call
     gate_s: float = float("nan")  # the gate's time on the worker (async: part of the latency)
+    regates: int = 0  # times the worker gated it again from a later state before it went in
     latency_s: float = float("nan")  # latency charged by the clock (injected or measured)
     usable_step: int = -1
     installed_step: int = -1  # -1: never installed (gate rejection, stale, episode ended)
