@@ -358,6 +358,7 @@ class PolicyNode(LifecycleNode):
             if cmd.estop and not self._gate_estop:
                 self._gate_estop = True
                 self._publish_estop_output(True)
+                self.get_logger().error(f"{GATE_ESTOP}: {cmd.reason}")
 
     def _publish_command(self, cmd: Command) -> None:
         cfg = self._require_cfg()

@@ -629,8 +629,11 @@ class SafetyGate:
         else:
             grip = float(q[6])
         extra = [cmd] if cmd is not None else []
-        rows = brake_targets(q, qd, self.wm.servo_lag_s, self.cfg.stop.brake_gains, grip, extra)
-        start = self._start(q, qd, cmd, grip)
+        # Brake from the arm the simulation starts from (a full state may be newer or older than the
+        # joint reading by a few ms: targets behind a fast arm would brake harder than planned).
+        q_sim, qd_sim = self.wm.arm_q(init), self.wm.arm_qd(init)
+        rows = brake_targets(q_sim, qd_sim, self.wm.servo_lag_s, self.cfg.stop.brake_gains, grip, extra)
+        start = self._start(np.append(q_sim, grip), qd_sim, cmd, grip)
         state, sens = self._simulate(init, self.wm.controls(rows[:, None], self.stop_periods - 1, start))
         stops = [self._judge(init, 1, [], state[i], sens[i], self.stop_periods) for i in range(len(rows))]
         best = min(range(len(rows)), key=lambda i: (badness(stops[i]), i))

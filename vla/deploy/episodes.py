@@ -21,7 +21,7 @@ from typing import Any
 
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
-from std_msgs.msg import String
+from std_msgs.msg import Bool, String
 
 from ros_bridge.run import wait_until
 from vla.deploy.world_topics import DEFAULT_TOPICS, WorldTopics, json_msg, parse_json_msg
@@ -38,6 +38,7 @@ class EpisodeRunner(Node):
         *,
         instruction_topic: str = "/vla/instruction",
         status_topic: str = "/vla/status",
+        estop_topic: str = "/vla/estop",
         topics: WorldTopics = DEFAULT_TOPICS,
         **node_kwargs: Any,
     ) -> None:
@@ -49,6 +50,7 @@ class EpisodeRunner(Node):
         self._request = 0
         self._reset_pub = self.create_publisher(String, topics.reset, _QOS)
         self._instruction_pub = self.create_publisher(String, instruction_topic, _QOS)
+        self._estop_pub = self.create_publisher(Bool, estop_topic, _QOS)
         self.create_subscription(String, topics.episode, self._on_episode, _QOS)
         self.create_subscription(String, status_topic, self._on_status, _QOS)
 
@@ -93,7 +95,9 @@ class EpisodeRunner(Node):
     def run_episode(
         self, index: int, seed: int, timeout_s: float, setup_timeout_s: float = 30.0
     ) -> EpisodeRecord:
-        # 1. hold
+        # 1. hold (an e-stop the gate requested in the last episode is acknowledged, as an operator
+        #    would before the next one: the e-stop input released)
+        self._estop_pub.publish(Bool(data=False))
         self._instruct_until(
             "",
             lambda st: st is not None and st.get("instruction") == "" and st.get("state") == "holding",
@@ -171,6 +175,7 @@ class EpisodeRunner(Node):
             latency_ms=[float(x) for x in ctrl.get("latencies_ms", [])],
             extra={
                 "missed": {k: int(ctrl.get(k, 0)) for k in ("missed_dry", "missed_late", "skipped")},
+                "estop_requested": any(bool(st.get("estop_requested")) for st in statuses),
                 "timed_out": timed_out,
                 "sim_time_s": float(final["sim_time"]),
                 "hold_reasons": sorted(

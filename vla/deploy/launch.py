@@ -274,6 +274,7 @@ def _run_processes(cfg: DeployConfig, out: Path) -> dict[str, Any]:
                 EpisodeRunner(
                     instruction_topic=cfg.policy.instruction_topic,
                     status_topic=cfg.policy.status_topic,
+                    estop_topic=cfg.policy.estop_topic,
                     context=ros.context,
                 )
             )
@@ -314,6 +315,7 @@ def _run_single(cfg: DeployConfig, out: Path) -> dict[str, Any]:
                 EpisodeRunner(
                     instruction_topic=cfg.policy.instruction_topic,
                     status_topic=cfg.policy.status_topic,
+                    estop_topic=cfg.policy.estop_topic,
                     context=ros.context,
                 )
             )
