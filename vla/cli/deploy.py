@@ -95,6 +95,7 @@ def to_deploy_config(cfg: DictConfig) -> Any:
         policy=policy,
         robot_node=robot_node,
         interface=str(r["interface"]),
+        margin_steps=int(r.get("margin_steps", 2)),
         inject=delay,
         n_episodes=int(r["n_episodes"]),
         seed=int(r["seed"]),

@@ -51,6 +51,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         max_steps=r.get("max_steps"),
         n_action_steps=r.get("n_action_steps"),
         mode=str(r["mode"]),
+        margin_steps=int(r.get("margin_steps") or 0),
         smoothing=str(r["smoothing"]),
         ensemble_decay=float(r["ensemble_decay"]),
         latency_s=r.get("latency_s"),

@@ -98,16 +98,19 @@ def _interface(config: PolicyNodeConfig, interface: str | None) -> str:
     return "trajectory" if config.trajectory_topic else "forward"
 
 
-def runtime_config(config: PolicyNodeConfig, n_obs_steps: int) -> RuntimeConfig:
-    """The control loop's settings from the node's parameters (`mode`, `smoothing`, `n_action_steps`)."""
+def runtime_config(config: PolicyNodeConfig, n_obs_steps: int, margin_steps: int = 2) -> RuntimeConfig:
+    """The control loop's settings from the node's parameters (`mode`, `smoothing`, `n_action_steps`).
+
+    margin_steps: slack on the measured delay for the RTC prefix and the early trigger: a chunk
+    ready at the tick after its latency (one step) or a little later than the estimate (jitter of a
+    shared CPU) still hands over where the gate planned it, and the queue does not run dry.
+    """
     return RuntimeConfig(
         mode=config.mode,
         smoothing=config.smoothing,
         n_obs_steps=n_obs_steps,
         n_action_steps=config.n_action_steps,
-        # One step of slack on the measured delay: the RTC prefix (and the early trigger) cover a
-        # chunk that comes a period later than the latency estimate, so the queue never runs dry.
-        margin_steps=2,
+        margin_steps=margin_steps,
         threaded=True,
     )
 
@@ -126,6 +129,7 @@ def make_expert_collaborators(
     interface: str | None = None,
     command_rate_hz: float = 100.0,
     inject: dict[str, Any] | None = None,
+    margin_steps: int = 2,
     max_state_age_s: float = 0.5,
     context: Context | None = None,
 ) -> Collaborators:
@@ -146,7 +150,9 @@ def make_expert_collaborators(
     except Exception:
         _closer(listener, expert_world, gate_world)()
         raise
-    controller = LoopController(_delayed(source, inject), runtime_config(config, 1), config.period_s, gate)
+    controller = LoopController(
+        _delayed(source, inject), runtime_config(config, 1, margin_steps), config.period_s, gate
+    )
     return _collaborators(controller, context, gate, listener, expert_world, gate_world)
 
 
@@ -160,6 +166,7 @@ def make_checkpoint_collaborators(
     interface: str | None = None,
     command_rate_hz: float = 100.0,
     inject: dict[str, Any] | None = None,
+    margin_steps: int = 2,
     context: Context | None = None,
 ) -> Collaborators:
     """A trained checkpoint (`config.checkpoint`, a run dir) run by the control loop, gated.
@@ -172,7 +179,7 @@ def make_checkpoint_collaborators(
     cfg = _safety(config, safety_config, _interface(config, interface), command_rate_hz)
     policy, n_obs_steps = load_object(builder)(config.checkpoint)
     close_policy = _Call(getattr(policy, "close", None))
-    runtime = runtime_config(config, n_obs_steps)
+    runtime = runtime_config(config, n_obs_steps, margin_steps)
     if sim_task is None:
         if cfg is None:
             raise ValueError(

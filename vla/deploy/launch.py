@@ -67,6 +67,7 @@ class DeployConfig:
     policy: PolicyNodeConfig = field(default_factory=PolicyNodeConfig)
     robot_node: RobotNodeConfig = field(default_factory=RobotNodeConfig)
     interface: str = "trajectory"
+    margin_steps: int = 2
     inject: InferenceDelay = field(default_factory=InferenceDelay)
     n_episodes: int = 3
     seed: int = 100_000
@@ -111,6 +112,7 @@ class DeployConfig:
             "interface": self.interface,
             "command_rate_hz": self.robot_node.command_rate_hz,
             "inject": dataclasses.asdict(self.inject),
+            "margin_steps": self.margin_steps,
         }
         if self.source == "expert":
             return "vla.deploy.factories:make_expert_collaborators", {
@@ -245,6 +247,7 @@ def _finish(
         "mode": cfg.policy.mode,
         "smoothing": cfg.policy.smoothing,
         "n_action_steps": cfg.policy.n_action_steps,
+        "margin_steps": cfg.margin_steps,
         "inject": dataclasses.asdict(cfg.inject),
         "sensor_latency_s": cfg.robot_node.sensor_latency_s,
         "actuation_latency_s": cfg.robot_node.actuation_latency_s,

@@ -224,6 +224,12 @@ class SimRobotBackend:
         self._paused = self._episode > 0  # the first episode starts with the node's own command
         return self._reset_q.copy()
 
+    @property
+    def paused(self) -> bool:
+        """The world waits for the controller to reach the reset pose (no physics yet)."""
+        with self.lock:
+            return self._paused
+
     def add_step_hook(self, hook: Callable[[SimRobotBackend], None]) -> None:
         """Call `hook(backend)` after every `step` (in the robot node's thread, outside the lock)."""
         self._step_hooks.append(hook)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,8 @@ class SimWorldNode(Node):
         self._period = 1.0 / rate_hz
         self._next = 0.0
         self._last_episode = -1
+        self._reset_q: np.ndarray | None = None
+        self._last_resync = 0.0
         self._state_pub = self.create_publisher(Float64MultiArray, topics.world_state, _QOS)
         self._episode_pub = self.create_publisher(String, topics.episode, _QOS)
         self._traj_pub = self.create_publisher(JointTrajectory, trajectory_topic, _QOS)
@@ -77,14 +80,23 @@ class SimWorldNode(Node):
         self.backend.request_reset(seed, request)
 
     def _on_backend_reset(self, backend: SimRobotBackend, q_reset: np.ndarray) -> None:
+        self._reset_q = q_reset.copy()
+        self._publish_reset_pose()
+        self._next = 0.0
+
+    def _publish_reset_pose(self) -> None:
         # time_from_start 0: the follower jumps to it at once (a ramp would drag the arm back).
-        traj = chunk_to_joint_trajectory(q_reset[None], self._joint_names, 1.0)
+        traj = chunk_to_joint_trajectory(self._reset_q[None], self._joint_names, 1.0)
         traj.points[0].time_from_start.sec = 0
         traj.points[0].time_from_start.nanosec = 0
         self._traj_pub.publish(traj)
-        self._next = 0.0
+        self._last_resync = time.monotonic()
 
     def _on_step(self, backend: SimRobotBackend) -> None:
+        if self._reset_q is not None and backend.paused and time.monotonic() - self._last_resync > 0.2:
+            # A command from the policy node (its hold, sent before the reset) arrived after the
+            # reset pose: say it again until the controller is there and the world runs.
+            self._publish_reset_pose()
         episode, seed, t, state = backend.world_state()
         if episode == self._last_episode and t + 1e-9 < self._next:
             return

@@ -44,6 +44,7 @@ class EvalConfig:
         current one runs; its latency is charged in control time).
     smoothing: "none" (receding horizon), "ensemble" (ACT temporal ensembling, `ensemble_decay`) or
         "rtc" (real-time chunking, async only).
+    margin_steps: steps of slack on the delay estimate (async: the RTC prefix and the early trigger).
     latency_s: inference latency charged per chunk in control time (None: measured).
     safety: run every chunk through the world-model safety gate (`safety_config`).
     n_videos: episodes recorded to mp4 (front view, `env.render()`).
@@ -57,6 +58,7 @@ class EvalConfig:
     n_action_steps: int | None = None
     mode: str = "sync"
     smoothing: str = "none"
+    margin_steps: int = 0
     ensemble_decay: float = 0.01
     latency_s: float | None = 0.0
     safety: bool = True
@@ -159,6 +161,7 @@ def evaluate(policy: ChunkPolicy, cfg: EvalConfig) -> dict[str, Any]:
     rcfg = RuntimeConfig(
         mode=cfg.mode,
         smoothing=cfg.smoothing,
+        margin_steps=cfg.margin_steps,
         n_obs_steps=n_obs,
         n_action_steps=ta,
         ensemble_decay=cfg.ensemble_decay,
