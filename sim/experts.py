@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import mujoco
 import numpy as np
 
 from sim.ik import ArmIK, IKConfig, down_quat
@@ -90,14 +91,32 @@ class WaypointExpert:
         self.wait = 0
         self.held = 0
         self.speed = 0.0
-        self.q_cmd = self.env.data.qpos[self.env._qadr].copy()
-        self.p_cmd = self.task.pinch_pos()
-        self.yaw_cmd = self._current_yaw()
+        self._anchor()
         self.grip = 0.0
         # Gripper closure at the last simulation time seen, and how far it moved since the reading
         # before (inf until the simulation has advanced: no evidence that the fingers stopped).
         self.grip_state, self.grip_time = float(self.env.robot_state()[6]), float(self.env.data.time)
         self.grip_change = np.inf
+
+    def _anchor(self) -> None:
+        """The commanded pose (joints, pinch position, yaw) from where the arm is now."""
+        self.q_cmd = self.env.data.qpos[self.env._qadr].copy()
+        self.p_cmd = self.task.pinch_pos()
+        self.yaw_cmd = self._current_yaw()
+
+    def reanchor(self) -> None:
+        """Continue the plan from where the arm is now, at the speed it actually moves.
+
+        For an expert whose commands were executed late or not at all (a deployment with inference
+        latency, a gate hold, a simulator slower than real time): continuing its own previous
+        command would make ever larger jumps. Waypoint progress and the gripper are kept.
+        """
+        self._anchor()
+        vel = np.zeros(6)
+        mujoco.mj_objectVelocity(
+            self.env.model, self.env.data, mujoco.mjtObj.mjOBJ_SITE, self.ik.site, vel, 0
+        )
+        self.speed = min(self.speed, float(np.linalg.norm(vel[3:])))
 
     def _current_yaw(self) -> float:
         mat = self.env.data.site_xmat[self.ik.site].reshape(3, 3)

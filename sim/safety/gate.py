@@ -391,6 +391,13 @@ class SafetyGate:
             raise ValueError(f"command must be 7 finite numbers (the targets in force now), got {command}")
         return c
 
+    def _inputs(
+        self, q: np.ndarray, qd: np.ndarray, full_state: np.ndarray | None, command: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+        """Validated ``(q (7,), qd (6,), command (7,) or None, initial physics state)``."""
+        q, qd = self._check_q(q, qd)
+        return q, qd, self._check_command(command), self._initial_state(q, qd, full_state)
+
     def _start(self, q: np.ndarray, qd: np.ndarray, command: np.ndarray | None, grip: float) -> np.ndarray:
         """The command in force before the first row (``"linear"`` execution interpolates from it)."""
         if command is not None:
@@ -408,12 +415,10 @@ class SafetyGate:
     ) -> Verdict:
         """Verdict on executing ``chunk (H, 7)`` exactly as given and then holding its last row, from
         the current ``q (7,)``, ``qd (6,)`` (no rate limiter, no counters)."""
-        q, qd = self._check_q(q, qd)
-        cmd = self._check_command(command)
+        q, qd, cmd, init = self._inputs(q, qd, full_state, command)
         a, pre = self._pre_checks(q, chunk)
         if a is None:
             return make_verdict(max(1, _rows(chunk)), pre)
-        init = self._initial_state(q, qd, full_state)
         state, sens = self._with_stop(init, a[None], self._start(q, qd, cmd, a[0, 6]))
         return self._judge(init, len(a), pre, state[0], sens[0], len(a) + self.stop_periods)
 
@@ -436,9 +441,7 @@ class SafetyGate:
         Returns:
             A :class:`GateDecision` (counted in :attr:`stats`).
         """
-        q, qd = self._check_q(q, qd)
-        cmd = self._check_command(command)
-        init = self._initial_state(q, qd, full_state)
+        q, qd, cmd, init = self._inputs(q, qd, full_state, command)
         a, pre = self._pre_checks(q, chunk, qd=qd)
         if a is None:
             verdict = make_verdict(max(1, _rows(chunk)), pre)
@@ -461,9 +464,7 @@ class SafetyGate:
 
         Same braking plan as a hold of :meth:`filter`; counted as a hold.
         """
-        q, qd = self._check_q(q, qd)
-        cmd = self._check_command(command)
-        init = self._initial_state(q, qd, full_state)
+        q, qd, cmd, init = self._inputs(q, qd, full_state, command)
         verdict = Verdict(horizon=1)
         decision = self._hold(q, qd, init, cmd, None, verdict, "", why=reason)
         self.stats.record(decision)

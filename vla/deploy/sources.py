@@ -58,19 +58,6 @@ class ExpertChunkSource:
     def reset(self) -> None:
         self._episode = None  # the next chunk plans the episode afresh
 
-    def _reanchor(self) -> None:
-        # Plan from where the arm is, not from the expert's own previous command: chunks are
-        # executed with a pause (inference latency, gate holds, a simulator slower than real
-        # time), and continuing a command the robot never followed makes ever larger jumps.
-        ex, env = self.expert, self.replica.env
-        ex.q_cmd = env.data.qpos[env._qadr].copy()
-        ex.p_cmd = env.task.pinch_pos()
-        ex.yaw_cmd = ex._current_yaw()
-        # ... and at the speed it actually moves (after a pause it is slower than the profile).
-        vel = np.zeros(6)
-        mujoco.mj_objectVelocity(env.model, env.data, mujoco.mjtObj.mjOBJ_SITE, ex.ik.site, vel, 0)
-        ex.speed = min(ex.speed, float(np.linalg.norm(vel[3:])))
-
     def __call__(self, obs: dict[str, Any], prefix: np.ndarray | None = None) -> np.ndarray:
         ws = self.listener.latest(self.max_state_age_s)
         self.replica.sync(ws)
@@ -78,7 +65,9 @@ class ExpertChunkSource:
             self.expert.reset()  # plans the new episode's waypoints from its objects
             self._episode = ws.episode
         elif self.reanchor:
-            self._reanchor()
+            # Plan from where the arm is: chunks run with a pause (inference latency, gate holds,
+            # a simulator slower than real time) and continuing an unexecuted command would jump.
+            self.expert.reanchor()
         env = self.replica.env
         saved = self.replica.full_state()
         rows: list[np.ndarray] = []
@@ -88,7 +77,7 @@ class ExpertChunkSource:
             rows.append(a.copy())
             env.step(a)
         if rows and self.reanchor:
-            self._reanchor()
+            self.expert.reanchor()
         while len(rows) < self.horizon:
             a = np.asarray(self.expert.act(), np.float64)
             rows.append(a)

@@ -333,12 +333,9 @@ class ControlLoop:
         # The chunk hands over after the committed prefix, and not before it is likely ready (a
         # queue that runs dry first holds its last action meanwhile: `_future` plans that too).
         p.start = start = s + max(0 if req.prefix is None else len(req.prefix), p.start - s, 0)
-        p.plan = self._future(p.queue, s, QueuedChunk(req.record.chunk_id, s, chunk, start, s + len(chunk)))
-        kwargs = {} if p.context is None else {"snapshot": p.context}
-        p.decision = self.gate(p.q, p.qd, p.plan, command=p.command, **kwargs)  # type: ignore[misc]
-        t2 = self.clock.now()
-        p.compute_s, p.gate_s = compute_s, t2 - t1
-        return chunk, t2 - t1 + compute_s, t2
+        self._gate_on_worker(p, QueuedChunk(req.record.chunk_id, s, chunk, start, s + len(chunk)))
+        p.compute_s = compute_s
+        return chunk, compute_s + p.gate_s, self.clock.now()
 
     def _infer(self, obs: dict[str, Any], prefix: np.ndarray | None) -> tuple[np.ndarray, float, float]:
         """Call the policy; returns the validated chunk (H, Da) float32, compute seconds, end time."""
@@ -416,12 +413,11 @@ class ControlLoop:
         if req.pregate is not None and k <= req.pregate.start:
             start = max(start, req.pregate.start)  # where the worker's gated plan hands over
         if first >= len(chunk) or offset + len(chunk) <= start:
-            self._track_delay(req, k)
+            self._track_delay(req)
             rec.outcome = "stale"
             return
         queued = QueuedChunk(rec.chunk_id, offset, chunk.astype(np.float32), start, offset + len(chunk))
         if self.gate is None:
-            self._track_delay(req, k)
             rec.outcome, rec.accepted = "installed", len(chunk) - first
             plan = None
         else:
@@ -441,8 +437,7 @@ class ControlLoop:
                     # sync runs Ta actions, then holds the last one while the next chunk is computed.
                     preview = preview[: c.n_action_steps]
                 rec.outcome, rec.accepted, plan = self._gate(preview, rec.chunk_id)
-        if self.gate is not None:
-            self._track_delay(req, k)
+        self._track_delay(req)
         if rec.outcome != "gate_hold":
             rec.installed_step = k
         if plan is None:
@@ -456,7 +451,7 @@ class ControlLoop:
         if c.mode == "sync":
             self._sync_exec_until = k + run
 
-    def _track_delay(self, req: _Request, k: int) -> None:
+    def _track_delay(self, req: _Request) -> None:
         """Feed the delay estimate with the chunk's latency (inference + the gate on the worker).
 
         Not the steps until it went in: counting a re-gate or a wait for the tick makes the RTC
@@ -469,7 +464,8 @@ class ControlLoop:
 
     def _regate(self, req: _Request, k: int, queued: QueuedChunk) -> None:
         """Gate `queued` again on the worker from the state now; it hands over once the gate is
-        likely done (its time, measured, in steps), never after the queued plan ends (no gap)."""
+        likely done (its last time, in steps), the robot holding its last action meanwhile if the
+        queued plan ends first."""
         assert self._executor is not None
         p = self._pregate_context(k)
         last = req.pregate.gate_s if req.pregate is not None and np.isfinite(req.pregate.gate_s) else 0.1
