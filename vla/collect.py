@@ -15,6 +15,7 @@ appearance and the expert), which is what makes the split over processes exact.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -35,7 +36,8 @@ class CollectConfig:
         seed: seed of the first attempt; attempt i uses ``seed + i``.
         keep_failures: also store episodes the expert failed (``info["success"]`` says which).
         max_attempts: give up after this many attempts (default ``2 * n_episodes + 10``).
-        overwrite: replace an existing store at ``out``.
+        overwrite: replace an existing store at ``out``, atomically: the new store is written beside
+            it and swapped in once complete (an interrupted run leaves the old one intact).
         video_episodes: write an mp4 of the first this-many stored episodes to ``video_path``.
         video_path: default ``<out without .zarr>.mp4``.
         env_overrides: fields of the task's config dataclass (image size, cameras, randomization, ...).
@@ -288,6 +290,7 @@ def collect(cfg: CollectConfig) -> CollectResult:
 
     import sim
     from vla.data import DatasetMeta, ReplayBuffer
+    from vla.data.staging import staged_output
 
     # Built in the main process with workers too: validates env_overrides before any worker starts and
     # gives the dataset metadata; it only renders when workers == 1 (renderers are created lazily).
@@ -307,58 +310,64 @@ def collect(cfg: CollectConfig) -> CollectResult:
         keys={},
         extra={"task": cfg.task, "seed": cfg.seed, "source": "sim scripted expert", **cfg.extra_meta},
     )
-    rb = ReplayBuffer.create(cfg.out, meta, overwrite=cfg.overwrite)
-    max_attempts = cfg.max_attempts or 2 * cfg.n_episodes + 10
-    video_path = Path(cfg.video_path) if cfg.video_path else Path(cfg.out).with_suffix(".mp4")
-    video: list[np.ndarray] = []
-    n_saved = n_success = attempts = submitted = 0
-    # Two per worker keeps every worker busy while the main process writes the previous episode.
-    window = 1 if cfg.workers == 1 else 2 * cfg.workers
-    t0 = time.perf_counter()
-    bar = tqdm(total=cfg.n_episodes, desc=f"collect {cfg.task}", unit="ep", disable=not cfg.progress)
-    runner: _Runner | None = None
-    try:
-        if cfg.workers == 1:
-            runner = _SerialRunner(env, sim.make_expert(env), cfg.action_noise)
-        else:
-            runner = _PoolRunner(cfg.task, cfg.env_overrides, cfg.workers, noise=cfg.action_noise)
-        while n_saved < cfg.n_episodes:
-            # Never more in flight than episodes still needed: if they all succeed we are done, so no
-            # attempt runs that one worker would not have run (same n_attempts, never > n_episodes).
-            while (
-                runner.in_flight < window
-                and submitted < max_attempts
-                and n_saved + runner.in_flight < cfg.n_episodes
-            ):
-                # Frames for every attempt that may become one of the first `video_episodes` stored.
-                runner.submit(cfg.seed + submitted, want_video=n_saved < cfg.video_episodes)
-                submitted += 1
-            if runner.in_flight == 0:
-                raise RuntimeError(
-                    f"collect({cfg.task}): only {n_saved}/{cfg.n_episodes} episodes after {attempts} attempts "
-                    f"(expert success {n_success}/{attempts}); raise max_attempts or set keep_failures"
-                )
-            ep = runner.next()
-            attempts += 1
-            n_success += ep.success
-            if ep.success or cfg.keep_failures:
-                info = {
-                    "task": cfg.task,
-                    "seed": ep.seed,
-                    "success": ep.success,
-                    "length": len(ep.data["action"]),
-                }
-                rb.add_episode(ep.data, instruction=ep.instruction, info=info)
-                if n_saved < cfg.video_episodes and ep.video is not None:
-                    video.extend(ep.video)  # only stored episodes go in the video
-                n_saved += 1
-                bar.update(1)
-            bar.set_postfix(success=f"{n_success}/{attempts}")
-    finally:
-        bar.close()
-        if runner is not None:
-            runner.close()
-        env.close()
+    with contextlib.ExitStack() as stack:
+        target = Path(cfg.out)
+        if cfg.overwrite and target.exists():
+            # Write the new store beside the old one and swap them only once it is complete: an
+            # interrupted overwrite (Ctrl-C, SIGKILL, an error) leaves the old store as it was.
+            target = stack.enter_context(staged_output(target, overwrite=True))
+        rb = ReplayBuffer.create(target, meta, overwrite=False)
+        max_attempts = cfg.max_attempts or 2 * cfg.n_episodes + 10
+        video_path = Path(cfg.video_path) if cfg.video_path else Path(cfg.out).with_suffix(".mp4")
+        video: list[np.ndarray] = []
+        n_saved = n_success = attempts = submitted = 0
+        # Two per worker keeps every worker busy while the main process writes the previous episode.
+        window = 1 if cfg.workers == 1 else 2 * cfg.workers
+        t0 = time.perf_counter()
+        bar = tqdm(total=cfg.n_episodes, desc=f"collect {cfg.task}", unit="ep", disable=not cfg.progress)
+        runner: _Runner | None = None
+        try:
+            if cfg.workers == 1:
+                runner = _SerialRunner(env, sim.make_expert(env), cfg.action_noise)
+            else:
+                runner = _PoolRunner(cfg.task, cfg.env_overrides, cfg.workers, noise=cfg.action_noise)
+            while n_saved < cfg.n_episodes:
+                # Never more in flight than episodes still needed: if they all succeed we are done, so no
+                # attempt runs that one worker would not have run (same n_attempts, never > n_episodes).
+                while (
+                    runner.in_flight < window
+                    and submitted < max_attempts
+                    and n_saved + runner.in_flight < cfg.n_episodes
+                ):
+                    # Frames for every attempt that may become one of the first `video_episodes` stored.
+                    runner.submit(cfg.seed + submitted, want_video=n_saved < cfg.video_episodes)
+                    submitted += 1
+                if runner.in_flight == 0:
+                    raise RuntimeError(
+                        f"collect({cfg.task}): only {n_saved}/{cfg.n_episodes} episodes after {attempts} attempts "
+                        f"(expert success {n_success}/{attempts}); raise max_attempts or set keep_failures"
+                    )
+                ep = runner.next()
+                attempts += 1
+                n_success += ep.success
+                if ep.success or cfg.keep_failures:
+                    info = {
+                        "task": cfg.task,
+                        "seed": ep.seed,
+                        "success": ep.success,
+                        "length": len(ep.data["action"]),
+                    }
+                    rb.add_episode(ep.data, instruction=ep.instruction, info=info)
+                    if n_saved < cfg.video_episodes and ep.video is not None:
+                        video.extend(ep.video)  # only stored episodes go in the video
+                    n_saved += 1
+                    bar.update(1)
+                bar.set_postfix(success=f"{n_success}/{attempts}")
+        finally:
+            bar.close()
+            if runner is not None:
+                runner.close()
+            env.close()
     seconds = time.perf_counter() - t0
     written = None
     if video:

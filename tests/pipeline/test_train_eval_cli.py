@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -26,8 +27,8 @@ def test_debug_training_writes_checkpoint(debug_runs: dict[str, Path], policy: s
     saved = OmegaConf.load(run / "config.yaml")  # the resolved config
     assert saved.policy.name == policy and saved.train.steps == 4
     summary = json.loads((run / "train_summary.json").read_text())
-    assert summary["token_source"] == "precomputed" or summary["token_source"] == "on_the_fly"
-    assert summary["step"] == 4 and summary["last_loss"] == summary["last_loss"]  # finite
+    assert summary["token_source"] == "on_the_fly"  # the tiny dataset has no cached embeddings
+    assert summary["step"] == 4 and math.isfinite(summary["last_loss"]) and summary["last_loss"] > 0
 
 
 def test_resume_continues_a_run(tmp_path: Path, tiny_dataset: Path, tiny_encoder_dir: Path) -> None:

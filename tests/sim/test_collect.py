@@ -60,3 +60,58 @@ def test_vla_collect_cli(tmp_path: Path) -> None:
     rb = ReplayBuffer.open(out)
     assert rb.n_episodes == 1 and rb.episode(0)["image_wrist"].shape[1:] == (24, 24, 3)
     assert (tmp_path / "cli.collect.yaml").is_file()
+
+
+def _collect_cli(out: Path, *overrides: str) -> list[str]:
+    return [
+        sys.executable, "-m", "vla.cli.collect", "task=push_cube", f"out={out}",
+        "task.env.image_size=24", "video_episodes=0", "progress=false", *overrides,
+    ]  # fmt: skip
+
+
+def test_overwrite_is_atomic_under_sigkill_and_replaces_when_complete(tmp_path: Path) -> None:
+    """SIGKILL during `overwrite=true` keeps the old store whole; a completed overwrite replaces it
+    and leaves no staging folders behind."""
+    import signal
+    import time
+
+    out = tmp_path / "demos.zarr"
+    cfg = CollectConfig(
+        task="push_cube", n_episodes=1, out=str(out), seed=5, env_overrides={"image_size": 24},
+        video_episodes=0, progress=False,
+    )  # fmt: skip
+    collect(cfg)
+    old = ReplayBuffer.open(out)
+    old_actions = old.episode(0)["action"].copy()
+
+    proc = subprocess.Popen(
+        _collect_cli(out, "n_episodes=200", "seed=9", "overwrite=true"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy(), cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        # Kill once the new store is being written (its staging folder holds an episode's data).
+        while time.monotonic() < deadline and proc.poll() is None:
+            staged = list(tmp_path.glob(".demos.zarr.tmp-*"))
+            if staged and any(staged[0].rglob("action/*")):
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "the collect run ended before it could be killed"
+        assert staged, "no staging folder: the overwrite did not write beside the old store"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    kept = ReplayBuffer.open(out)
+    assert kept.n_episodes == 1 and kept.episode_info(0)["seed"] == 5
+    np.testing.assert_array_equal(kept.episode(0)["action"], old_actions)
+
+    res = subprocess.run(
+        _collect_cli(out, "n_episodes=1", "seed=11", "overwrite=true"),
+        capture_output=True, text=True, env=os.environ.copy(), timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    new = ReplayBuffer.open(out)
+    assert new.n_episodes == 1 and new.episode_info(0)["seed"] == 11
+    assert not list(tmp_path.glob(".demos.zarr.old-*"))

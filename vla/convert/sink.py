@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from vla.convert.errors import ConvertError
-from vla.convert.output import check_destination, staged_output
 from vla.data import DatasetMeta, ReplayBuffer
+from vla.data.staging import check_destination, staged_output
 
 
 class EpisodeSink:

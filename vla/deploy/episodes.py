@@ -3,11 +3,13 @@
 `EpisodeRunner` is a plain node in the `vla-deploy` process (it never touches a simulator):
 
 1. publish an empty instruction: the policy node holds ("empty instruction") and drops any plan;
-2. ask the robot process for a reset with the episode's seed (re-sent until carried out);
+2. ask the robot process for a reset with the episode's seed (re-sent until carried out), then
+   release the e-stop input (acknowledges an e-stop the gate requested in the last episode);
 3. once the new episode runs, publish its instruction (the one the simulator sampled);
 4. wait until the simulated robot reports `done` (success judged from simulator state, or the
-   task's `max_steps` reached) or a wall-clock timeout; record success, length, missed periods,
-   gate activity and chunk latency from the policy node's status topic.
+   task's `max_steps` reached), the policy node requests an e-stop, or a wall-clock timeout; record
+   success, length, missed periods, gate activity and chunk latency from the policy node's status
+   topic.
 
 Each episode becomes a `vla.evaluation.EpisodeRecord`, summarized exactly like `vla-eval`'s.
 """
@@ -95,9 +97,7 @@ class EpisodeRunner(Node):
     def run_episode(
         self, index: int, seed: int, timeout_s: float, setup_timeout_s: float = 30.0
     ) -> EpisodeRecord:
-        # 1. hold (an e-stop the gate requested in the last episode is acknowledged, as an operator
-        #    would before the next one: the e-stop input released)
-        self._estop_pub.publish(Bool(data=False))
+        # 1. hold
         self._instruct_until(
             "",
             lambda st: st is not None and st.get("instruction") == "" and st.get("state") == "holding",
@@ -130,6 +130,10 @@ class EpisodeRunner(Node):
         ep = self.episode()
         assert ep is not None
         instruction = ep["instruction"]
+        # An e-stop the gate requested in the last episode is acknowledged now that the scene is
+        # reset, as an operator would (the e-stop input released): before the reset the arm may
+        # still be where no stop was certifiable, and the node's next hold would request it again.
+        self._estop_pub.publish(Bool(data=False))
         with self._lock:
             self._statuses = []
         t0 = time.monotonic()
@@ -141,13 +145,18 @@ class EpisodeRunner(Node):
             f"the policy node to take the instruction {instruction!r}",
         )
         # 4. judge (done = success or max_steps, from the simulator's state)
+        # An e-stop the gate requested ends the episode too: the robot holds until an operator
+        # releases it, which the next episode's setup does.
         timed_out = False
+
+        def over() -> bool:
+            e, st = self.episode(), self.policy_status()
+            if st is not None and st.get("estop_requested") and st.get("instruction") == instruction:
+                return True
+            return e is not None and e["episode"] == ep["episode"] and e["done"]
+
         try:
-            wait_until(
-                lambda: (e := self.episode()) is not None and e["episode"] == ep["episode"] and e["done"],
-                timeout_s,
-                interval_s=0.02,
-            )
+            wait_until(over, timeout_s, interval_s=0.02)
         except TimeoutError:
             timed_out = True
         wall = time.monotonic() - t0

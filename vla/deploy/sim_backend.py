@@ -11,7 +11,9 @@ Episodes: `request_reset(seed)` (from any thread) is carried out at the next `st
 node's thread: the env is reset with that seed (layout, colours, instruction as `vla-eval` would
 get for the same seed) and the world is *paused* until the controller's command has been brought
 to the new joint positions (the companion node publishes a time-0 trajectory to the reset pose,
-see `vla.deploy.sim_node`), so the stale command of the previous episode never moves the arm.
+see `vla.deploy.sim_node`), so the stale command of the previous episode never moves the arm;
+then the arm holds the reset pose, and the episode's steps count from the policy's first command
+away from it (vla-eval's clock also starts after the first chunk is computed).
 Success is judged from simulator state after every physics tick (`task.is_success()`), like
 `TabletopEnv.step`, and latched for the episode.
 """
@@ -80,6 +82,9 @@ class EpisodeStatus:
     steps: control periods elapsed in the episode (simulated time x control rate).
     done: success with `terminate_on_success`, or `max_steps` reached (the env's own rule).
     paused: the world waits for the controller to reach the reset pose (no physics yet).
+    started: the policy has commanded a move away from the reset pose: `steps` counts from then
+        on, like vla-eval's (whose first chunk is computed before step 0). `sim_time` counts from
+        the reset.
     request: id of the last reset request carried out (-1: none).
     """
 
@@ -93,6 +98,7 @@ class EpisodeStatus:
     sim_time: float
     done: bool
     paused: bool
+    started: bool
     request: int
 
     def as_dict(self) -> dict[str, Any]:
@@ -182,7 +188,13 @@ class SimRobotBackend:
                 # Resume once the controller commands the reset pose (a stale target never acts).
                 if np.max(np.abs(self._last_command - self._reset_q)) < _RESYNC_TOL:
                     self._paused = False
-            else:
+            elif not self._started and np.max(np.abs(self._last_command - self._reset_q)) >= _RESYNC_TOL:
+                # Episode steps count from the policy's first command away from the reset pose, as
+                # vla-eval's do (its first chunk is computed before step 0): the instruction's round
+                # trip and the first inference are not episode time (the arm holds the reset pose).
+                self._started = True
+                self._start_time = self._time
+            if not self._paused:
                 mujoco.mj_step(self.env.model, self.env.data, nstep=n)
                 self._time += n * self._timestep
                 if not self._success and self.env.task.is_success():
@@ -222,6 +234,8 @@ class SimRobotBackend:
         self._reset_q[6] = 0.0  # the gripper command of the reset (open)
         self._last_command = self._reset_q.copy()
         self._paused = self._episode > 0  # the first episode starts with the node's own command
+        self._started = False
+        self._start_time = 0.0
         return self._reset_q.copy()
 
     @property
@@ -240,9 +254,12 @@ class SimRobotBackend:
 
     def status(self) -> EpisodeStatus:
         with self.lock:
-            steps = round((self._success_time if self._success else self._time) / self._period)
+            end = self._success_time if self._success else self._time
+            steps = round((end - self._start_time) / self._period) if self._started else 0
             max_steps = self.env.cfg.max_steps
-            done = (self._success and self.env.cfg.terminate_on_success) or steps >= max_steps
+            # A policy that never moves (a gate that holds from the start) ends at max_steps too.
+            waited = round(self._time / self._period) if not self._started else 0
+            done = (self._success and self.env.cfg.terminate_on_success) or max(steps, waited) >= max_steps
             return EpisodeStatus(
                 episode=self._episode,
                 seed=self._seed,
@@ -254,6 +271,7 @@ class SimRobotBackend:
                 sim_time=self._time,
                 done=bool(done),
                 paused=self._paused,
+                started=self._started,
                 request=self._request,
             )
 

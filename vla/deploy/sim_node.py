@@ -60,7 +60,8 @@ class SimWorldNode(Node):
         self._joint_names = list(joint_names)
         self._period = 1.0 / rate_hz
         self._next = 0.0
-        self._last_episode = -1
+        self._last_phase: tuple[int, bool, bool] | None = None
+        self._last_publish = 0.0
         self._reset_q: np.ndarray | None = None
         self._last_resync = 0.0
         self._state_pub = self.create_publisher(Float64MultiArray, topics.world_state, _QOS)
@@ -98,12 +99,21 @@ class SimWorldNode(Node):
             # reset pose: say it again until the controller is there and the world runs.
             self._publish_reset_pose()
         episode, seed, t, state = backend.world_state()
-        if episode == self._last_episode and t + 1e-9 < self._next:
+        status = backend.status()
+        # Simulated time stands still until the episode starts (paused, or waiting for the first
+        # command): then a change of phase is news, and the world is re-published at the rate in
+        # wall time so the policy process's replica (and the gate reading it) stays fresh.
+        phase = (episode, status.paused, status.started)
+        frozen = status.paused or not status.started
+        now = time.monotonic()
+        due = t + 1e-9 >= self._next or (frozen and now - self._last_publish >= self._period)
+        if phase == self._last_phase and not due:
             return
-        self._last_episode = episode
+        self._last_phase = phase
+        self._last_publish = now
         self._next = t + self._period
         self._state_pub.publish(world_state_to_msg(episode, seed, t, state))
-        self._episode_pub.publish(json_msg(backend.status().as_dict()))
+        self._episode_pub.publish(json_msg(status.as_dict()))
 
 
 class BackgroundExecutor:

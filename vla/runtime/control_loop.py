@@ -473,6 +473,11 @@ class ControlLoop:
         # The chunk takes over once the gate is likely done; if the queued plan ends before that,
         # the robot holds its last action meanwhile (`_future` plans exactly that).
         p.start = max(queued.start, k + d)
+        if p.start >= queued.end:
+            # Nothing of the chunk would be left by the time the gate is done: it is stale.
+            self._track_delay(req)
+            req.record.outcome = "stale"
+            return
         queued = QueuedChunk(queued.chunk_id, queued.offset, queued.actions, p.start, queued.end)
         req.pregate = p
         req.regates += 1
