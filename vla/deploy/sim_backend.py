@@ -258,8 +258,8 @@ class SimRobotBackend:
             steps = round((end - self._start_time) / self._period) if self._started else 0
             max_steps = self.env.cfg.max_steps
             # A policy that never moves (a gate that holds from the start) ends at max_steps too.
-            waited = round(self._time / self._period) if not self._started else 0
-            done = (self._success and self.env.cfg.terminate_on_success) or max(steps, waited) >= max_steps
+            elapsed = steps if self._started else round(self._time / self._period)
+            done = (self._success and self.env.cfg.terminate_on_success) or elapsed >= max_steps
             return EpisodeStatus(
                 episode=self._episode,
                 seed=self._seed,

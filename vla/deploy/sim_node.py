@@ -100,13 +100,12 @@ class SimWorldNode(Node):
             self._publish_reset_pose()
         episode, seed, t, state = backend.world_state()
         status = backend.status()
-        # Simulated time stands still until the episode starts (paused, or waiting for the first
-        # command): then a change of phase is news, and the world is re-published at the rate in
-        # wall time so the policy process's replica (and the gate reading it) stays fresh.
+        # Simulated time stands still while paused after a reset: a change of phase is news, and
+        # the world is re-published at the rate in wall time so the policy process's replica (and
+        # the gate reading it) stays fresh.
         phase = (episode, status.paused, status.started)
-        frozen = status.paused or not status.started
         now = time.monotonic()
-        due = t + 1e-9 >= self._next or (frozen and now - self._last_publish >= self._period)
+        due = t + 1e-9 >= self._next or (status.paused and now - self._last_publish >= self._period)
         if phase == self._last_phase and not due:
             return
         self._last_phase = phase
