@@ -45,6 +45,11 @@ def _lookup(name: str) -> tuple[type[Task], type[WaypointExpert]]:
     return _TASKS[name]
 
 
+class UnknownFieldError(TypeError, ValueError):
+    """A task-config override that names no field (a TypeError like a bad keyword, and a ValueError
+    for callers that treat bad configuration values as input errors)."""
+
+
 def task_config(name: str, **overrides: Any) -> TaskConfig:
     """The task's default config with ``overrides`` applied (lists become tuples for tuple fields)."""
     task_cls, _ = _lookup(name)
@@ -52,7 +57,7 @@ def task_config(name: str, **overrides: Any) -> TaskConfig:
     valid = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(overrides) - set(valid))
     if unknown:
-        raise TypeError(
+        raise UnknownFieldError(
             f"{cls.__name__} ({name}): unknown override(s) {unknown}; valid fields: {sorted(valid)}"
         )
     fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}

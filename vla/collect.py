@@ -36,6 +36,9 @@ class CollectConfig:
         seed: seed of the first attempt; attempt i uses ``seed + i``.
         keep_failures: also store episodes the expert failed (``info["success"]`` says which).
         max_attempts: give up after this many attempts (default ``2 * n_episodes + 10``).
+        resume: continue an interrupted collection into the existing store at ``out`` (same task,
+            seed and cameras): stored episodes are kept and attempts go on after the last stored
+            episode's seed, so the result equals an uninterrupted run.
         overwrite: replace an existing store at ``out``, atomically: the new store is written beside
             it and swapped in once complete (an interrupted run leaves the old one intact).
         video_episodes: write an mp4 of the first this-many stored episodes to ``video_path``.
@@ -55,6 +58,7 @@ class CollectConfig:
     keep_failures: bool = False
     max_attempts: int | None = None
     overwrite: bool = False
+    resume: bool = False
     video_episodes: int = 0
     video_path: str | None = None
     env_overrides: dict[str, Any] = field(default_factory=dict)
@@ -69,6 +73,10 @@ class CollectConfig:
         if self.max_attempts is not None and self.max_attempts < self.n_episodes:
             raise ValueError(
                 f"CollectConfig.max_attempts ({self.max_attempts}) must be >= n_episodes ({self.n_episodes})"
+            )
+        if self.resume and self.overwrite:
+            raise ValueError(
+                "CollectConfig: resume=true continues the store, overwrite=true replaces it; pick one"
             )
         if self.video_episodes < 0:
             raise ValueError(f"CollectConfig.video_episodes must be >= 0, got {self.video_episodes}")
@@ -284,13 +292,40 @@ class _PoolRunner:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _resume_point(rb: Any, cfg: CollectConfig, meta: Any) -> tuple[int, int]:
+    """(episodes stored, attempts made) of a store being resumed; refuses a store of other settings."""
+    have = rb.meta.extra or {}
+    diffs = [
+        f"{k} {have.get(k)!r} != {v!r}"
+        for k, v in (("task", cfg.task), ("seed", cfg.seed))
+        if have.get(k) != v
+    ]
+    if list(rb.meta.camera_names) != list(meta.camera_names):
+        diffs.append(f"cameras {rb.meta.camera_names} != {meta.camera_names}")
+    if float(rb.meta.fps) != float(meta.fps):
+        diffs.append(f"fps {rb.meta.fps:g} != {meta.fps:g}")
+    if diffs:
+        raise ValueError(
+            f"{rb.path}: resume=true needs the settings the store was collected with ({'; '.join(diffs)}); "
+            "use another out= or overwrite=true"
+        )
+    n = rb.n_episodes
+    if n >= cfg.n_episodes:
+        raise ValueError(
+            f"{rb.path}: already holds {n} episodes >= n_episodes={cfg.n_episodes}; raise n_episodes to add more"
+        )
+    # Attempts depend on their seed alone: going on after the last stored seed re-runs at most the
+    # failed attempts between it and the interrupt, which fail again the same way.
+    last = int(rb.episode_info(n - 1)["seed"]) if n else cfg.seed - 1
+    return n, last + 1 - cfg.seed
+
+
 def collect(cfg: CollectConfig) -> CollectResult:
     """Collect ``cfg.n_episodes`` expert episodes into a new zarr store (see module docstring)."""
-    from tqdm import tqdm
-
     import sim
     from vla.data import DatasetMeta, ReplayBuffer
     from vla.data.staging import staged_output
+    from vla.progress import progress_bar
 
     # Built in the main process with workers too: validates env_overrides before any worker starts and
     # gives the dataset metadata; it only renders when workers == 1 (renderers are created lazily).
@@ -316,15 +351,27 @@ def collect(cfg: CollectConfig) -> CollectResult:
             # Write the new store beside the old one and swap them only once it is complete: an
             # interrupted overwrite (Ctrl-C, SIGKILL, an error) leaves the old store as it was.
             target = stack.enter_context(staged_output(target, overwrite=True))
-        rb = ReplayBuffer.create(target, meta, overwrite=False)
+        if cfg.resume and target.exists():
+            rb = ReplayBuffer.open(target, mode="a")
+            n_saved, submitted = _resume_point(rb, cfg, meta)
+            n_success = sum(bool(rb.episode_info(i).get("success", True)) for i in range(n_saved))
+            attempts = submitted
+        else:
+            rb = ReplayBuffer.create(target, meta, overwrite=False)
+            n_saved = n_success = attempts = submitted = 0
         max_attempts = cfg.max_attempts or 2 * cfg.n_episodes + 10
         video_path = Path(cfg.video_path) if cfg.video_path else Path(cfg.out).with_suffix(".mp4")
         video: list[np.ndarray] = []
-        n_saved = n_success = attempts = submitted = 0
         # Two per worker keeps every worker busy while the main process writes the previous episode.
         window = 1 if cfg.workers == 1 else 2 * cfg.workers
         t0 = time.perf_counter()
-        bar = tqdm(total=cfg.n_episodes, desc=f"collect {cfg.task}", unit="ep", disable=not cfg.progress)
+        bar = progress_bar(
+            total=cfg.n_episodes,
+            initial=n_saved,
+            desc=f"collect {cfg.task}",
+            unit="ep",
+            disable=not cfg.progress,
+        )
         runner: _Runner | None = None
         try:
             if cfg.workers == 1:

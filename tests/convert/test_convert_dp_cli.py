@@ -109,7 +109,7 @@ def test_cli_other_formats_and_help(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert ReplayBuffer.open(tmp_path / "a.zarr").instructions == ["fold"]
     r = _cli("--help", cwd=tmp_path)
-    assert r.returncode == 0 and "convert: aloha_hdf5, dp_pusht, lerobot_v3, ur5e_rosbag" in r.stdout
+    assert r.returncode == 0 and "aloha_hdf5 | dp_pusht | lerobot_v3 | ur5e_rosbag" in r.stdout
     assert "--dry-run" in r.stdout
     r = _cli(cwd=tmp_path)
     assert r.returncode == 2 and "src=<source> and out=<store.zarr> are required" in r.stderr

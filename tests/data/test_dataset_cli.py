@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from vla.cli.dataset import main as dataset_cli
@@ -57,3 +60,61 @@ def test_console_script_runs(small_store: tuple[Path, list[dict]]) -> None:
     r = subprocess.run([*cmd, "validate", "--quick", str(path)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "OK:" in r.stdout
+
+
+def _read_only_message(path: Path) -> str:
+    """The whole of stderr: one line (the prefix before `error:` is the CLI's)."""
+    return (
+        rf"^(vla-dataset: )?error: {re.escape(str(path))}: cannot write stats/ \(read-only: .*\); copy the store to writable storage "
+        r"and run `vla-dataset stats` on the copy \(training computes its statistics without writing them\)\n$"
+    )
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root ignores file modes")
+def test_stats_on_read_only_store_is_one_line(small_store: tuple[Path, list[dict]], tmp_path, capsys) -> None:
+    import shutil
+
+    path, _ = small_store
+    ro = tmp_path / "read_only.zarr"
+    shutil.copytree(path, ro)
+    modes = {p: p.stat().st_mode for p in [ro, *ro.rglob("*")]}
+    for p, m in modes.items():
+        p.chmod(m & ~0o222)
+    try:
+        assert dataset_cli(["stats", str(ro)]) == 2
+        err = capsys.readouterr().err
+        assert re.match(_read_only_message(ro), err), err
+    finally:
+        for p, m in modes.items():
+            p.chmod(m)
+
+
+def test_stats_on_read_only_file_system_is_one_line(
+    small_store: tuple[Path, list[dict]], monkeypatch, capsys
+) -> None:
+    """The same refusal where the file system refuses writes (EROFS), also when running as root."""
+    import errno
+
+    import zarr
+
+    path, _ = small_store
+
+    async def refuse(self, key, value):
+        raise OSError(errno.EROFS, "Read-only file system", f"{self.root}/{key}")
+
+    monkeypatch.setattr(zarr.storage.LocalStore, "set", refuse)
+    assert dataset_cli(["stats", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert re.match(_read_only_message(path), err), err
+
+
+def test_stats_on_non_finite_values_is_one_line(small_store: tuple[Path, list[dict]], capsys) -> None:
+    import zarr
+
+    path, _ = small_store
+    zarr.open_array(str(path / "data/action"), mode="r+")[7, 2] = np.nan
+    assert dataset_cli(["stats", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {path}/data/action: non-finite value (nan) at frame 7 (step 2 of episode 1)" in err
+    assert err.count("\n") == 1
+    assert not (path / "stats").exists()

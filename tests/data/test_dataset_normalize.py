@@ -108,3 +108,30 @@ def test_stats_stored_in_the_dataset(small_store: tuple[Path, list[dict]]) -> No
     ):
         ReplayBuffer.open(path).load_stats()
     assert sorted(ReplayBuffer.open(path).load_stats(allow_stale=True)) == ["action", "state"]
+
+
+def test_statistics_refuse_non_finite_values(small_store: tuple[Path, list[dict]]) -> None:
+    import zarr
+
+    path, _ = small_store
+    zarr.open_array(str(path / "data/qvel"), mode="r+")[3, 5] = np.inf  # episode 0, step 3
+    rb = ReplayBuffer.open(path)
+    assert sorted(compute_stats(rb, keys=["state", "action"])) == ["action", "state"]
+    with pytest.raises(
+        DatasetError,
+        match=r"small\.zarr/data/qvel: non-finite value \(inf\) at frame 3 \(step 3 of episode 0\)",
+    ):
+        compute_stats(rb)
+    assert sorted(compute_stats(rb, keys=["qvel"], episodes=[1, 2])) == ["qvel"]  # episode 0 left out
+
+
+def test_unreadable_stats_metadata_is_named(small_store: tuple[Path, list[dict]]) -> None:
+    path, _ = small_store
+    rb = ReplayBuffer.open(path, mode="a")
+    rb.save_stats(compute_stats(rb, keys=["state"]))
+    (path / "stats/zarr.json").write_text("{")
+    with pytest.raises(DatasetError, match=r"small\.zarr/stats/zarr\.json: unreadable zarr metadata"):
+        ReplayBuffer.open(path).load_stats()
+    # Saving again replaces the unreadable group (statistics are derived data).
+    ReplayBuffer.open(path, mode="a").save_stats(compute_stats(rb, keys=["state"]))
+    assert sorted(ReplayBuffer.open(path).load_stats()) == ["state"]

@@ -157,3 +157,93 @@ def test_validate_cli_ok_and_quick(small_store: tuple[Path, list[dict]], capsys)
     assert dataset_cli(["validate", str(path)]) == 1
     assert dataset_cli(["validate", str(path / "nope")]) == 2
     assert "not a zarr store" in capsys.readouterr().err
+
+
+def test_non_finite_values_are_named_with_frame_and_episode(
+    small_store: tuple[Path, list[dict]], capsys
+) -> None:
+    path, _ = small_store
+    zarr.open_array(str(path / "data/action"), mode="r+")[7, 2] = np.nan  # episode 1 (frames 5..13), step 2
+    state = zarr.open_array(str(path / "data/state"), mode="r+")
+    state[15, 0] = np.inf  # episode 2 (frames 14..17), step 1
+    state[16, 1] = -np.inf
+    lay = validate_store(path)
+    msgs = sorted(str(p) for p in lay.problems)
+    assert msgs == [
+        f"{path}/data/action: values: non-finite value (nan) at frame 7 (step 2 of episode 1); 1 frame(s) "
+        "affected; floats must be finite (docs/dataset_format.md) [episode 1]",
+        f"{path}/data/state: values: non-finite value (inf) at frame 15 (step 1 of episode 2); 2 frame(s) "
+        "affected; floats must be finite (docs/dataset_format.md) [episode 2]",
+    ]
+    assert dataset_cli(["validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "data/action: values: non-finite value (nan) at frame 7" in out and "INVALID: 2 problem(s)" in out
+    # Readers refuse the values too (training windows, statistics), naming array, frame and episode.
+    rb = ReplayBuffer.open(path)
+    np.testing.assert_array_equal(rb.episode(0)["action"].shape, (5, 7))  # other episodes still read
+    with pytest.raises(
+        DatasetError, match=r"data/action: non-finite value \(nan\) at frame 7 \(step 2 of episode 1\)"
+    ):
+        rb.episode(1)
+    ds = SequenceDataset(rb, ["state"], n_obs_steps=1, horizon=2)
+    with pytest.raises(DatasetError, match=r"data/state: non-finite value \(inf\) at frame 15"):
+        ds[15]
+    assert np.isnan(rb.read("action", 7, 8, check_finite=False)[0, 2])  # explicit opt-out
+
+
+@pytest.mark.parametrize("node", ["data/state", "data", "meta", "meta/episode_ends"])
+def test_invalid_zarr_json_is_a_problem_naming_the_file(
+    small_store: tuple[Path, list[dict]], node: str, capsys
+) -> None:
+    path, _ = small_store
+    (path / node / "zarr.json").write_text('{"zarr_format": 3, "node_type": ')  # truncated JSON
+    lay = validate_store(path)
+    assert [str(p) for p in lay.problems] == [
+        f"{path}/{node}/zarr.json: metadata: unreadable zarr metadata (JSONDecodeError: "
+        "Expecting value: line 1 column 33 (char 32))"
+    ]
+    with pytest.raises(DatasetError, match=rf"{node}/zarr\.json: metadata: unreadable zarr metadata"):
+        ReplayBuffer.open(path)
+    assert dataset_cli(["validate", str(path)]) == 1
+    assert f"problem: {path}/{node}/zarr.json: metadata: unreadable" in capsys.readouterr().out
+
+
+def _embeddings(path: Path, name: str = "siglip-enc-0123456789abcdef") -> Path:
+    """An embeddings group as vla-embed writes it (3 arrays, chunks of 4 rows), without an encoder."""
+    g = zarr.open_group(str(path), mode="r+").require_group("embeddings").create_group(name)
+    g.attrs.update({"fingerprint": name, "complete": True})
+    rng = np.random.default_rng(0)
+    g.create_array("image_front", shape=(18, 2, 4), chunks=(4, 2, 4), dtype="float16")[:] = rng.normal(
+        size=(18, 2, 4)
+    )
+    g.create_array("text", shape=(3, 5, 4), chunks=(3, 5, 4), dtype="float16")[:] = 1.0
+    g.create_array("text_mask", shape=(3, 5), chunks=(3, 5), dtype="bool")[:] = False  # no chunk file
+    return path / "embeddings" / name
+
+
+def test_full_validation_reads_every_embeddings_chunk(small_store: tuple[Path, list[dict]]) -> None:
+    path, _ = small_store
+    gdir = _embeddings(path)
+    assert validate_store(path).ok  # chunks skipped for their fill value are not "missing"
+    (gdir / "image_front/c/2/0/0").write_bytes(b"garbage bytes")  # rows 8..11
+    lay = validate_store(path)
+    assert len(lay.problems) == 1, lay.problems
+    assert str(lay.problems[0]).startswith(
+        f"{gdir}/image_front/c/2/0/0: chunk: corrupt or truncated chunk, rows 8-11 ("
+    )
+    assert validate_store(path, deep=False).ok  # --quick: metadata only
+    ReplayBuffer.open(path).episode(1)  # the episodes themselves are intact
+
+    zarr.open_array(str(gdir / "text"), mode="r+")[1, 2, 3] = np.nan
+    assert f"{gdir}/text: values: non-finite value (nan) at row 1; 1 row(s) affected" in [
+        str(p) for p in validate_store(path).problems
+    ]
+
+    (gdir / "text" / "zarr.json").write_text("{oops")
+    (gdir / "zarr.json").write_text("")
+    lay = validate_store(path, deep=False)
+    assert [p.file for p in lay.problems] == [f"{gdir}/zarr.json"], lay.problems
+    ReplayBuffer.open(path).episode(2)  # an unreadable optional group does not block the episodes
+    (gdir / "zarr.json").unlink()
+    (gdir.parent / "zarr.json").write_text("[")
+    assert [p.file for p in validate_store(path).problems] == [f"{path}/embeddings/zarr.json"]

@@ -101,3 +101,20 @@ def test_simulated_world_is_the_checkpoints(tmp_path) -> None:
         _compose([f"checkpoint={ckpt}", "robot.image_size=64", "+env_overrides.n_distractors=0"])
     )
     assert d.image_size == 64 and d.env_overrides["n_distractors"] == 0
+
+
+def test_instruction_override_and_eval_seeds() -> None:
+    """`instruction=` replaces the sampled one in sim episodes and is the node's initial one on a
+    real robot; the default seeds are vla-eval's (100000...), not the demos' (0...)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from vla.paths import config_dir
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        eval_seed = hydra_compose(config_name="eval", overrides=["checkpoint=x"]).seed
+    d = to_deploy_config(_compose(["source=expert", "instruction=pick up the red cube"]))
+    assert d.instruction == "pick up the red cube" and d.policy.instruction == ""
+    assert d.seed == eval_seed == 100_000
+    d = to_deploy_config(_compose(["robot=ros", "checkpoint=runs/x", "instruction=pick up the red cube"]))
+    assert d.policy.instruction == "pick up the red cube"

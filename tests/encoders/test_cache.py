@@ -178,3 +178,160 @@ def test_read_error_in_io_thread_surfaces_and_leaves_group_incomplete(dataset, t
         precompute_embeddings(rb, enc, batch_size=4, prefetch=True)
     with pytest.raises(StaleEmbeddingsError, match="incomplete"):
         EmbeddingStore(rb, enc.fingerprint)
+
+
+def _copy_encoder(src, dst, perturb: bool = False):
+    """A copy of a saved checkpoint under another folder name; `perturb` changes one weight."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(src, dst)
+    if perturb:
+        f = dst / "model.safetensors"
+        tensors = load_file(f)
+        name = sorted(tensors)[0]
+        tensors[name] = tensors[name] + 1e-3
+        save_file(tensors, f, metadata={"format": "pt"})
+    return dst
+
+
+def test_renamed_copy_of_an_encoder_finds_its_embeddings(dataset, tiny_dirs, tmp_path) -> None:
+    from vla.encoders import fingerprint_identity, same_encoder
+
+    enc = build("siglip", tiny_dirs["siglip"])
+    rb = ReplayBuffer.open(dataset, mode="a")
+    fp = precompute_embeddings(rb, enc, batch_size=8)
+    copy = build("siglip", _copy_encoder(tiny_dirs["siglip"], tmp_path / "robot-copy_of.siglip"))
+    # The folder name is part of the readable string, not of the identity.
+    assert copy.fingerprint != fp and "robot-copy_of.siglip" in copy.fingerprint
+    assert fingerprint_identity(copy.fingerprint) == fingerprint_identity(fp)
+    # The checkpoint-style comparison (VLAPolicy.from_checkpoint) accepts the copy.
+    assert same_encoder(copy.fingerprint, fp) and same_encoder(fp, copy.fingerprint)
+
+    # The stored group is found under its original name; same tokens as through the original.
+    store = EmbeddingStore(ReplayBuffer.open(dataset, mode="r"), copy.fingerprint)
+    assert store.name == fp
+    frames = np.array([0, 7, 11])
+    original = EmbeddingStore(ReplayBuffer.open(dataset, mode="r"), fp).encoder_output(frames)
+    assert torch.equal(store.encoder_output(frames).tokens, original.tokens)
+    # And vla-embed with the copy reuses it: nothing is re-encoded, no second group.
+    calls: list[int] = []
+    copy.model.vision_model.register_forward_hook(lambda m, a, k: calls.append(1))
+    assert precompute_embeddings(rb, copy, batch_size=8) == fp
+    assert calls == []
+    assert sorted(rb.root["embeddings"].group_keys()) == [fp]
+
+    # Other weights in a folder of the same name are still refused.
+    other = build("siglip", _copy_encoder(tiny_dirs["siglip"], tmp_path / "w" / "siglip", perturb=True))
+    assert not same_encoder(other.fingerprint, fp)
+    assert fingerprint_identity(other.fingerprint) != fingerprint_identity(fp)
+    with pytest.raises(StaleEmbeddingsError, match="no embeddings for encoder fingerprint"):
+        EmbeddingStore(rb, other.fingerprint)
+
+
+def test_fingerprint_identity_of_foreign_strings() -> None:
+    from vla.encoders import fingerprint_identity, same_encoder
+
+    assert fingerprint_identity("siglip-my-model-0123456789abcdef") == "siglip-0123456789abcdef"
+    assert fingerprint_identity("not a fingerprint") == "not a fingerprint"
+    assert not same_encoder("siglip-a-0123456789abcdef", "clip-a-0123456789abcdef")
+    assert not same_encoder("siglip-a-0123456789abcdef", "siglip-a-0123456789abcdee")
+    assert not same_encoder(None, None) and not same_encoder("", "")
+
+
+def test_corrupt_embeddings_are_refused_naming_the_array(dataset, tiny_dirs) -> None:
+    enc = build("siglip", tiny_dirs["siglip"])
+    rb = ReplayBuffer.open(dataset, mode="a")
+    fp = precompute_embeddings(rb, enc, batch_size=4)
+    gdir = dataset / "embeddings" / fp
+    chunk = gdir / "image_front" / "c" / "1" / "0" / "0"  # frames 4..7
+    good = chunk.read_bytes()
+    chunk.write_bytes(b"garbage, not a zstd frame")
+
+    # vla-embed's up-to-date check reads every chunk: not "already up to date".
+    calls: list[int] = []
+    hook = enc.model.vision_model.register_forward_hook(lambda m, a, k: calls.append(1))
+    with pytest.raises(DatasetError, match=rf"embeddings/{fp}/image_front/c/1/0/0: chunk: .*overwrite=true"):
+        precompute_embeddings(rb, enc, batch_size=4)
+    assert calls == []
+    # Readers name the chunk file instead of a zstd error.
+    with pytest.raises(DatasetError, match=rf"embeddings/{fp}/image_front/c/1/0/0: chunk: corrupt"):
+        EmbeddingStore(ReplayBuffer.open(dataset), fp, in_memory=True)
+    store = EmbeddingStore(ReplayBuffer.open(dataset), fp)
+    store.image_tokens("front", [0, 1])  # other chunks still read
+    with pytest.raises(DatasetError, match=r"image_front/c/1/0/0"):
+        store.encoder_output([5])
+    # overwrite=true recomputes it.
+    hook.remove()
+    precompute_embeddings(rb, enc, batch_size=4, overwrite=True)
+    assert chunk.read_bytes() == good
+    EmbeddingStore(rb, fp).verify()
+
+    # Invalid JSON in an array's metadata: named, not a JSONDecodeError traceback.
+    (gdir / "text" / "zarr.json").write_text("{not json")
+    with pytest.raises(DatasetError, match=rf"embeddings/{fp}/text/zarr\.json: unreadable zarr metadata"):
+        precompute_embeddings(rb, enc, batch_size=4)
+    with pytest.raises(DatasetError, match=rf"embeddings/{fp}/text/zarr\.json"):
+        EmbeddingStore(rb, fp)
+    # ... and in the group's own metadata (attributes).
+    precompute_embeddings(rb, enc, batch_size=4, overwrite=True)
+    (gdir / "zarr.json").write_text("{not json")
+    with pytest.raises(DatasetError, match=rf"embeddings/{fp}/zarr\.json: unreadable zarr metadata"):
+        precompute_embeddings(rb, enc, batch_size=4)
+    with pytest.raises(DatasetError, match=rf"embeddings/{fp}/zarr\.json"):
+        EmbeddingStore(rb, fp)
+
+
+def test_non_finite_tokens_are_refused(dataset, tiny_dirs) -> None:
+    import zarr
+
+    enc = build("siglip", tiny_dirs["siglip"])
+    rb = ReplayBuffer.open(dataset, mode="a")
+    fp = precompute_embeddings(rb, enc, batch_size=4)
+    arr = zarr.open_array(str(dataset / "embeddings" / fp / "image_wrist"), mode="r+")
+    arr[6, 0, 3] = np.inf  # frame 6: episode 1 (frames 5..7)
+    with pytest.raises(DatasetError, match=r"image_wrist: values: non-finite value \(inf\) at row 6"):
+        precompute_embeddings(rb, enc, batch_size=4)
+    store = EmbeddingStore(rb, fp)
+    with pytest.raises(DatasetError, match=r"image_wrist: non-finite token \(inf\) at frame 6 \(episode 1\)"):
+        store.image_tokens("wrist", [2, 6])
+
+    # Tokens that overflow float16 are refused when written, not stored as inf.
+    encode_images = enc.encode_images
+
+    def huge(images):
+        out = encode_images(images)
+        return type(out)(out.tokens * 1e6, out.mask, out.segments)
+
+    enc.encode_images = huge
+    with pytest.raises(DatasetError, match=r"non-finite token \(.*inf\) at frame 0 .*use dtype=float32"):
+        precompute_embeddings(rb, enc, batch_size=4, overwrite=True)
+
+
+def test_training_data_refuses_damaged_stores_up_front(dataset, tiny_dirs) -> None:
+    import zarr
+
+    from vla.pipeline.train_data import DataSpec, build_train_data
+
+    enc = build("siglip", tiny_dirs["siglip"])
+    rb = ReplayBuffer.open(dataset, mode="a")
+    fp = precompute_embeddings(rb, enc, batch_size=4)
+    spec = DataSpec(dataset=str(dataset), n_obs_steps=1, horizon=2)
+    assert build_train_data(spec, enc).token_source == "precomputed"
+
+    # A bad embeddings chunk: one line naming the chunk, not a zstd error or a silent fallback.
+    text_chunk = dataset / "embeddings" / fp / "text" / "c" / "0" / "0" / "0"
+    good = text_chunk.read_bytes()
+    text_chunk.write_bytes(b"\x00" * 7)
+    with pytest.raises(DatasetError, match=rf"embeddings/{fp}/text/c/0/0/0: chunk: corrupt"):
+        build_train_data(spec, enc)
+    text_chunk.write_bytes(good)
+
+    # NaN in the actions: refused when the statistics are computed, naming array, frame and episode
+    # (was: "non-finite loss at step 0" / statistics "must be JSON-serialisable").
+    zarr.open_array(str(dataset / "data" / "action"), mode="r+")[9, 4] = np.nan  # episode 2 (frames 8..11)
+    with pytest.raises(
+        DatasetError, match=r"data/action: non-finite value \(nan\) at frame 9 \(step 1 of episode 2\)"
+    ):
+        build_train_data(spec, enc)

@@ -57,7 +57,7 @@ def test_vla_embed_requires_a_dataset() -> None:
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name="embed")
-    with pytest.raises(SystemExit, match="dataset="):
+    with pytest.raises(ValueError, match="dataset="):
         run(cfg)
 
 

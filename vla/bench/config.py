@@ -7,6 +7,7 @@ from typing import Any
 
 from vla.encoders import EncoderConfig
 from vla.fastpath import FastPathConfig
+from vla.paths import CONFIG_DIR
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "all")
 
@@ -78,7 +79,7 @@ class BenchConfig:
     reps: int = 30
     warmup: int = 3
     gate_k: int = 8
-    safety_config: str = "configs/safety/ur5e_default.yaml"
+    safety_config: str = str(CONFIG_DIR / "safety" / "ur5e_default.yaml")
     sim_modes: list[SimMode] = field(
         default_factory=lambda: [
             SimMode("sync"),

@@ -10,10 +10,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from vla.paths import config_dir
+from vla.cli.app import Command, entry
+
+COMMAND = Command(
+    prog="vla-bench",
+    config="bench",
+    summary="time every stage of the stack (encoder, head, gate, loop) on CPU and CUDA; one table + bench.json",
+    examples=(
+        "vla-bench",
+        "vla-bench checkpoint=outputs/train/<run> quick=true",
+    ),
+)
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -63,7 +72,7 @@ def bench_config(r: dict[str, Any]) -> Any:
         reps=int(r["reps"]),
         warmup=int(r["warmup"]),
         gate_k=int(r["gate_k"]),
-        safety_config=str(r["safety_config"]),
+        **({"safety_config": str(r["safety_config"])} if r.get("safety_config") else {}),
         sim_modes=modes,
         sim_episodes=int(r["sim"]["episodes"]),
         sim_max_steps=r["sim"].get("max_steps"),
@@ -89,9 +98,12 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], Path]:
     return res, path
 
 
-@hydra.main(config_path=config_dir(), config_name="bench", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def _body(cfg: DictConfig, overrides: list[str]) -> int:
     run(cfg)
+    return 0
+
+
+main = entry(COMMAND, _body)
 
 
 if __name__ == "__main__":

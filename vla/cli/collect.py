@@ -8,11 +8,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from vla.cli.app import Command, entry
 from vla.collect import ActionNoise, CollectConfig, collect
-from vla.paths import config_dir
+
+COMMAND = Command(
+    prog="vla-collect",
+    config="collect",
+    summary="run a task's scripted expert in MuJoCo and store the demos in a zarr replay buffer",
+    examples=(
+        "vla-collect task=pick_cube n_episodes=100 out=outputs/demos/pick_cube.zarr",
+        "vla-collect task=pick_cube n_episodes=100 out=outputs/demos/pick_cube.zarr resume=true   # after Ctrl-C",
+        "vla-collect task=push_cube n_episodes=200 workers=2 'action_noise={std: 0.03, tau_s: 0.5}'",
+    ),
+)
 
 
 def _noise(values: dict | None) -> ActionNoise | None:
@@ -37,6 +47,7 @@ def to_collect_config(cfg: DictConfig) -> CollectConfig:
         keep_failures=bool(resolved["keep_failures"]),
         max_attempts=resolved.get("max_attempts"),
         overwrite=bool(resolved["overwrite"]),
+        resume=bool(resolved.get("resume", False)),
         video_episodes=int(resolved["video_episodes"]),
         video_path=resolved.get("video_path"),
         env_overrides=overrides,
@@ -47,18 +58,43 @@ def to_collect_config(cfg: DictConfig) -> CollectConfig:
     )
 
 
-@hydra.main(config_path=config_dir(), config_name="collect", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def _kept(ccfg: CollectConfig) -> str:
+    """What an interrupted collection left behind, and how to go on."""
+    from vla.data import ReplayBuffer
+
+    out = Path(ccfg.out)
+    if ccfg.overwrite:
+        return f"the previous {out} is unchanged (the replacement was discarded)"
+    try:
+        n = ReplayBuffer.open(out).n_episodes
+    except Exception:
+        return f"nothing usable was written to {out}"
+    return f"{n} whole episodes kept in {out}; continue with the same command and resume=true"
+
+
+def _body(cfg: DictConfig, overrides: list[str]) -> int:
     ccfg = to_collect_config(cfg)
     out = Path(ccfg.out)
+    if out.exists() and not (ccfg.overwrite or ccfg.resume):
+        raise FileExistsError(
+            f"{out} already exists: resume=true adds episodes to it, overwrite=true replaces it, "
+            "or choose another out="
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
-    res = collect(ccfg)
+    try:
+        res = collect(ccfg)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(_kept(ccfg)) from None
     (out.parent / f"{out.stem}.collect.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     print(
         f"[vla-collect] {ccfg.task}: stored {res.n_saved} episodes in {res.path} | expert success "
         f"{res.n_success}/{res.n_attempts} ({100 * res.success_rate:.0f}%) | {res.seconds:.1f} s "
         f"({res.episodes_per_minute:.1f} episodes/min)" + (f" | video {res.video}" if res.video else "")
     )
+    return 0
+
+
+main = entry(COMMAND, _body)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,21 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from vla.paths import config_dir
+from vla.cli.app import Command, entry
 
-# Flag spellings people type out of habit -> Hydra overrides.
-_FLAGS = {"--dry-run": "dry_run=true", "--overwrite": "overwrite=true", "--no-progress": "progress=false"}
+COMMAND = Command(
+    prog="vla-convert",
+    config="convert",
+    summary="import rosbag2 (mcap/sqlite3), ALOHA HDF5, LeRobot v3 and Diffusion Policy datasets into the native zarr format, with a report",
+    examples=(
+        "vla-convert convert=ur5e_rosbag src=bags/ out=data/teleop.zarr",
+        "vla-convert convert=aloha_hdf5 src=aloha_episodes/ out=data/aloha.zarr --dry-run",
+        "vla-convert convert=dp_pusht src=pusht_cchi_v7_replay.zarr out=data/pusht.zarr --overwrite",
+    ),
+    flags={"--dry-run": "dry_run=true", "--overwrite": "overwrite=true", "--no-progress": "progress=false"},
+)
 
 
 def run(cfg: DictConfig) -> int:
@@ -54,16 +62,11 @@ def run(cfg: DictConfig) -> int:
     return 0
 
 
-@hydra.main(config_path=config_dir(), config_name="convert", version_base="1.3")
-def _hydra_main(cfg: DictConfig) -> None:
-    code = run(cfg)
-    if code:
-        sys.exit(code)
+def _body(cfg: DictConfig, overrides: list[str]) -> int:
+    return run(cfg)
 
 
-def main() -> None:
-    sys.argv = [_FLAGS.get(a, a) for a in sys.argv]
-    _hydra_main()
+main = entry(COMMAND, _body)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,15 @@ import numpy as np
 from vla.data.errors import DatasetError
 
 
+def _other_groups(rb: Any) -> list[str]:
+    """Groups besides data/ and meta/ (embeddings/, stats/); a damaged one is listed, not fatal
+    (`vla-dataset validate` names the file)."""
+    try:
+        return sorted(n for n, _ in rb.root.members() if n not in ("data", "meta"))
+    except Exception as e:  # zarr raises several types for a corrupt zarr.json
+        return [f"(unreadable group metadata: {type(e).__name__}; run vla-dataset validate)"]
+
+
 def _summary(path: str) -> dict[str, Any]:
     from vla.data import ReplayBuffer
     from vla.data.format import FORMAT_VERSION
@@ -62,7 +71,7 @@ def _summary(path: str) -> dict[str, Any]:
         "keys": keys,
         "instructions": rb.instructions,
         "stats": stats_keys,
-        "other_groups": sorted(n for n, _ in rb.root.members() if n not in ("data", "meta")),
+        "other_groups": _other_groups(rb),
         "extra": rb.meta.extra,
     }
 
@@ -161,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="vla-dataset",
         description="Inspect, validate and convert vla datasets (zarr v3 stores, see docs/dataset_format.md).",
+        epilog="examples:\n  vla-dataset info outputs/demos/pick_cube.zarr\n  vla-dataset validate "
+        "outputs/demos/pick_cube.zarr\n  vla-dataset stats outputs/demos/pick_cube.zarr --keys state action\n"
+        "--debug (or VLA_DEBUG=1) prints full tracebacks.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -207,13 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args))
-    except (DatasetError, FileExistsError, KeyError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"error: {msg}", file=sys.stderr)
-        return 2
+    from vla.cli.app import debug_enabled, guarded
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = debug_enabled(argv)
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    # One line per refusal, quiet on a closed pipe (`vla-dataset info X | head`), 130 on Ctrl-C.
+    return guarded("vla-dataset", lambda: int(args.func(args)), debug)
 
 
 if __name__ == "__main__":

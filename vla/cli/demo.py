@@ -18,10 +18,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from vla.cli.app import Command, entry
 from vla.paths import REPO_ROOT, config_dir
+
+COMMAND = Command(
+    prog="vla-demo (make demo)",
+    config="demo",
+    summary="collect, pretrain the encoder, embed, train and evaluate the default pick_cube policy, each stage skipped when its output is up to date",
+    examples=(
+        "make demo",
+        "python -m vla.cli.demo n_demos=200 train_steps=2000",
+    ),
+)
 
 
 def _stage(name: str, t_start: float) -> None:
@@ -181,9 +191,12 @@ def _noise_override(noise: dict | None) -> list[str]:
     return ["action_noise={" + ", ".join(f"{k}: {v}" for k, v in noise.items()) + "}"]
 
 
-@hydra.main(config_path=config_dir(), config_name="demo", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def _body(cfg: DictConfig, overrides: list[str]) -> int:
     run(cfg)
+    return 0
+
+
+main = entry(COMMAND, _body)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from ros_bridge.config import PolicyNodeConfig, RobotNodeConfig
-from vla.paths import config_dir
+from vla.cli.app import Command, entry
+
+COMMAND = Command(
+    prog="vla-deploy",
+    config="deploy",
+    summary="run a trained policy as a ROS 2 node behind the world-model safety gate, on a simulated (robot=sim) or real (robot=ros) robot",
+    examples=(
+        "vla-deploy checkpoint=outputs/train/<run> robot=sim n_episodes=20",
+        "vla-deploy source=expert robot=sim   # check the bridge without a model",
+        "vla-deploy checkpoint=outputs/train/<run> robot=ros   # the policy node for the real arm",
+    ),
+)
+
 
 # Task-config fields that belong to the robot's cameras / images, set from the robot config instead.
 _IMAGE_FIELDS = ("image_size", "cameras", "render_images")
@@ -53,6 +64,8 @@ def to_deploy_config(cfg: DictConfig) -> Any:
             task_env.update(recorded.get("env") or {})
             if task_env.get("cameras") and node.get("camera_names") == list(robot.get("camera_names") or []):
                 node["camera_names"] = list(task_env["cameras"])
+    if r.get("instruction") and robot["backend"] != "sim":
+        node["instruction"] = str(r["instruction"])  # the real robot: the node's initial instruction
     env_overrides = {k: v for k, v in task_env.items() if k not in _IMAGE_FIELDS}
     env_overrides.update(r.get("env_overrides") or {})
     image_size = robot.get("image_size") or task_env.get("image_size") or 96
@@ -99,6 +112,7 @@ def to_deploy_config(cfg: DictConfig) -> Any:
         inject=delay,
         n_episodes=int(r["n_episodes"]),
         seed=int(r["seed"]),
+        instruction=str(r.get("instruction") or ""),
         episode_timeout_s=float(r["episode_timeout_s"]),
         startup_timeout_s=float(r["startup_timeout_s"]),
         launch=r["launch"],
@@ -106,8 +120,7 @@ def to_deploy_config(cfg: DictConfig) -> Any:
     )
 
 
-@hydra.main(config_path=config_dir(), config_name="deploy", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def _body(cfg: DictConfig, overrides: list[str]) -> int:
     from vla.deploy.launch import run_deploy
 
     dcfg = to_deploy_config(cfg)
@@ -115,6 +128,10 @@ def main(cfg: DictConfig) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "deploy.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     run_deploy(dcfg)
+    return 0
+
+
+main = entry(COMMAND, _body)
 
 
 if __name__ == "__main__":

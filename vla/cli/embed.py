@@ -10,23 +10,33 @@ with `vla.encoders.cache.EmbeddingStore(rb, encoder.fingerprint)`.
 from __future__ import annotations
 
 import time
+from typing import Any
 
-import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from tqdm.auto import tqdm
 
+from vla.cli.app import Command, UsageError, entry
 from vla.encoders import EncoderConfig, build_encoder
 from vla.encoders.cache import precompute_embeddings
-from vla.paths import config_dir
+from vla.progress import progress_bar
+
+COMMAND = Command(
+    prog="vla-embed",
+    config="embed",
+    summary="precompute the frozen encoder's tokens of every frame of a dataset, once, inside the store",
+    examples=(
+        "vla-embed dataset=outputs/demos/pick_cube.zarr",
+        "vla-embed dataset=data/teleop.zarr encoder=siglip_base encoder.model=/models/siglip-base",
+    ),
+)
 
 
 def encoder_config(cfg: DictConfig) -> EncoderConfig:
     """The `encoder` group of a composed config as an EncoderConfig (unknown keys raise)."""
     try:
         choice = HydraConfig.get().runtime.choices.get("encoder", "?")
-    except ValueError:  # composed outside @hydra.main (tests)
+    except ValueError:  # composed without the entry point (tests)
         choice = "?"
     d = OmegaConf.to_container(cfg.encoder, resolve=True)
     assert isinstance(d, dict)
@@ -37,8 +47,8 @@ def run(cfg: DictConfig) -> str:
     from vla.data import ReplayBuffer
 
     if not cfg.dataset:
-        raise SystemExit(
-            "vla-embed: set dataset=<path of a ReplayBuffer zarr store> (configs/embed.yaml: dataset)"
+        raise UsageError(
+            "missing required option dataset=<path of a zarr store> (configs/embed.yaml: dataset)"
         )
     if cfg.get("threads"):
         # Before the encoder is built: torch's default (one thread per core) collapses when another
@@ -47,14 +57,14 @@ def run(cfg: DictConfig) -> str:
     enc = build_encoder(encoder_config(cfg))
     rb = ReplayBuffer.open(cfg.dataset, mode="a")
     n_cams = len(rb.meta.camera_names)
-    bar: tqdm | None = None
+    bar: Any = None
     t0 = time.perf_counter()
 
     def progress(done: int, total: int) -> None:
         # Camera frames (observations x cameras), the unit of benchmarks/bench_encoder.py's frames/s.
         nonlocal bar
         if bar is None:  # created on the first batch: an up-to-date store prints no empty bar
-            bar = tqdm(total=total * n_cams, unit="frame", desc="vla-embed", dynamic_ncols=True)
+            bar = progress_bar(total=total * n_cams, unit="frame", desc="vla-embed")
         bar.update(done * n_cams - bar.n)
 
     try:
@@ -79,9 +89,12 @@ def run(cfg: DictConfig) -> str:
     return fp
 
 
-@hydra.main(config_path=config_dir(), config_name="embed", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def _body(cfg: DictConfig, overrides: list[str]) -> int:
     run(cfg)
+    return 0
+
+
+main = entry(COMMAND, _body)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """`vla-eval checkpoint=<run dir> n_episodes=<N>`: closed-loop simulator evaluation (configs/eval.yaml).
 
 Rebuilds the policy from the checkpoint directory alone (`VLAPolicy.from_checkpoint`), runs the
-episodes through `vla.runtime` with the safety gate on (`safety=false` turns it off) and writes
-eval.json, eval.png and videos to `out_dir` (default `<run dir>/eval/<timestamp>`).
+episodes through `vla.runtime` with the safety gate on (`safety_gate=false` turns it off) and writes
+eval.json, eval.png and videos to `out_dir` (default `<run dir>/eval/<timestamp>`). Works from any
+directory: relative paths are relative to where it is run, the safety config defaults to the packaged one.
 """
 
 from __future__ import annotations
@@ -11,10 +12,40 @@ import time
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from vla.paths import config_dir
+from vla.cli.app import Command, entry
+
+# Task-config fields that fix the policy's observations: kept from the checkpoint on another task.
+_OBS_FIELDS = ("image_size", "cameras")
+
+COMMAND = Command(
+    prog="vla-eval",
+    config="eval",
+    summary="evaluate a trained policy closed loop in the MuJoCo simulator (success rate, CI, videos)",
+    examples=(
+        "vla-eval checkpoint=outputs/train/<run> n_episodes=50",
+        "vla-eval checkpoint=outputs/train/<run> mode=async smoothing=rtc margin_steps=2 latency_s=0.18",
+        "vla-eval checkpoint=outputs/train/<run> task=push_cube instruction='push the red cube left'",
+    ),
+)
+
+
+def eval_task(recorded: dict[str, Any] | None, chosen: dict[str, Any] | None, ckpt: Path) -> tuple[str, dict]:
+    """(task name, env fields): the checkpoint's task unless `task=` chose one; on another task the
+    checkpoint's observation fields (image size, cameras) are kept, since the policy needs them."""
+    recorded = recorded or {}
+    rec_env = dict(recorded.get("env") or {})
+    if not chosen:
+        if not recorded.get("name"):
+            raise ValueError(f"{ckpt / 'shape_meta.json'}: no task recorded; pass task=<name>")
+        return str(recorded["name"]), rec_env
+    env = dict(chosen.get("env") or {})
+    if chosen.get("name") == recorded.get("name"):
+        env.update(rec_env)
+    else:
+        env.update({k: rec_env[k] for k in _OBS_FIELDS if k in rec_env})
+    return str(chosen["name"]), env
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -34,11 +65,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         use_ema=bool(r["use_ema"]),
         num_inference_steps=r.get("num_inference_steps"),
     )
-    task = policy.meta.task or {}
-    task_name = r.get("task") or task.get("name")
-    if not task_name:
-        raise ValueError(f"{ckpt / 'shape_meta.json'}: no task recorded; pass task=<name>")
-    env = {**(task.get("env") or {}), **(r.get("env_overrides") or {})}
+    task_name, env = eval_task(policy.meta.task, r.get("task"), ckpt)
+    env.update(r.get("env_overrides") or {})
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt
     out_dir = r.get("out_dir") or str(
         run_dir / "eval" / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_step{ckpt.name}"
@@ -56,7 +84,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         ensemble_decay=float(r["ensemble_decay"]),
         latency_s=r.get("latency_s"),
         safety=bool(r["safety_gate"]),
-        safety_config=str(r["safety_config"]),
+        safety_config=r.get("safety_config"),
+        instruction=r.get("instruction") or None,
         n_videos=int(r["n_videos"]),
         out_dir=out_dir,
         progress=bool(r["progress"]),
@@ -81,9 +110,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return res
 
 
-@hydra.main(config_path=config_dir(), config_name="eval", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def _body(cfg: DictConfig, overrides: list[str]) -> int:
     run(cfg)
+    return 0
+
+
+main = entry(COMMAND, _body)
 
 
 if __name__ == "__main__":

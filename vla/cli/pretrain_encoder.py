@@ -6,13 +6,22 @@ vla-pretrain-encoder out_dir=outputs/encoder/mine steps=200
 
 from __future__ import annotations
 
-import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from vla.paths import config_dir
+from vla.cli.app import Command, entry
 from vla.pretrain.siglip import PretrainConfig, SiglipModelSize, pretrain
 from vla.pretrain.sim_pairs import PairConfig
+
+COMMAND = Command(
+    prog="vla-pretrain-encoder",
+    config="pretrain_encoder",
+    summary="pretrain the embedded default encoder (a small SigLIP) on simulator scenes",
+    examples=(
+        "vla-pretrain-encoder",
+        "vla-pretrain-encoder out_dir=outputs/encoder/mine steps=200",
+    ),
+)
 
 
 def to_pretrain_config(cfg: DictConfig) -> tuple[PretrainConfig, int | None]:
@@ -41,13 +50,21 @@ def to_pretrain_config(cfg: DictConfig) -> tuple[PretrainConfig, int | None]:
     return pc, threads
 
 
-@hydra.main(config_path=config_dir(), config_name="pretrain_encoder", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def _body(cfg: DictConfig, overrides: list[str]) -> int:
+    from pathlib import Path
+
     pc, threads = to_pretrain_config(cfg)
     if threads:
         torch.set_num_threads(int(threads))
+    Path(pc.out_dir).mkdir(parents=True, exist_ok=True)
+    # The resolved config beside the checkpoint (where Hydra's run dir used to put it).
+    (Path(pc.out_dir) / "pretrain_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     m = pretrain(pc)
     print(f"saved {pc.out_dir}; held-out top-1 (batch {pc.eval_batch}): {m['held_out']}")
+    return 0
+
+
+main = entry(COMMAND, _body)
 
 
 if __name__ == "__main__":

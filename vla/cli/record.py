@@ -13,10 +13,19 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from vla.paths import config_dir
+from vla.cli.app import Command, entry
+
+COMMAND = Command(
+    prog="vla-record",
+    config="record",
+    summary="record teleoperation episodes from ROS 2 topics into a zarr store (start/stop on a topic or service)",
+    examples=(
+        "vla-record dataset=data/teleop.zarr",
+        "vla-record dataset=data/teleop.zarr 'recorder.camera_names=[front]'",
+    ),
+)
 
 
 def run(cfg: DictConfig) -> int:
@@ -67,11 +76,11 @@ def run(cfg: DictConfig) -> int:
     return 0
 
 
-@hydra.main(config_path=config_dir(), config_name="record", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    code = run(cfg)
-    if code:
-        sys.exit(code)
+def _body(cfg: DictConfig, overrides: list[str]) -> int:
+    return run(cfg)
+
+
+main = entry(COMMAND, _body)
 
 
 if __name__ == "__main__":

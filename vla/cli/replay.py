@@ -17,14 +17,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from vla.paths import config_dir
+from vla.cli.app import Command, entry
 
-# Flag spellings people type out of habit -> Hydra overrides.
-_FLAGS = {"--yes": "ros.confirm=false", "-y": "ros.confirm=false"}
-_SHORT = ("speed=",)  # top-level shorthands for ros.<key>
+COMMAND = Command(
+    prog="vla-replay",
+    config="replay",
+    summary="replay a recorded episode open loop in MuJoCo (tracking error, side-by-side video) or on the robot through the safety gate",
+    examples=(
+        "vla-replay dataset=data/teleop.zarr episode=3 target=sim",
+        "vla-replay dataset=data/teleop.zarr episode=3 target=ros speed=0.5 --yes",
+    ),
+    flags={"--yes": "ros.confirm=false", "-y": "ros.confirm=false"},
+    prefixes={"speed=": "ros.speed="},
+)
 
 
 def _out_dir(resolved: dict[str, Any]) -> Path:
@@ -107,22 +114,11 @@ def run(cfg: DictConfig) -> int:
         return 2
 
 
-@hydra.main(config_path=config_dir(), config_name="replay", version_base="1.3")
-def _hydra_main(cfg: DictConfig) -> None:
-    code = run(cfg)
-    if code:
-        sys.exit(code)
+def _body(cfg: DictConfig, overrides: list[str]) -> int:
+    return run(cfg)
 
 
-def main() -> None:
-    args = []
-    for a in sys.argv:
-        a = _FLAGS.get(a, a)
-        if a.startswith(_SHORT):
-            a = f"ros.{a}"
-        args.append(a)
-    sys.argv = args
-    _hydra_main()
+main = entry(COMMAND, _body)
 
 
 if __name__ == "__main__":

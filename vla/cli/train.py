@@ -19,13 +19,37 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from vla.cli.app import Command, entry
 from vla.encoders import EncoderConfig
 from vla.paths import config_dir
 from vla.pipeline.train_data import DataSpec
-from vla.pipeline.train_job import TrainJob, TrainOutcome, run_training
+from vla.pipeline.train_job import TrainJob, TrainOutcome, fresh_run_dir, run_training
 from vla.training import TrainConfig
 
 GROUPS = ("task", "policy", "encoder", "experiment")
+
+
+@hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
+def _sweep(cfg: DictConfig) -> None:
+    """`vla-train -m ...`: Hydra's multirun, each job in its own sweep subdir."""
+    hc = HydraConfig.get()
+    # Multirun: each job writes to its own sweep subdir (run_dir would be shared by all jobs).
+    run_dir = hc.runtime.output_dir if hc.mode == RunMode.MULTIRUN else cfg.run_dir
+    run(cfg, run_dir, list(hc.overrides.task))
+
+
+COMMAND = Command(
+    prog="vla-train",
+    config="train",
+    summary="train a policy head (diffusion or transformer) on frozen-encoder tokens of a demo dataset",
+    examples=(
+        "vla-train dataset=outputs/demos/pick_cube.zarr train.steps=3000",
+        "vla-train policy=transformer experiment=debug",
+        "vla-train resume=outputs/train/<run> train.steps=6000   # continue (also after Ctrl-C)",
+        "vla-train -m policy=diffusion,transformer                # one run dir per head",
+    ),
+    multirun=_sweep,
+)
 
 
 def to_job(cfg: DictConfig, run_dir: Path) -> TrainJob:
@@ -100,25 +124,30 @@ def run(
         if not first.exists():
             first.write_text((rd / "config.yaml").read_text())
         (rd / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        out = run_training(to_job(cfg, rd))
     else:
         rd = Path(run_dir if run_dir is not None else cfg.run_dir)
-        rd.mkdir(parents=True, exist_ok=True)
-        (rd / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    out = run_training(to_job(cfg, rd))
+        # A run that fails before its first checkpoint (bad dataset, bad config, Ctrl-C) leaves no
+        # directory behind.
+        with fresh_run_dir(rd):
+            (rd / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+            out = run_training(to_job(cfg, rd))
+    resumed = f" (resumed at step {out.start_step})" if out.start_step else ""
     print(
-        f"[vla-train] done: {out.step} steps in {out.seconds:.0f} s ({out.steps_per_s:.2f} steps/s), "
-        f"loss {out.last_loss:.4f} | checkpoint {out.checkpoint} | run dir {out.run_dir}",
+        f"[vla-train] done: step {out.step}{resumed}: {out.steps_run} steps in {out.seconds:.0f} s "
+        f"({out.steps_per_s:.2f} steps/s), loss {out.last_loss:.4f} | checkpoint {out.checkpoint} | "
+        f"run dir {out.run_dir}",
         flush=True,
     )
     return out
 
 
-@hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    hc = HydraConfig.get()
-    # Multirun: each job writes to its own sweep subdir (run_dir would be shared by all jobs).
-    run_dir = hc.runtime.output_dir if hc.mode == RunMode.MULTIRUN else cfg.run_dir
-    run(cfg, run_dir, list(hc.overrides.task))
+def _body(cfg: DictConfig, overrides: list[str]) -> int:
+    run(cfg, None, overrides)
+    return 0
+
+
+main = entry(COMMAND, _body)
 
 
 if __name__ == "__main__":

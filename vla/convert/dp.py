@@ -15,6 +15,7 @@ from vla.convert.errors import ConvertError
 from vla.convert.report import ConvertReport, EpisodeReport
 from vla.convert.sink import destination
 from vla.data import FORMAT_NAME, DatasetError, ReplayBuffer
+from vla.progress import progress_bar
 
 
 @dataclass
@@ -94,7 +95,7 @@ def import_dp(
                 "dry run: source keys listed as stored; data/img becomes image_" + opts.camera + " (uint8)"
             )
             return report
-        bar = tqdm(total=len(ends), desc="episodes", unit="ep", disable=not progress)
+        bar = progress_bar(total=len(ends), desc="episodes", unit="ep", disable=not progress)
         stop = threading.Event()
         watcher = threading.Thread(target=_watch, args=(tmp, bar, stop), daemon=True)
         watcher.start()

@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from vla.convert.align import AlignmentStats
 from vla.convert.errors import ConvertError
 from vla.convert.report import ConvertReport, EpisodeReport
 from vla.convert.sink import EpisodeSink, destination
 from vla.data import DatasetMeta, KeySpec
+from vla.progress import progress_bar
 
 _EPISODE_RE = re.compile(r"^episode_(\d+)\.hdf5$")
 _MAPPED = {"/observations/qpos": "state", "/observations/qvel": "qvel", "/action": "action"}
@@ -188,7 +188,7 @@ def import_aloha(
     )
     with destination(out, overwrite, dry_run) as tmp:
         sink = EpisodeSink(tmp, meta)
-        for i, path in enumerate(tqdm(files, desc="episodes", unit="ep", disable=not progress)):
+        for i, path in enumerate(progress_bar(files, desc="episodes", unit="ep", disable=not progress)):
             data, info, unmapped = first_read if i == 0 else read_episode(path, opts)
             T = len(data["action"])
             sink.add(data, opts.instruction, info, str(path))

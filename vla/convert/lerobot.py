@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from vla.convert.align import AlignmentStats
 from vla.convert.errors import ConvertError
 from vla.convert.report import ConvertReport, EpisodeReport
 from vla.convert.sink import EpisodeSink, destination
 from vla.data import DatasetMeta, KeySpec
+from vla.progress import progress_bar
 
 _BOOKKEEPING = {"timestamp", "frame_index", "episode_index", "index", "task_index"}
 
@@ -251,7 +251,7 @@ def import_lerobot(
     data_cache: dict[Path, Any] = {}
     with destination(out, overwrite, dry_run) as tmp:
         sink = EpisodeSink(tmp, meta)
-        for row in tqdm(episodes, desc="episodes", unit="ep", disable=not progress):
+        for row in progress_bar(episodes, desc="episodes", unit="ep", disable=not progress):
             ep, rep, ep_info = _episode(
                 root, info, row, opts, lowdim, cam_map, tasks, videos, data_cache, fps
             )

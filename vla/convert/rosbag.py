@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from vla.convert.align import AlignmentStats, align, frame_clock
 from vla.convert.errors import ConvertError, fmt_stamp
@@ -32,6 +31,7 @@ from vla.convert.ros_msgs import (
 from vla.convert.rosbag_mapping import RosbagMapping
 from vla.convert.sink import EpisodeSink, destination
 from vla.data import DatasetMeta, KeySpec
+from vla.progress import progress_bar
 
 BAG_FILE_SUFFIXES = (".mcap", ".db3")
 
@@ -170,7 +170,7 @@ def read_bag(bag: Path, m: RosbagMapping, progress: bool = True) -> BagData:
             total = sum(int(c.msgcount) for c in conns)
             counts: dict[str, int] = dict.fromkeys(wanted, 0)
             image_shape: dict[str, tuple[tuple[int, ...], int]] = {}
-            bar = tqdm(total=total, desc=bag.name, unit="msg", disable=not progress, leave=False)
+            bar = progress_bar(total=total, desc=bag.name, unit="msg", disable=not progress, leave=False)
             for conn, recv_ns, raw in reader.messages(connections=conns):
                 i = counts[conn.topic]
                 counts[conn.topic] = i + 1
@@ -445,7 +445,7 @@ def import_rosbag(
     report = ConvertReport("rosbag2", str(src), str(out), mapping.fps, dry_run=dry_run)
     with destination(out, overwrite, dry_run) as tmp:
         sink = EpisodeSink(tmp, _meta(mapping, src))
-        for bag in tqdm(bags, desc="bags", unit="bag", disable=not progress or len(bags) == 1):
+        for bag in progress_bar(bags, desc="bags", unit="bag", disable=not progress or len(bags) == 1):
             data = read_bag(bag, mapping, progress=progress)
             windows = _episode_windows(data, mapping)
             for k, (start, end) in enumerate(windows):

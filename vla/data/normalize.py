@@ -32,6 +32,10 @@ def compute_stats(
     keys: default every non-image key. episodes: restrict to these episodes (e.g. the training split).
     Returns {key: {"min","max","mean","std": float32 array of the per-frame shape}}; streams through
     the store in blocks of frames (float64 accumulation), so it never loads a key whole.
+
+    Raises DatasetError naming the array, frame and episode of a NaN/Inf (`ReplayBuffer.read`), or
+    the key whose statistics overflow float32: never returns statistics a Normalizer or a
+    checkpoint's JSON cannot hold.
     """
     keys = [k for k in rb.keys if not is_image_key(k)] if keys is None else list(keys)
     if episodes is None:
@@ -72,6 +76,12 @@ def compute_stats(
             "mean": mean.astype(np.float32),
             "std": std.astype(np.float32),
         }
+        for name, v in out[key].items():
+            if not np.isfinite(v).all():
+                raise DatasetError(
+                    f"{rb.path}/data/{key}: statistics: {name} of key {key!r} is not finite in float32 "
+                    f"({v.tolist()}); the values are out of range for normalization"
+                )
     return out
 
 

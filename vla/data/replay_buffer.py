@@ -41,7 +41,25 @@ from vla.data.format import (
     to_json_value,
 )
 from vla.data.frame_reader import FrameReader
-from vla.data.validate import Layout, check_chunks, inspect_store, open_root
+from vla.data.validate import (
+    Layout,
+    check_chunks,
+    finite_problem,
+    first_non_finite,
+    inspect_store,
+    open_root,
+)
+
+
+def _os_reason(e: OSError) -> str:
+    """`read-only: <strerror>` for a write refused by the file system, else the OS error in one line."""
+    import errno
+
+    why = e.strerror or str(e)
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"read-only: {why}"
+    return f"{type(e).__name__}: {why}"
+
 
 # Target size of one low-dimensional chunk; keys with big frames get fewer frames per chunk.
 _LOWDIM_CHUNK_BYTES = 4 << 20
@@ -119,7 +137,13 @@ class ReplayBuffer:
         layout.raise_if_problems()
         rb = cls(path, root, layout, mode)
         if mode == "a":
-            rb._trim_uncommitted(layout)
+            try:
+                rb._trim_uncommitted(layout)
+            except OSError as e:
+                raise DatasetError(
+                    f"{path}: cannot open for writing: trimming an interrupted append failed "
+                    f"({_os_reason(e)}); open it with mode='r' or copy the store to writable storage"
+                ) from None
         return rb
 
     def _trim_uncommitted(self, layout: Layout) -> None:
@@ -232,18 +256,31 @@ class ReplayBuffer:
         self._ensure_open()
         return self._arrays[key]
 
-    def read(self, key: str, start: int, stop: int) -> np.ndarray:
-        """Frames ``[start, stop)`` of `key`; a corrupt chunk raises DatasetError naming its file."""
+    def read(self, key: str, start: int, stop: int, check_finite: bool = True) -> np.ndarray:
+        """Frames ``[start, stop)`` of `key`; a corrupt chunk raises DatasetError naming its file.
+
+        check_finite: a NaN/Inf in a float array (the format requires finite floats) raises
+            DatasetError naming the array, the first bad frame and its episode, before it can reach
+            statistics or a loss. One vectorised pass over what was read; no cost for integer arrays.
+        """
         self._ensure_open()
         arr = self._arrays[key]
+        afile = f"{self._path}/{DATA_GROUP}/{key}"
         try:
-            return arr[start:stop]
+            x = arr[start:stop]
         except Exception as e:
             # Name the exact bad chunk (and its episode) instead of surfacing a codec error.
-            afile = f"{self._path}/{DATA_GROUP}/{key}"
             problems = check_chunks(arr, afile, stop, self._ends, start=start)
             where = "; ".join(str(p) for p in problems) or f"{afile}: frames {start}-{stop - 1}"
             raise DatasetError(f"cannot read {where} ({type(e).__name__}: {e})") from e
+        if check_finite:
+            found = first_non_finite(x)
+            if found is not None:
+                p = finite_problem(afile, start + found[0], None, found[2], self._ends)
+                raise DatasetError(
+                    f"{p.file}: {p.message}; `vla-dataset validate {self._path}` lists every bad array"
+                )
+        return x
 
     def read_frames(self, key: str, frames: np.ndarray, direct: bool = True) -> np.ndarray:
         """Frames at global indices `frames` (any order, repeats allowed): (len(frames), ...).
@@ -451,10 +488,21 @@ class ReplayBuffer:
             "n_frames": self.n_frames,
             "keys": to_json_value(doc, f"{self._path}/{STATS_GROUP}"),
         }
-        if STATS_GROUP in self._root:
-            self._root[STATS_GROUP].update_attributes(attrs)
-        else:
-            self._root.create_group(STATS_GROUP, attributes=attrs)
+        try:
+            try:
+                existing = self._root[STATS_GROUP]
+            except (KeyError, ValueError):  # absent, or an unreadable stats/zarr.json: derived data,
+                existing = None  # (re)created whole below
+            if existing is not None:
+                existing.update_attributes(attrs)
+            else:
+                self._root.create_group(STATS_GROUP, attributes=attrs, overwrite=True)
+        except OSError as e:
+            raise DatasetError(
+                f"{self._path}: cannot write {STATS_GROUP}/ ({_os_reason(e)}); copy the store to writable "
+                "storage and run `vla-dataset stats` on the copy (training computes its statistics "
+                "without writing them)"
+            ) from None
 
     def load_stats(self, allow_stale: bool = False) -> dict[str, dict[str, np.ndarray]]:
         """Statistics saved by `save_stats` as float32 arrays.
@@ -464,12 +512,19 @@ class ReplayBuffer:
         """
         self._ensure_open()
         sfile = f"{self._path}/{STATS_GROUP}"
-        if STATS_GROUP not in self._root:
+        try:
+            group = self._root[STATS_GROUP]
+        except KeyError:
             raise MissingStatsError(
                 f"{sfile}: no normalization statistics stored; run `vla-dataset stats {self._path}` "
                 "or rb.save_stats(compute_stats(rb))"
-            )
-        attrs = dict(self._root[STATS_GROUP].attrs)
+            ) from None
+        except Exception as e:  # invalid JSON or zarr metadata in stats/zarr.json
+            raise DatasetError(
+                f"{sfile}/zarr.json: unreadable zarr metadata ({type(e).__name__}: {e}); recompute the "
+                f"statistics (`vla-dataset stats {self._path}`)"
+            ) from None
+        attrs = dict(group.attrs)
         if not allow_stale and attrs.get("n_frames") != self.n_frames:
             raise DatasetError(
                 f"{sfile}: n_frames: statistics cover {attrs.get('n_frames')} frames but the store has "

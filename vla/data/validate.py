@@ -2,7 +2,9 @@
 
 `inspect_store` runs the cheap checks (metadata, `meta/episode_ends`, array lengths/dtypes) that
 `ReplayBuffer.open` needs; `validate_store` adds the deep check that every committed chunk file exists
-and decodes (a checksum codec makes any truncation or bit flip fail to decode).
+and decodes (a checksum codec makes any truncation or bit flip fail to decode) and that float arrays
+are finite, for `data/` and for every array of the other groups (`embeddings/`, ...). A node whose
+`zarr.json` cannot be parsed is reported as a problem naming that file, never as a JSON traceback.
 """
 
 from __future__ import annotations
@@ -101,6 +103,48 @@ def _episode_of_frame(ends: np.ndarray, frame: int) -> int:
     return int(np.searchsorted(ends, frame, side="right"))
 
 
+def child_names(group: Any) -> list[str]:
+    """Names of a group's children from the store listing, without parsing their metadata.
+
+    zarr's own listing (`members`, `group_keys`, `in`) parses every child's `zarr.json` and fails as a
+    whole on the first one that is not valid JSON; this lists directories that hold a `zarr.json`.
+    """
+    store, prefix = getattr(group, "store", None), getattr(group, "path", "")
+    if not hasattr(store, "list_dir") or not hasattr(store, "exists"):
+        return sorted(name for name, _ in group.members())
+
+    async def listing() -> list[str]:
+        names = [n async for n in store.list_dir(prefix)]
+        sep = f"{prefix}/" if prefix else ""
+        return sorted([n for n in names if n != "zarr.json" and await store.exists(f"{sep}{n}/zarr.json")])
+
+    from zarr.core.sync import sync
+
+    return sync(listing())
+
+
+def safe_members(group: Any, gfile: str) -> tuple[dict[str, Any], dict[str, Problem]]:
+    """({name: node}, {name: problem}) of a group's children; `gfile` is the group's path for messages.
+
+    A child whose `zarr.json` cannot be read or parsed is a problem naming that file (the others are
+    still returned), instead of zarr's JSON/metadata exception for the whole listing.
+    """
+    try:
+        return dict(group.members()), {}
+    except Exception:
+        pass
+    nodes: dict[str, Any] = {}
+    bad: dict[str, Problem] = {}
+    for name in child_names(group):
+        try:
+            nodes[name] = group[name]
+        except Exception as e:
+            bad[name] = Problem(
+                f"{gfile}/{name}/zarr.json", "metadata", f"unreadable zarr metadata ({type(e).__name__}: {e})"
+            )
+    return nodes, bad
+
+
 def _is_array(node: Any) -> bool:
     import zarr
 
@@ -118,8 +162,15 @@ def inspect_store(root: Any, path: str | Path) -> Layout:
     except DatasetError as e:
         P.append(Problem(f"{path}/zarr.json", "attributes", str(e).split(": ", 1)[-1]))
 
-    children = {name: node for name, node in root.members()}
-    lay.extra_groups = sorted(n for n in children if n not in (DATA_GROUP, META_GROUP))
+    children, unreadable = safe_members(root, path)
+    lay.extra_groups = sorted(n for n in {*children, *unreadable} if n not in (DATA_GROUP, META_GROUP))
+    # Unreadable optional groups (embeddings/, stats/) are reported by `validate_store` and by their
+    # readers; they do not stop the episodes from being read.
+    for name in (META_GROUP, DATA_GROUP):
+        if name in unreadable:
+            P.append(unreadable[name])
+    if META_GROUP in unreadable:
+        return lay
 
     # --- meta group: commit record and episode_ends ---------------------------------------------
     meta_file = f"{path}/{META_GROUP}"
@@ -153,7 +204,11 @@ def inspect_store(root: Any, path: str | Path) -> Layout:
     lay.n_episodes, lay.n_frames, lay.episodes = n_eps, n_frames, episodes
 
     ends_file = f"{meta_file}/{EPISODE_ENDS}"
-    ends_arr = dict(meta.members()).get(EPISODE_ENDS)
+    meta_members, meta_bad = safe_members(meta, meta_file)
+    if EPISODE_ENDS in meta_bad:
+        P.append(meta_bad[EPISODE_ENDS])
+        return lay
+    ends_arr = meta_members.get(EPISODE_ENDS)
     if ends_arr is None or not _is_array(ends_arr):
         P.append(
             Problem(ends_file, EPISODE_ENDS, "missing array meta/episode_ends (int64 end frame per episode)")
@@ -209,10 +264,12 @@ def inspect_store(root: Any, path: str | Path) -> Layout:
     data_file = f"{path}/{DATA_GROUP}"
     data = children.get(DATA_GROUP)
     if data is None or _is_array(data):
-        if n_eps:
+        if n_eps and DATA_GROUP not in unreadable:
             P.append(Problem(data_file, DATA_GROUP, "missing group 'data' (time-major arrays)"))
         return lay
-    for key, arr in sorted(data.members()):
+    data_members, data_bad = safe_members(data, data_file)
+    P.extend(p for _, p in sorted(data_bad.items()))
+    for key, arr in sorted(data_members.items()):
         afile = f"{data_file}/{key}"
         if n_eps == 0:
             # Nothing committed: whatever is here is residue of an interrupted first append (the
@@ -306,48 +363,108 @@ def chunk_file(arr: Any, coords: tuple[int, ...]) -> str:
     return arr.metadata.chunk_key_encoding.encode_chunk_key(coords)
 
 
+def finite_problem(afile: str, first: int, count: int | None, value: Any, ends: np.ndarray | None) -> Problem:
+    """The problem of a float array holding NaN/Inf: first bad frame (row), its episode, how many."""
+    n = f"; {count} {'frame' if ends is not None else 'row'}(s) affected" if count is not None else ""
+    if ends is None:
+        return Problem(afile, "values", f"non-finite value ({value}) at row {first}{n}")
+    ep = _episode_of_frame(ends, first)
+    step = first - (int(ends[ep - 1]) if ep > 0 else 0)
+    return Problem(
+        afile,
+        "values",
+        f"non-finite value ({value}) at frame {first} (step {step} of episode {ep}){n}; floats must be "
+        "finite (docs/dataset_format.md)",
+        ep,
+    )
+
+
+def first_non_finite(x: np.ndarray) -> tuple[int, int, Any] | None:
+    """(first bad row, number of bad rows, the bad value) of a time-major float array; None if finite."""
+    if x.dtype.kind not in "fc" or x.size == 0:
+        return None
+    bad_rows = ~np.isfinite(x.reshape(x.shape[0], -1)).all(axis=1)
+    if not bad_rows.any():
+        return None
+    first = int(np.argmax(bad_rows))
+    row = x[first].reshape(-1)
+    return first, int(bad_rows.sum()), row[~np.isfinite(row)][0]
+
+
 def check_chunks(
-    arr: Any, afile: str, n_frames: int, ends: np.ndarray, block: int = 256, start: int = 0
+    arr: Any,
+    afile: str,
+    n_frames: int,
+    ends: np.ndarray | None,
+    block: int = 256,
+    start: int = 0,
+    require_files: bool = True,
+    check_finite: bool = False,
 ) -> list[Problem]:
-    """Every chunk covering frames [start, n_frames) exists and decodes; problems name chunk file + episode."""
+    """Every chunk covering frames [start, n_frames) exists and decodes; problems name chunk file + episode.
+
+    ends: episode ends, to name the episode of a frame (None: rows are not frames of episodes).
+    require_files: a missing chunk file is a problem (stores written with ``write_empty_chunks``;
+        zarr's default skips chunks equal to the fill value, as in `embeddings/`).
+    check_finite: also report NaN/Inf in a float array (one problem: the first bad frame and count).
+    """
     problems: list[Problem] = []
     if n_frames <= start:
         return problems
+
+    def episode(frame: int) -> int | None:
+        return _episode_of_frame(ends, frame) if ends is not None else None
+
+    unit = "frames" if ends is not None else "rows"
+
     tchunk = int(arr.chunks[0])
     rest = [range(-(-int(s) // int(c))) for s, c in zip(arr.shape[1:], arr.chunks[1:])]
     n_tchunks = -(-n_frames // tchunk)
     first = start // tchunk
     base = Path(afile)
-    for ci in range(first, n_tchunks):
+    for ci in range(first, n_tchunks) if require_files else ():
         for coords in np.ndindex(*[len(r) for r in rest]) if rest else [()]:
             rel = chunk_file(arr, (ci, *coords))
             if not (base / rel).is_file():
-                ep = _episode_of_frame(ends, ci * tchunk)
                 problems.append(
-                    Problem(f"{afile}/{rel}", "chunk", f"missing chunk file (frames from {ci * tchunk})", ep)
+                    Problem(
+                        f"{afile}/{rel}",
+                        "chunk",
+                        f"missing chunk file ({unit} from {ci * tchunk})",
+                        episode(ci * tchunk),
+                    )
                 )
-    # Decode block by block; on failure decode chunk by chunk to name the bad file.
+    # Decode block by block (at most `block` frames and ~64 MiB); on failure decode chunk by chunk
+    # to name the bad file.
+    frame_bytes = max(1, int(np.prod(arr.shape[1:], dtype=np.int64)) * np.dtype(arr.dtype).itemsize)
+    block = max(1, min(block, (64 << 20) // frame_bytes))
     step = max(tchunk, (block // tchunk) * tchunk)
+    bad_first, bad_count, bad_value = -1, 0, None
     for s in range(first * tchunk, n_frames, step):
         e = min(n_frames, s + step)
         try:
-            arr[s:e]
-            continue
+            x = arr[s:e]
         except Exception:
-            pass
+            x = None
+        if x is not None:
+            found = first_non_finite(np.asarray(x)) if check_finite else None
+            if found is not None:
+                if bad_first < 0:
+                    bad_first, bad_value = s + found[0], found[2]
+                bad_count += found[1]
+            continue
         for cs in range(s, e, tchunk):
             ce = min(e, cs + tchunk)
             try:
                 arr[cs:ce]
             except Exception as err:
                 rel = chunk_file(arr, (cs // tchunk,) + (0,) * (arr.ndim - 1))
-                ep = _episode_of_frame(ends, cs)
                 problems.append(
                     Problem(
                         f"{afile}/{rel}",
                         "chunk",
-                        f"corrupt or truncated chunk, frames {cs}-{ce - 1} ({type(err).__name__}: {err})",
-                        ep,
+                        f"corrupt or truncated chunk, {unit} {cs}-{ce - 1} ({type(err).__name__}: {err})",
+                        episode(cs),
                     )
                 )
     # A missing file is also reported by the decode pass only if zarr raised; de-duplicate by file.
@@ -357,25 +474,70 @@ def check_chunks(
         if p.file not in seen:
             seen.add(p.file)
             unique.append(p)
+    if bad_first >= 0:
+        unique.append(finite_problem(afile, bad_first, bad_count, bad_value, ends))
     return unique
+
+
+def check_group(group: Any, gfile: str, deep: bool = True) -> list[Problem]:
+    """Metadata of every node under `group` parses; with `deep`, every chunk decodes and floats are finite.
+
+    For the optional groups (`embeddings/<fingerprint>/`, `stats/`): their rows are not frames of the
+    episodes, so problems name the file and the row.
+    """
+    nodes, bad = safe_members(group, gfile)
+    problems = [p for _, p in sorted(bad.items())]
+    for name, node in sorted(nodes.items()):
+        problems += _check_node(node, f"{gfile}/{name}", deep)
+    return problems
+
+
+def _check_node(node: Any, nfile: str, deep: bool) -> list[Problem]:
+    if not _is_array(node):
+        return check_group(node, nfile, deep)
+    if not deep:
+        return []
+    if node.ndim == 0:
+        try:
+            x = np.asarray(node[...])
+        except Exception as e:
+            return [Problem(nfile, "chunk", f"cannot decode ({type(e).__name__}: {e})")]
+        found = first_non_finite(x.reshape(1))
+        return [finite_problem(nfile, 0, 1, found[2], None)] if found else []
+    return check_chunks(node, nfile, int(node.shape[0]), None, require_files=False, check_finite=True)
 
 
 def validate_store(path: str | Path, deep: bool = True) -> Layout:
     """All checks; returns the layout with its `problems` (empty when valid) and `notes`.
 
+    deep: decode every chunk of every array (`data/`, `meta/episode_ends` and the optional groups such
+    as `embeddings/`) and check that float arrays are finite; False checks metadata only.
     Raises DatasetError only when `path` is not a zarr v3 store at all.
     """
     root = open_root(path, mode="r")
     lay = inspect_store(root, path)
     if deep and lay.meta is not None:
         ends_file = f"{path}/{META_GROUP}/{EPISODE_ENDS}"
-        meta = dict(root.members()).get(META_GROUP)
-        ends_arr = dict(meta.members()).get(EPISODE_ENDS) if meta is not None else None
+        meta = safe_members(root, str(path))[0].get(META_GROUP)
+        ends_arr = (
+            safe_members(meta, f"{path}/{META_GROUP}")[0].get(EPISODE_ENDS)
+            if meta is not None and not _is_array(meta)
+            else None
+        )
         if ends_arr is not None and _is_array(ends_arr) and ends_arr.ndim == 1:
             # For episode_ends the entry index is the episode.
             ep_index = np.arange(1, lay.n_episodes + 1, dtype=np.int64)
             lay.problems += check_chunks(ends_arr, ends_file, lay.n_episodes, ep_index)
         for key, arr in lay.arrays.items():
             n = min(lay.n_frames, int(arr.shape[0])) if arr.ndim else 0
-            lay.problems += check_chunks(arr, f"{path}/{DATA_GROUP}/{key}", n, lay.episode_ends)
+            lay.problems += check_chunks(
+                arr, f"{path}/{DATA_GROUP}/{key}", n, lay.episode_ends, check_finite=True
+            )
+    # Optional groups (embeddings/<fingerprint>/, stats/): metadata always, chunks when deep.
+    children, unreadable = safe_members(root, str(path))
+    for name in lay.extra_groups:
+        if name in unreadable:
+            lay.problems.append(unreadable[name])
+        elif name in children:
+            lay.problems += _check_node(children[name], f"{path}/{name}", deep)
     return lay

@@ -95,8 +95,15 @@ class EpisodeRunner(Node):
         wait_until(lambda: self.policy_status() is not None, timeout_s, what="the policy node's status")
 
     def run_episode(
-        self, index: int, seed: int, timeout_s: float, setup_timeout_s: float = 30.0
+        self,
+        index: int,
+        seed: int,
+        timeout_s: float,
+        setup_timeout_s: float = 30.0,
+        instruction: str | None = None,
     ) -> EpisodeRecord:
+        """One episode; `instruction` replaces the one the simulator sampled (the task still judges
+        its own goal), as `vla-eval instruction=...` does."""
         # 1. hold
         self._instruct_until(
             "",
@@ -129,7 +136,7 @@ class EpisodeRunner(Node):
                 wait_until(reset_done, 0.3)
         ep = self.episode()
         assert ep is not None
-        instruction = ep["instruction"]
+        instruction = instruction or ep["instruction"]
         # An e-stop the gate requested in the last episode is acknowledged now that the scene is
         # reset, as an operator would (the e-stop input released): before the reset the arm may
         # still be where no stop was certifiable, and the node's next hold would request it again.

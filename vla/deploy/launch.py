@@ -51,7 +51,7 @@ class DeployConfig:
     inject: `vla.runtime.inject.InferenceDelay` fields: every policy call lasts at least the drawn
         delay (simulation studies of slower models).
     n_episodes / seed: episode i uses seed + i (vla-eval's seeds). episode_timeout_s: wall-clock
-        limit per episode.
+        limit per episode. instruction: replaces each episode's sampled instruction ("" keeps it).
     out_dir: logs, node configs and results.json (vla-eval's schema).
     """
 
@@ -71,6 +71,7 @@ class DeployConfig:
     inject: InferenceDelay = field(default_factory=InferenceDelay)
     n_episodes: int = 3
     seed: int = 100_000
+    instruction: str = ""
     episode_timeout_s: float = 60.0
     startup_timeout_s: float = 60.0
     launch: str = "processes"
@@ -219,7 +220,7 @@ def _episodes(cfg: DeployConfig, runner: EpisodeRunner, check=lambda: None) -> l
     results = []
     for i in range(cfg.n_episodes):
         check()
-        r = runner.run_episode(i, cfg.seed + i, cfg.episode_timeout_s)
+        r = runner.run_episode(i, cfg.seed + i, cfg.episode_timeout_s, instruction=cfg.instruction or None)
         n_ok = sum(x.success for x in results) + int(r.success)
         print(
             f"[vla-deploy] episode {i + 1}/{cfg.n_episodes} seed {r.seed}: "

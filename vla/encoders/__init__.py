@@ -11,7 +11,17 @@
 from vla.encoders.base import FrozenEncoder
 from vla.encoders.config import FAMILIES, EncoderConfig
 from vla.encoders.factory import build_encoder
+from vla.encoders.fingerprint import fingerprint_identity, same_encoder
 from vla.encoders.loading import EncoderLoadError
 from vla.encoders.output import EncoderOutput
 
-__all__ = ["FAMILIES", "EncoderConfig", "EncoderLoadError", "EncoderOutput", "FrozenEncoder", "build_encoder"]
+__all__ = [
+    "FAMILIES",
+    "EncoderConfig",
+    "EncoderLoadError",
+    "EncoderOutput",
+    "FrozenEncoder",
+    "build_encoder",
+    "fingerprint_identity",
+    "same_encoder",
+]

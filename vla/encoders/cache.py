@@ -12,6 +12,9 @@ Layout (group `embeddings/<fingerprint>/` at the store root; the dataset writer 
 A reader (`EmbeddingStore`) opened with an encoder's fingerprint raises `StaleEmbeddingsError` when
 the group is missing (never computed with that encoder: another model, weights, layer, preprocessing
 ...), incomplete (interrupted run) or out of date (the dataset gained or changed episodes since).
+Groups are looked up by `same_encoder` (the fingerprint's hash, not the model folder's name), so a
+renamed copy of an encoder finds what the original stored. A group whose metadata, attributes or
+chunks cannot be read (damaged storage) raises `vla.data.DatasetError` naming the file or array.
 """
 
 from __future__ import annotations
@@ -25,7 +28,10 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 import torch
 
+from vla.data.errors import DatasetError
+from vla.data.validate import check_chunks, child_names, first_non_finite
 from vla.encoders.base import FrozenEncoder
+from vla.encoders.fingerprint import same_encoder
 from vla.encoders.output import EncoderOutput
 
 EMBEDDINGS_GROUP = "embeddings"
@@ -61,6 +67,38 @@ def _where(rb: DatasetLike) -> str:
     return str(getattr(rb, "path", None) or getattr(rb.root, "store", "dataset store"))
 
 
+def _recompute_hint(rb: DatasetLike) -> str:
+    return f"rerun `vla-embed dataset={_where(rb)} encoder=<the encoder config> overwrite=true` to recompute them"
+
+
+def embeddings_group(rb: DatasetLike, create: bool = False) -> Any:
+    """The `embeddings/` group of the store (None when absent, unless `create`).
+
+    Raises DatasetError naming `embeddings/zarr.json` when its metadata cannot be read.
+    """
+    try:
+        if create:
+            return rb.root.require_group(EMBEDDINGS_GROUP)
+        return rb.root[EMBEDDINGS_GROUP]
+    except KeyError:
+        return None
+    except Exception as e:  # invalid JSON / zarr metadata
+        raise DatasetError(
+            f"{_where(rb)}/{EMBEDDINGS_GROUP}/zarr.json: unreadable zarr metadata ({type(e).__name__}: {e}); "
+            f"the group holds only derived data: delete {_where(rb)}/{EMBEDDINGS_GROUP} and run `vla-embed` again"
+        ) from None
+
+
+def find_groups(emb: Any, fingerprint: str) -> list[str]:
+    """Names of the groups under `emb` holding tokens of `fingerprint`: the exact name first, then any
+    other with the same identity (`same_encoder`: a renamed copy of the encoder's folder). Lists the
+    store's directories, so one group with a damaged `zarr.json` does not hide the others."""
+    if emb is None:
+        return []
+    names = child_names(emb)
+    return sorted((n for n in names if same_encoder(n, fingerprint)), key=lambda n: (n != fingerprint, n))
+
+
 def episodes_digest(rb: DatasetLike) -> str:
     """Hash of episode boundaries + instructions: changes when episodes are added or rewritten."""
     h = hashlib.sha256()
@@ -89,7 +127,10 @@ def precompute_embeddings(
     """Encode every frame of `rb` once and store the tokens under `embeddings/<enc.fingerprint>/`.
 
     Cameras are `rb.meta.camera_names`; each batch of frames of all cameras is one forward pass.
-    Returns the fingerprint. An existing complete, up-to-date group is reused unless `overwrite`.
+    Returns the name of the group written or reused: the encoder's fingerprint, or the stored name of
+    the same encoder under another folder name (`same_encoder`). An existing complete, up-to-date
+    group that reads back whole is reused unless `overwrite`; one that cannot be read raises
+    DatasetError naming the array (recompute it with `overwrite=True`).
 
     direct_reads: read image chunk files through `rb.read_frames` (the sampler's direct chunk reader,
         ~3x faster than zarr's API for one-frame chunks); False reads slices through zarr.
@@ -105,19 +146,31 @@ def precompute_embeddings(
     cams = list(rb.meta.camera_names)
     if not cams:
         raise StaleEmbeddingsError(f"{_where(rb)}: meta.camera_names is empty; nothing to embed")
-    emb = rb.root.require_group(EMBEDDINGS_GROUP)
-    if fp in emb and not overwrite:
+    emb = embeddings_group(rb, create=True)
+    found = find_groups(emb, fp)
+    if found and not overwrite:
+        # Reuse only after reading everything training will read: metadata and attributes of the
+        # group and of each array, and every chunk (decodes, finite). Stale (interrupted, or the
+        # dataset changed) -> recompute. Unreadable (damaged storage) -> refuse: the damage may reach
+        # beyond this derived group (run `vla-dataset validate`), and a transient read error must not
+        # make us delete a valid set that took hours to encode; overwrite=true recomputes it.
         try:
-            EmbeddingStore(rb, fp)
-            log.info("embeddings %s already complete in %s", fp, _where(rb))
-            return fp
+            store = EmbeddingStore(rb, fp)
+            store.verify()
+            log.info("embeddings %s already complete in %s", store.name, _where(rb))
+            return store.name
         except StaleEmbeddingsError as e:
             log.info("recomputing embeddings: %s", e)
+    # One group per encoder identity: recompute into the stored name a renamed copy already uses.
+    name = found[0] if found else fp
     n, n_img, d, L = rb.n_frames, enc.tokens_per_image, enc.dim, enc.cfg.max_text_len
-    g = emb.create_group(fp, overwrite=True)
+    try:
+        g = emb.create_group(name, overwrite=True)
+    except OSError as e:
+        raise DatasetError(f"{_where(rb)}/{EMBEDDINGS_GROUP}/{name}: cannot write ({e})") from None
     attrs = {
         "format_version": FORMAT_VERSION,
-        "fingerprint": fp,
+        "fingerprint": name,
         "encoder": enc.cfg.to_dict(),
         "dim": d,
         "tokens_per_image": n_img,
@@ -143,11 +196,30 @@ def precompute_embeddings(
     text_mask = g.create_array(
         "text_mask", shape=(n_text, L), chunks=(max(1, min(chunk, n_text)), L), dtype="bool"
     )
+
+    def stored(key: str, tokens: torch.Tensor, s: int, row: str = "frame") -> np.ndarray:
+        """Tokens as stored; refuses NaN/Inf (a float16 overflow or a broken encoder) before training."""
+        x = tokens.cpu().numpy()
+        with np.errstate(over="ignore"):  # reported below, naming the array
+            y = x.astype(dtype)
+        bad = first_non_finite(y)
+        if bad is not None:
+            why = (
+                "the encoder's values exceed float16; use dtype=float32"
+                if first_non_finite(x) is None
+                else "the encoder produced them"
+            )
+            raise DatasetError(
+                f"{_where(rb)}/{EMBEDDINGS_GROUP}/{name}/{key}: non-finite token ({bad[2]}) at {row} "
+                f"{s + bad[0]} ({why})"
+            )
+        return y
+
     instructions = list(rb.instructions[: rb.n_episodes])
     if enc.separable:
         for s in range(0, rb.n_episodes, batch_size):
             out = enc.encode_text(instructions[s : s + batch_size])
-            text[s : s + out.batch_size] = out.tokens.cpu().numpy().astype(dtype)
+            text[s : s + out.batch_size] = stored("text", out.tokens, s, "episode")
             text_mask[s : s + out.batch_size] = out.mask.cpu().numpy()
 
     def read(s: int, e: int) -> dict[str, np.ndarray]:
@@ -158,8 +230,8 @@ def precompute_embeddings(
     targets = {"text": text, "text_mask": text_mask, **{f"image_{c}": arrays[c] for c in cams}}
 
     def write(s: int, e: int, rows: dict[str, np.ndarray]) -> None:
-        for name, v in rows.items():
-            targets[name][s:e] = v
+        for key, v in rows.items():
+            targets[key][s:e] = v
 
     # One I/O thread reads batch k+1 and writes batch k-1 while the encoder runs batch k in this
     # thread. Writes complete in order; one write is in flight at a time (bounded memory), and its
@@ -181,10 +253,10 @@ def precompute_embeddings(
                 else:
                     eps = frame_episodes(rb, np.arange(s, e))
                     out = enc.encode(images, [instructions[i] for i in eps])
-                    rows["text"] = out.segment("text").tokens.cpu().numpy().astype(dtype)
+                    rows["text"] = stored("text", out.segment("text").tokens, s)
                     rows["text_mask"] = out.segment("text").mask.cpu().numpy()
                 for c in cams:
-                    rows[f"image_{c}"] = out.segment(c).tokens.cpu().numpy().astype(dtype)
+                    rows[f"image_{c}"] = stored(f"image_{c}", out.segment(c).tokens, s)
                 if pending is not None:
                     _finish(pending, n, progress)
                 pending = (submit(write, s, e, rows), e)
@@ -194,7 +266,7 @@ def precompute_embeddings(
             io.shutdown(wait=True, cancel_futures=True)
             raise
     g.attrs["complete"] = True
-    return fp
+    return name
 
 
 def _run_now(fn: Callable[..., T], *args: Any) -> Future[T]:
@@ -218,51 +290,179 @@ def _finish(pending: tuple[Future[None], int], n: int, progress: Callable[[int, 
 class EmbeddingStore:
     """Reads precomputed tokens for training; validates them against `fingerprint` and the dataset.
 
+    The group is found by `same_encoder` (see `find_groups`); `name` is the stored group's name.
+
     Raises:
         StaleEmbeddingsError: no complete group for this fingerprint, or the dataset changed since.
+        DatasetError: the group's metadata, attributes or arrays cannot be read or do not match its
+            attributes (damaged storage); reads that hit a bad chunk or a NaN/Inf also raise it.
     """
 
     def __init__(self, rb: DatasetLike, fingerprint: str, in_memory: bool = False) -> None:
         where = _where(rb)
         hint = f"run `vla-embed dataset={where} encoder=<the encoder config>` to (re)compute them"
-        emb = rb.root.get(EMBEDDINGS_GROUP) if hasattr(rb.root, "get") else None
-        stored = sorted(emb.group_keys()) if emb is not None else []
-        if fingerprint not in stored:
+        emb = embeddings_group(rb)
+        found = find_groups(emb, fingerprint)
+        if not found:
+            stored = child_names(emb) if emb is not None else []
             raise StaleEmbeddingsError(
                 f"{where}: no embeddings for encoder fingerprint {fingerprint!r} (stored: {stored or 'none'}); "
                 f"the encoder's model, weights, layer, token settings or preprocessing differ from every "
                 f"stored set; {hint}"
             )
-        g = emb[fingerprint]
-        a = dict(g.attrs)
-        if a.get("fingerprint") != fingerprint:
-            raise StaleEmbeddingsError(
-                f"{where}: embeddings/{fingerprint} records fingerprint {a.get('fingerprint')!r}; {hint}"
-            )
-        if not a.get("complete"):
-            raise StaleEmbeddingsError(
-                f"{where}: embeddings/{fingerprint} is incomplete (interrupted run); {hint}"
-            )
-        if a.get("n_frames") != rb.n_frames or a.get("episodes_digest") != episodes_digest(rb):
-            raise StaleEmbeddingsError(
-                f"{where}: embeddings/{fingerprint} cover {a.get('n_frames')} frames / {a.get('n_episodes')} "
-                f"episodes but the dataset now has {rb.n_frames} / {rb.n_episodes} (or its episodes changed); {hint}"
-            )
-        self.rb, self.fingerprint, self.group, self.attrs = rb, fingerprint, g, a
-        self.cameras: list[str] = list(a["cameras"])
-        self.separable: bool = bool(a["separable"])
-        self.dim: int = int(a["dim"])
-        self.tokens_per_image: int = int(a["tokens_per_image"])
-        self.max_text_len: int = int(a["max_text_len"])
+        # Several groups of one encoder exist when a renamed copy was embedded before lookups went
+        # by identity: use the first complete and up-to-date one (the exact name first).
+        first_error: StaleEmbeddingsError | None = None
+        for name in found:
+            try:
+                self._open(rb, emb, fingerprint, name, hint)
+                break
+            except StaleEmbeddingsError as e:
+                first_error = first_error or e
+        else:
+            assert first_error is not None
+            raise first_error
         # in_memory: read every array once (tokens of a dataset are small next to its frames), so
         # training steps index RAM instead of decompressing zarr chunks.
         self._arrays: dict[str, Any] = {}
         if in_memory:
-            names = [f"image_{c}" for c in self.cameras] + ["text", "text_mask"]
-            self._arrays = {n: np.asarray(g[n][:]) for n in names}
+            self._arrays = {n: self.read_array(n) for n in self.array_names}
+
+    def _open(self, rb: DatasetLike, emb: Any, fingerprint: str, name: str, hint: str) -> None:
+        where = _where(rb)
+        gfile = f"{where}/{EMBEDDINGS_GROUP}/{name}"
+        try:
+            g = emb[name]
+            a = dict(g.attrs)
+        except Exception as e:
+            raise DatasetError(
+                f"{gfile}/zarr.json: unreadable zarr metadata ({type(e).__name__}: {e}); {_recompute_hint(rb)}"
+            ) from None
+        if not same_encoder(a.get("fingerprint"), fingerprint):
+            raise StaleEmbeddingsError(
+                f"{where}: embeddings/{name} records fingerprint {a.get('fingerprint')!r}; {hint}"
+            )
+        if not a.get("complete"):
+            raise StaleEmbeddingsError(f"{where}: embeddings/{name} is incomplete (interrupted run); {hint}")
+        if a.get("n_frames") != rb.n_frames or a.get("episodes_digest") != episodes_digest(rb):
+            raise StaleEmbeddingsError(
+                f"{where}: embeddings/{name} cover {a.get('n_frames')} frames / {a.get('n_episodes')} "
+                f"episodes but the dataset now has {rb.n_frames} / {rb.n_episodes} (or its episodes changed); {hint}"
+            )
+        try:
+            cameras = [str(c) for c in a["cameras"]]
+            separable = bool(a["separable"])
+            dim, n_img, L = int(a["dim"]), int(a["tokens_per_image"]), int(a["max_text_len"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise DatasetError(
+                f"{gfile}/zarr.json: attributes: malformed ({type(e).__name__}: {e}); {_recompute_hint(rb)}"
+            ) from None
+        self.rb, self.fingerprint, self.name, self.group, self.attrs = rb, fingerprint, name, g, a
+        self.cameras: list[str] = cameras
+        self.separable: bool = separable
+        self.dim: int = dim
+        self.tokens_per_image: int = n_img
+        self.max_text_len: int = L
+        # Open every array now (metadata, shape) so a damaged group fails here, not mid-training.
+        n_text = rb.n_episodes if separable else rb.n_frames
+        want = {f"image_{c}": (rb.n_frames, n_img, dim) for c in cameras}
+        want.update(text=(n_text, L, dim), text_mask=(n_text, L))
+        self.array_names: list[str] = list(want)
+        try:
+            members = dict(g.members())
+        except Exception:
+            members = {}
+        for key, shape in want.items():
+            node = members.get(key)
+            if node is None:
+                try:
+                    node = g[key]
+                except KeyError:
+                    raise DatasetError(
+                        f"{gfile}/{key}: missing array in a complete group; {_recompute_hint(rb)}"
+                    ) from None
+                except Exception as e:
+                    raise DatasetError(
+                        f"{gfile}/{key}/zarr.json: unreadable zarr metadata ({type(e).__name__}: {e}); "
+                        f"{_recompute_hint(rb)}"
+                    ) from None
+            if tuple(getattr(node, "shape", ())) != shape:
+                raise DatasetError(
+                    f"{gfile}/{key}: shape {getattr(node, 'shape', None)}, expected {shape} from the "
+                    f"group's attributes; {_recompute_hint(rb)}"
+                )
+
+    @property
+    def path(self) -> str:
+        """`<store>/embeddings/<name>`: the group's path, for messages."""
+        return f"{_where(self.rb)}/{EMBEDDINGS_GROUP}/{self.name}"
+
+    def _rows_are_frames(self, key: str) -> bool:
+        return key.startswith("image_") or not self.separable
+
+    def _refuse_non_finite(self, key: str, x: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """`x` unless it holds NaN/Inf: then DatasetError naming the array, the row and its episode."""
+        bad = first_non_finite(x)
+        if bad is None:
+            return x
+        row = int(rows[bad[0]]) if rows is not None else bad[0]
+        if self._rows_are_frames(key):
+            ep = int(frame_episodes(self.rb, np.asarray([row]))[0])
+            at = f"frame {row} (episode {ep})"
+        else:
+            at = f"the instruction of episode {row}"
+        raise DatasetError(
+            f"{self.path}/{key}: non-finite token ({bad[2]}) at {at}; {_recompute_hint(self.rb)}"
+        )
+
+    def _decode(self, key: str, read: Callable[[], np.ndarray], rows: np.ndarray | None = None) -> np.ndarray:
+        """`read()` with a chunk decode error as DatasetError naming the chunk file (or the array)."""
+        try:
+            x = np.asarray(read())
+        except IndexError:
+            raise
+        except Exception as e:
+            arr = self.group[key]
+            problems = check_chunks(arr, f"{self.path}/{key}", int(arr.shape[0]), None, require_files=False)
+            at = "; ".join(str(p) for p in problems) or f"{self.path}/{key}: {type(e).__name__}: {e}"
+            raise DatasetError(f"cannot read {at}; {_recompute_hint(self.rb)}") from None
+        return self._refuse_non_finite(key, x, rows)
+
+    def read_array(self, key: str) -> np.ndarray:
+        """A whole stored array (`image_<cam>`, `text`, `text_mask`) in memory, checked as it is read."""
+        if key not in self.array_names:
+            raise KeyError(f"{self.path}: no array {key!r}; have {self.array_names}")
+        if key in getattr(self, "_arrays", {}):
+            return self._arrays[key]
+        return self._decode(key, lambda: self.group[key][:])
+
+    def verify(self) -> None:
+        """Decode every chunk of every array and check tokens are finite (what training will read).
+
+        Raises DatasetError listing each bad chunk file or array.
+        """
+        problems = []
+        for key in self.array_names:
+            arr = self.group[key]
+            problems += check_chunks(
+                arr, f"{self.path}/{key}", int(arr.shape[0]), None, require_files=False, check_finite=True
+            )
+        if len(problems) == 1:
+            raise DatasetError(f"{problems[0]}; {_recompute_hint(self.rb)}")
+        if problems:
+            lines = "\n  ".join(str(p) for p in problems)
+            raise DatasetError(
+                f"{self.path}: unreadable embeddings, {len(problems)} problems; {_recompute_hint(self.rb)}:"
+                f"\n  {lines}"
+            )
 
     def _array(self, name: str) -> Any:
         return self._arrays.get(name, self.group[name]) if self._arrays else self.group[name]
+
+    def _rows(self, key: str, idx: np.ndarray) -> np.ndarray:
+        """Rows `idx` of a stored array, through `_decode` (bad chunk or NaN/Inf -> DatasetError)."""
+        arr = self._array(key)
+        return self._decode(key, lambda: _take(arr, idx), idx)
 
     @classmethod
     def for_encoder(cls, rb: DatasetLike, enc: FrozenEncoder) -> EmbeddingStore:
@@ -271,27 +471,27 @@ class EmbeddingStore:
     def _camera(self, key: str) -> str:
         cam = key.removeprefix("image_")
         if cam not in self.cameras:
-            raise KeyError(f"embeddings/{self.fingerprint}: no camera {key!r}; have {self.cameras}")
+            raise KeyError(f"embeddings/{self.name}: no camera {key!r}; have {self.cameras}")
         return cam
 
     def image_tokens(self, key: str, frame_indices: np.ndarray | Sequence[int]) -> torch.Tensor:
         """float32 (n, tokens_per_image, D) of camera `key` (`front` or `image_front`) at the frames."""
         idx = np.asarray(frame_indices, dtype=np.int64)
-        arr = self._array(f"image_{self._camera(key)}")
-        return torch.from_numpy(_take(arr, idx).astype(np.float32))
+        return torch.from_numpy(self._rows(f"image_{self._camera(key)}", idx).astype(np.float32))
 
     def text_tokens(self, episode: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Separable encoders: (L, D) float32 tokens and (L,) bool mask of one episode's instruction."""
         if not self.separable:
             raise StaleEmbeddingsError(
-                f"embeddings/{self.fingerprint}: text tokens of a generative encoder are per frame; "
+                f"embeddings/{self.name}: text tokens of a generative encoder are per frame; "
                 "use encoder_output(frame_indices)"
             )
         if not 0 <= episode < self.rb.n_episodes:
             raise IndexError(f"episode {episode} out of range 0..{self.rb.n_episodes - 1}")
+        row = np.asarray([episode])
         return (
-            torch.from_numpy(np.asarray(self._array("text")[episode]).astype(np.float32)),
-            torch.from_numpy(np.asarray(self._array("text_mask")[episode])),
+            torch.from_numpy(self._rows("text", row)[0].astype(np.float32)),
+            torch.from_numpy(self._rows("text_mask", row)[0]),
         )
 
     def encoder_output(self, frame_indices: np.ndarray | Sequence[int]) -> EncoderOutput:
@@ -304,8 +504,8 @@ class EmbeddingStore:
                 EncoderOutput(t, torch.ones(t.shape[:2], dtype=torch.bool), {c: slice(0, t.shape[1])})
             )
         rows = frame_episodes(self.rb, idx) if self.separable else idx
-        text = torch.from_numpy(_take(self._array("text"), rows).astype(np.float32))
-        mask = torch.from_numpy(_take(self._array("text_mask"), rows).astype(bool))
+        text = torch.from_numpy(self._rows("text", rows).astype(np.float32))
+        mask = torch.from_numpy(self._rows("text_mask", rows).astype(bool))
         parts.append(EncoderOutput(text, mask, {"text": slice(0, text.shape[1])}))
         return EncoderOutput.concat(parts)
 

@@ -3,6 +3,8 @@
 It hashes the weights, config.json and tokenizer files of the checkpoint together with the
 preprocessing and token settings (dtype, layer, n_tokens, reduction, text length, projection), so
 precomputed embeddings stored under `embeddings/<fingerprint>/` are never reused by another encoder.
+The model (folder) name in it is a readable label only: compare fingerprints with `same_encoder`
+(equal `fingerprint_identity`), so a renamed copy of a checkpoint still matches what it produced.
 """
 
 from __future__ import annotations
@@ -66,3 +68,29 @@ def make_fingerprint(family: str, source: str, digest: str, settings: dict[str, 
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(source.rstrip("/")).name)[:48] or "model"
     return f"{family}-{name}-{h.hexdigest()[:16]}"
+
+
+# `<family>-<model name>-<16 hex>`; the model name may itself contain '-'.
+_FINGERPRINT = re.compile(r"^(?P<family>[^-]+)-.+-(?P<hash>[0-9a-f]{16})$")
+
+
+def fingerprint_identity(fp: str) -> str:
+    """What identifies the tokens of a fingerprint: `<family>-<16 hex>`, without the model name.
+
+    The model name is the checkpoint folder's name, a label only: the hash already covers the
+    weights, config, tokenizer and every token setting, so a copied or renamed folder with the same
+    files gives the same identity. A string not in the `make_fingerprint` format is its own identity.
+    """
+    m = _FINGERPRINT.match(fp)
+    return f"{m['family']}-{m['hash']}" if m else fp
+
+
+def same_encoder(a: Any, b: Any) -> bool:
+    """True when fingerprints `a` and `b` describe the same tokens (equal `fingerprint_identity`).
+
+    Use this, never `==`, to compare fingerprints or look up what was stored under one (embedding
+    groups, checkpoints): the stored strings keep the model name they were made with.
+    """
+    if not isinstance(a, str) or not isinstance(b, str) or not a or not b:
+        return False
+    return a == b or fingerprint_identity(a) == fingerprint_identity(b)

@@ -14,7 +14,8 @@ None: the measured compute time). Episodes are `vla.evaluation.EpisodeRecord`s, 
 `vla-deploy`'s results.
 
 Writes to `out_dir`: `eval.json` (success rate + 95% Wilson CI, per-instruction breakdown, mean
-episode length, chunk latency p50/p99, per-episode gate truncations/rejections), `eval.png`
+episode length, chunk latency p50/p99, per-episode gate truncations/rejections, the checkpoint and
+whether its EMA weights were used: `checkpoint`, `used_ema`), `eval.png`
 (a plot), and `videos/episode_<i>.mp4` of the first `n_videos` episodes.
 """
 
@@ -62,7 +63,8 @@ class EvalConfig:
     ensemble_decay: float = 0.01
     latency_s: float | None = 0.0
     safety: bool = True
-    safety_config: str = "configs/safety/ur5e_default.yaml"
+    safety_config: str | None = None  # None: the packaged configs/safety/ur5e_default.yaml
+    instruction: str | None = None
     n_videos: int = 3
     video_fps: int | None = None
     out_dir: str = "outputs/eval"
@@ -87,8 +89,9 @@ class _Recorder:
     """Gymnasium env wrapper that keeps the episode's instruction, (optionally) rendered frames, and
     where the gripper was first commanded closed (`grasp`, see `_grasp_report`)."""
 
-    def __init__(self, env: Any) -> None:
+    def __init__(self, env: Any, instruction: str | None = None) -> None:
         self.env = env
+        self.override = instruction
         self.record = False
         self.frames: list[np.ndarray] = []
         self.instruction = ""
@@ -97,6 +100,8 @@ class _Recorder:
 
     def reset(self, **kw: Any) -> tuple[dict, dict]:
         obs, info = self.env.reset(**kw)
+        if self.override:
+            obs = {**obs, "instruction": self.override}
         self.instruction = str(obs.get("instruction", info.get("instruction", "")))
         self.frames = [self.env.render()] if self.record else []
         self.grasp, self._steps = {}, 0
@@ -107,6 +112,8 @@ class _Recorder:
         if not self.grasp and len(action) > 6 and float(action[6]) > 0.5:
             self.grasp = _grasp_report(self.env.unwrapped.task, self._steps)
         out = self.env.step(action)
+        if self.override:
+            out = ({**out[0], "instruction": self.override}, *out[1:])
         if self.record:
             self.frames.append(self.env.render())
         return out
@@ -130,10 +137,14 @@ def _grasp_report(task: Any, step: int) -> dict[str, Any]:
 def _make_gate(env: Any, cfg: EvalConfig):
     from sim.safety.config import load_safety_config
     from sim.safety.gate import SafetyGate
+    from vla.paths import CONFIG_DIR
 
-    path = Path(cfg.safety_config)
+    path = Path(cfg.safety_config) if cfg.safety_config else CONFIG_DIR / "safety" / "ur5e_default.yaml"
     if not path.is_file():
-        raise FileNotFoundError(f"EvalConfig.safety_config: {path} does not exist (or set safety=False)")
+        raise FileNotFoundError(
+            f"safety_config: {path} does not exist (relative to {Path.cwd()}); give an existing safety "
+            "YAML, null for the packaged default, or safety_gate=false to run without the gate"
+        )
     gate = SafetyGate.for_env(env, load_safety_config(path))
 
     def check(q: np.ndarray, qd: np.ndarray, chunk: np.ndarray, command: np.ndarray | None = None):
@@ -169,7 +180,7 @@ def evaluate(policy: ChunkPolicy, cfg: EvalConfig) -> dict[str, Any]:
     )
     gate, check = _make_gate(env, cfg) if cfg.safety else (None, None)
     loop = ControlLoop(policy, rcfg, clock=SimulatedClock(period, latency_s=cfg.latency_s), gate=check)
-    rec = _Recorder(env)
+    rec = _Recorder(env, cfg.instruction)
     episodes: list[EpisodeRecord] = []
     videos: list[str] = []
     compute: list[float] = []
@@ -225,6 +236,10 @@ def evaluate(policy: ChunkPolicy, cfg: EvalConfig) -> dict[str, Any]:
             gate.close()
     results = _summarise(episodes, compute, cfg, time.perf_counter() - t0, ta)
     results["videos"] = videos
+    # Which weights were evaluated: EMA or raw (None: not a checkpoint policy, or not known).
+    results["used_ema"] = getattr(policy, "used_ema", None)
+    ckpt = getattr(policy, "checkpoint", None)
+    results["checkpoint"] = str(ckpt) if ckpt is not None else None
     results["plot"] = str(_plot(results, results["episodes"], compute, out / "eval.png"))
     (out / "eval.json").write_text(json.dumps(results, indent=2, allow_nan=True) + "\n")
     return results

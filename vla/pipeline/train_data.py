@@ -97,8 +97,9 @@ class PrecomputedTokens(TokenSource):
         self.use_text = use_text
         self.separable = store.separable
         if use_text:
-            self.text = torch.from_numpy(np.asarray(store.group["text"][:])).to(dt)
-            self.text_mask = torch.from_numpy(np.asarray(store.group["text_mask"][:]).astype(bool))
+            # read_array: a bad chunk or a NaN/Inf token is a DatasetError naming the array.
+            self.text = torch.from_numpy(store.read_array("text")).to(dt)
+            self.text_mask = torch.from_numpy(store.read_array("text_mask").astype(bool))
         self.dim = store.dim
         self.n_text_tokens = store.max_text_len if use_text else 0
         self.n_tokens = len(cameras) * store.tokens_per_image + self.n_text_tokens

@@ -2,14 +2,18 @@
 
 `vla-train` (vla/cli/train.py) builds a `TrainJob` from Hydra config; tests and `make demo` may call
 `run_training` directly. The run directory gets checkpoints (`checkpoints/<step>/`, written by
-`vla.training`), TensorBoard logs, and `train_summary.json`.
+`vla.training`), TensorBoard logs, and `train_summary.json`. A new run's directory is made with
+`fresh_run_dir`, which removes it again when the run fails before writing more than its config.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +25,9 @@ from policies.config import DEFAULT_AUX_FUTURE_OFFSETS
 from vla.encoders import EncoderConfig, build_encoder
 from vla.pipeline.train_data import DataSpec, build_train_data, collate
 from vla.pipeline.vla_policy import PolicyMeta, VLAPolicy
-from vla.training import ResumableLoader, TrainConfig, train
+from vla.training import ResumableLoader, TrainConfig, seed_everything, train
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -52,6 +58,9 @@ class TrainJob:
 
 @dataclass
 class TrainOutcome:
+    """What a `run_training` call did. `step` is where the run now is; a resumed run started at
+    `start_step` and ran `steps_run` steps in this call, in `seconds` (`steps_per_s` = their rate)."""
+
     run_dir: Path
     checkpoint: Path | None
     step: int
@@ -59,6 +68,39 @@ class TrainOutcome:
     seconds: float
     steps_per_s: float
     eval_metrics: dict[str, float]
+    start_step: int = 0
+    steps_run: int = 0
+
+
+@contextlib.contextmanager
+def fresh_run_dir(path: str | Path, config_names: tuple[str, ...] = ("config.yaml",)) -> Iterator[Path]:
+    """Create the directory of a new (not resumed) run for the `with` body (write its config there,
+    then `run_training`). When the body raises (any error, Ctrl-C) and the directory holds nothing
+    but `config_names` files, it is removed again, so a run that failed before its first checkpoint
+    (bad dataset path, bad config) leaves no orphan. A directory that existed before, or holds
+    anything else (checkpoints, logs, other files), is never touched.
+    """
+    run_dir = Path(path)
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        yield run_dir
+    except BaseException:
+        if created:
+            _remove_if_only_config(run_dir, config_names)
+        raise
+
+
+def _remove_if_only_config(run_dir: Path, config_names: tuple[str, ...]) -> None:
+    try:
+        entries = list(run_dir.iterdir())
+        if any(e.name not in config_names or e.is_symlink() or not e.is_file() for e in entries):
+            return
+        for e in entries:
+            e.unlink()
+        run_dir.rmdir()
+    except OSError as e:  # never hide the run's own error behind a clean-up problem
+        log.warning("could not remove the failed run's directory %s: %s", run_dir, e)
 
 
 def run_training(job: TrainJob) -> TrainOutcome:
@@ -73,6 +115,12 @@ def run_training(job: TrainJob) -> TrainOutcome:
         offsets = job.policy_values.get("aux_future_offsets", DEFAULT_AUX_FUTURE_OFFSETS)
         spec = dataclasses.replace(spec, future_offsets=tuple(int(o) for o in offsets))
     data = build_train_data(spec, encoder)
+    n_windows = len(data.dataset)
+    if job.batch_size > n_windows:
+        raise ValueError(
+            f"{spec.dataset}: {n_windows} training windows (from {len(data.train_episodes)} episodes) but "
+            f"batch_size={job.batch_size}: use batch_size={n_windows} or smaller, or a bigger dataset"
+        )
     values = dict(job.policy_values)
     values.update(
         token_dim=data.token_dim,
@@ -86,6 +134,9 @@ def run_training(job: TrainJob) -> TrainOutcome:
         n_action_steps=job.n_action_steps,
     )
     pconf = make_config(job.policy_name, values, source=f"policy config {job.policy_name!r}")
+    # Seeded init: the same config gives the same initial weights in any process (building the
+    # encoder above may consume the global RNG); a resumed run then loads its checkpoint.
+    seed_everything(job.train.seed)
     head = make_policy(job.policy_name, pconf)
     meta = PolicyMeta(
         cameras=tuple(data.cameras),
@@ -104,7 +155,7 @@ def run_training(job: TrainJob) -> TrainOutcome:
     )
     loader = ResumableLoader(
         data.dataset,
-        batch_size=min(job.batch_size, len(data.dataset)),
+        batch_size=job.batch_size,
         seed=job.train.seed,
         num_workers=job.num_workers,
         collate_fn=collate,
@@ -135,6 +186,7 @@ def run_training(job: TrainJob) -> TrainOutcome:
         encoder_fingerprint=encoder.fingerprint,
     )
     seconds = time.perf_counter() - t1
+    steps_run = result.step - result.start_step
     outcome = TrainOutcome(
         run_dir=job.run_dir,
         checkpoint=result.checkpoint,
@@ -142,12 +194,16 @@ def run_training(job: TrainJob) -> TrainOutcome:
         last_loss=result.last_loss,
         seconds=seconds,
         # Steps run by this call: a resumed run starts at result.start_step.
-        steps_per_s=(result.step - result.start_step) / seconds if seconds > 0 else float("nan"),
+        steps_per_s=steps_run / seconds if seconds > 0 else float("nan"),
         eval_metrics=dict(result.eval_metrics),
+        start_step=result.start_step,
+        steps_run=steps_run,
     )
     summary = {
         "policy": job.policy_name,
         "step": outcome.step,
+        "start_step": outcome.start_step,
+        "steps_run": outcome.steps_run,
         "last_loss": outcome.last_loss,
         "train_seconds": seconds,
         "setup_seconds": prep_s,
@@ -166,7 +222,8 @@ def _make_eval_fn(job: TrainJob, encoder, normalizer, meta: PolicyMeta):
     from vla.pipeline.evaluate import EvalConfig, evaluate
 
     def eval_fn(head, step: int) -> dict[str, float]:
-        policy = VLAPolicy(head, encoder, normalizer, meta)
+        # train() evaluates the EMA copy when the head uses EMA.
+        policy = VLAPolicy(head, encoder, normalizer, meta, used_ema=bool(head.config.use_ema))
         cfg = EvalConfig(
             task=str(job.task.get("name", "pick_cube")),
             env_overrides=dict(job.task.get("env") or {}),

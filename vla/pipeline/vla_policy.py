@@ -21,7 +21,7 @@ import torch
 
 from policies import Policy
 from vla.data import MissingStatsError, Normalizer
-from vla.encoders import EncoderConfig, FrozenEncoder, build_encoder
+from vla.encoders import EncoderConfig, FrozenEncoder, build_encoder, same_encoder
 from vla.pipeline.train_data import encode_observation, text_token_mask
 
 SHAPE_META_FORMAT = "vla-pipeline/1"
@@ -91,6 +91,9 @@ class VLAPolicy:
     obs: {"state": (To, Ds) or (Ds,), "image_<cam>": (To, H, W, 3) or (H, W, 3) uint8, "instruction": str}
     (the runtime's `ObservationBuffer.snapshot`); only the latest frame of each camera is encoded.
     prefix: optional (P, Da) committed actions in robot units (real-time chunking).
+    used_ema: whether the head holds EMA weights (None: not known); `from_checkpoint` records it
+        (False also when EMA was asked for but the checkpoint has no ema.safetensors).
+    checkpoint: where `from_checkpoint` loaded it from (None when built directly).
     """
 
     def __init__(
@@ -102,6 +105,7 @@ class VLAPolicy:
         device: str | torch.device = "cpu",
         seed: int | None = 0,
         num_inference_steps: int | None = None,
+        used_ema: bool | None = None,
     ) -> None:
         for key in (meta.state_key, meta.action_key):
             if key not in normalizer:
@@ -120,6 +124,8 @@ class VLAPolicy:
         self.meta = meta
         self.device = torch.device(device)
         self.num_inference_steps = num_inference_steps
+        self.used_ema = used_ema
+        self.checkpoint: Path | None = None
         self.generator = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
 
     # ------------------------------------------------------------------ properties used by loops
@@ -214,6 +220,9 @@ class VLAPolicy:
         Raises:
             FingerprintMismatchError: the encoder's fingerprint differs from the checkpoint's.
             MissingStatsError: the checkpoint has no normalization statistics for state or action.
+            vla.training.CheckpointError: a checkpoint file is missing, truncated or does not fit.
+        With `use_ema` and no ema.safetensors the raw weights are used (a notice is logged) and
+        `used_ema` says so.
         """
         from vla.training import load_policy
 
@@ -237,12 +246,21 @@ class VLAPolicy:
             encoder = build_encoder(
                 EncoderConfig.from_dict(enc_dict, source=f"{where / 'shape_meta.json'}:encoder")
             )
-        if encoder.fingerprint != info.encoder_fingerprint:
+        if not same_encoder(encoder.fingerprint, info.encoder_fingerprint):
             raise FingerprintMismatchError(
                 f"{where / 'encoder.json'}: checkpoint was trained on tokens of encoder "
                 f"{info.encoder_fingerprint!r} but the encoder loaded now is {encoder.fingerprint!r} "
                 "(different weights, model or token settings); retrain or load the original encoder"
             )
-        return cls(
-            head, encoder, normalizer, meta, device=device, seed=seed, num_inference_steps=num_inference_steps
+        policy = cls(
+            head,
+            encoder,
+            normalizer,
+            meta,
+            device=device,
+            seed=seed,
+            num_inference_steps=num_inference_steps,
+            used_ema=info.used_ema,
         )
+        policy.checkpoint = info.path
+        return policy

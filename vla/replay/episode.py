@@ -78,13 +78,18 @@ def load_episode(path: str | Path, index: int, load_images: bool = True) -> Reco
             f"{path}/data/action: per-frame shape {rb.shape('action')}, replay needs (7,) "
             "(6 joint targets + gripper)"
         )
+    if not 0 <= int(index) < rb.n_episodes:
+        # Python's negative indexing would silently replay another episode than the one asked for.
+        raise DatasetError(
+            f"{path}: episode={index} out of range; the store has episodes 0..{rb.n_episodes - 1}"
+        )
     keys = ["action"] + (["state"] if "state" in rb.keys else [])
     if load_images:
         keys += [f"image_{c}" for c in rb.meta.camera_names]
     data = rb.episode(index, keys)
     return RecordedEpisode(
         path=Path(path),
-        index=int(index) % rb.n_episodes,
+        index=int(index),
         instruction=rb.instructions[index],
         action=data["action"].astype(np.float32),
         state=data["state"].astype(np.float32) if "state" in data else None,

@@ -3,13 +3,22 @@
 `load_policy` (checkpoint.py) rebuilds a trained policy without importing the loop.
 """
 
-from vla.training.checkpoint import CheckpointInfo, latest_checkpoint, load_policy, save_checkpoint
+from vla.training.checkpoint import (
+    CheckpointError,
+    CheckpointFileMissingError,
+    CheckpointInfo,
+    latest_checkpoint,
+    load_policy,
+    save_checkpoint,
+)
 from vla.training.config import TrainConfig
 from vla.training.data import ResumableLoader, StepIterable
 from vla.training.loop import TrainResult, make_optimizer, seed_everything, train
 from vla.training.schedule import lr_at
 
 __all__ = [
+    "CheckpointError",
+    "CheckpointFileMissingError",
     "CheckpointInfo",
     "ResumableLoader",
     "StepIterable",

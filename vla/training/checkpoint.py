@@ -17,6 +17,7 @@ and renamed into place, so a crash never leaves a half-written checkpoint that l
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import shutil
@@ -26,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from policies import Policy, make_config, make_policy
@@ -33,6 +35,22 @@ from policies.ema import EMA
 
 FORMAT = "vla-checkpoint/1"
 CKPT_SUBDIR = "checkpoints"
+_TMP_PREFIX = ".tmp-"
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is incomplete, unreadable or does not fit the policy being built.
+
+    The message is one line that starts with the checkpoint directory or file at fault, e.g.
+    ``runs/x/checkpoints/200/ema.safetensors: unreadable safetensors file (...)``.
+    """
+
+
+class CheckpointFileMissingError(CheckpointError, FileNotFoundError):
+    """A file a checkpoint needs is missing (also a FileNotFoundError). The message names the
+    checkpoint directory, the missing file and what the directory holds."""
 
 
 @dataclass
@@ -64,18 +82,54 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return ckpts[-1][1] if ckpts else None
 
 
+def _contents(d: Path, limit: int = 8) -> str:
+    """What directory `d` holds, for error messages: "a, b/, c" (or "nothing")."""
+    try:
+        names = sorted(f"{e.name}/" if e.is_dir() else e.name for e in d.iterdir())
+    except OSError:
+        return "nothing readable"
+    if not names:
+        return "nothing"
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def _missing(ckpt: Path, name: str, why: str = "") -> CheckpointFileMissingError:
+    """The error for a checkpoint directory without the file `name`."""
+    return CheckpointFileMissingError(
+        f"{ckpt}: checkpoint has no {name}{why} (the directory holds: {_contents(ckpt)}); it may be an "
+        "unfinished or damaged save: use another checkpoint of the run"
+    )
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint directory, or a run directory (-> its latest checkpoint)."""
+    """A checkpoint directory, or a run directory (-> its latest checkpoint).
+
+    Raises:
+        CheckpointFileMissingError: `path` does not exist, is a checkpoint without model.safetensors,
+            or a run directory without a complete checkpoint (each named, with what it holds).
+    """
     p = Path(path)
-    if (p / "config.json").is_file() and (p / "model.safetensors").is_file():
+    if (p / "config.json").is_file():
+        if not (p / "model.safetensors").is_file():
+            raise _missing(p, "model.safetensors")
         return p
     latest = latest_checkpoint(p)
-    if latest is None:
-        raise FileNotFoundError(
-            f"{p}: neither a checkpoint (config.json + model.safetensors) nor a run directory "
-            f"with checkpoints under {p / CKPT_SUBDIR}"
+    if latest is not None:
+        return latest
+    if not p.exists():
+        raise CheckpointFileMissingError(f"{p}: no such checkpoint or run directory")
+    root = p / CKPT_SUBDIR
+    partial = sorted(e.name for e in root.iterdir()) if root.is_dir() else []
+    if partial:
+        raise CheckpointFileMissingError(
+            f"{p}: no complete checkpoint under {root} (found {', '.join(partial[:8])}: a checkpoint is "
+            f"complete once its config.json is written; {_TMP_PREFIX}* directories are unfinished saves)"
         )
-    return latest
+    raise CheckpointFileMissingError(
+        f"{p}: neither a checkpoint (config.json + model.safetensors) nor a run directory "
+        f"with checkpoints under {root} (the directory holds: {_contents(p)})"
+    )
 
 
 # ---------------------------------------------------------------------- JSON helpers
@@ -100,12 +154,12 @@ def _write_json(path: Path, data: Any) -> None:
 def _read_json(path: Path, required: bool = True) -> Any:
     if not path.is_file():
         if required:
-            raise FileNotFoundError(f"checkpoint file missing: {path}")
+            raise _missing(path.parent, path.name)
         return None
     try:
         return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: invalid JSON ({e})") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: invalid JSON ({e}); the file is truncated or corrupted") from e
 
 
 # ---------------------------------------------------------------------- RNG state
@@ -161,7 +215,7 @@ def save_checkpoint(
     root = Path(run_dir) / CKPT_SUBDIR
     root.mkdir(parents=True, exist_ok=True)
     final = root / str(step)
-    tmp = root / f".tmp-{step}-{os.getpid()}"
+    tmp = root / f"{_TMP_PREFIX}{step}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
@@ -201,29 +255,48 @@ def save_checkpoint(
 
 def read_config(ckpt: Path) -> dict[str, Any]:
     cfg = _read_json(ckpt / "config.json")
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{ckpt / 'config.json'}: expected a JSON object, got {type(cfg).__name__}")
     for key in ("format", "policy", "policy_config", "step"):
         if key not in cfg:
-            raise ValueError(f"{ckpt / 'config.json'}: missing field {key!r}")
+            raise CheckpointError(f"{ckpt / 'config.json'}: missing field {key!r}")
     if cfg["format"] != FORMAT:
-        raise ValueError(f"{ckpt / 'config.json'}: format {cfg['format']!r}, this code reads {FORMAT!r}")
+        raise CheckpointError(f"{ckpt / 'config.json'}: format {cfg['format']!r}, this code reads {FORMAT!r}")
     return cfg
 
 
 def load_weights(module: torch.nn.Module, path: Path) -> None:
-    """Load a safetensors file into `module` (strict), naming the file on mismatch."""
+    """Load a safetensors file into `module` (strict).
+
+    Raises (naming the file): CheckpointFileMissingError when it is missing, CheckpointError when
+    it is truncated/corrupted or its tensors do not match the module.
+    """
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file missing: {path}")
+        raise _missing(path.parent, path.name)
     try:
-        module.load_state_dict(load_file(path), strict=True)
+        weights = load_file(path)
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(
+            f"{path}: unreadable safetensors file ({e}); it is truncated or corrupted (an interrupted "
+            "copy?): use another checkpoint of the run"
+        ) from e
+    try:
+        module.load_state_dict(weights, strict=True)
     except RuntimeError as e:
-        raise ValueError(f"{path}: weights do not match the configured policy: {e}") from e
+        raise CheckpointError(f"{path}: weights do not match the configured policy: {e}") from e
 
 
 def load_training_state(ckpt: Path) -> dict[str, Any]:
+    """The optimizer / grad-scaler / RNG state saved for an exact resume."""
     path = ckpt / "training_state.pt"
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file missing (needed to resume): {path}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+        raise _missing(ckpt, path.name, " (needed to resume training)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError... for a bad file
+        raise CheckpointError(
+            f"{path}: unreadable training state ({type(e).__name__}: {e}); it is truncated or corrupted"
+        ) from e
 
 
 def load_policy(
@@ -231,7 +304,12 @@ def load_policy(
 ) -> tuple[Policy, CheckpointInfo]:
     """Rebuild a policy from a checkpoint or run directory (latest checkpoint), in eval mode.
 
-    Loads EMA weights when `use_ema` and the checkpoint has them. Needs no training code.
+    Loads EMA weights when `use_ema` and the checkpoint has them; without an EMA file it loads the
+    raw weights, logs a one-line notice and records it (`CheckpointInfo.used_ema` False). Needs no
+    training code.
+
+    Raises:
+        CheckpointFileMissingError / CheckpointError: a missing, truncated or mismatching file (named).
     """
     ckpt = resolve_checkpoint(path)
     cfg = read_config(ckpt)
@@ -239,6 +317,15 @@ def load_policy(
     policy = make_policy(cfg["policy"], config)
     ema_file = ckpt / "ema.safetensors"
     used_ema = use_ema and ema_file.is_file()
+    if use_ema and not used_ema:
+        if getattr(config, "use_ema", False):
+            log.warning(
+                "%s: no ema.safetensors; using the raw weights (the policy was trained with EMA)", ckpt
+            )
+        else:
+            log.info(
+                "%s: no ema.safetensors; using the raw weights (the policy was trained without EMA)", ckpt
+            )
     load_weights(policy, ema_file if used_ema else ckpt / "model.safetensors")
     policy.to(device).eval()
     info = CheckpointInfo(

@@ -6,6 +6,7 @@ step, step + 1, ... forever: epoch e visits the dataset in the permutation seede
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -44,6 +45,12 @@ class _StepBatchSampler(Sampler[list[int]]):
             for k in range(pos, self.per_epoch):
                 yield order[k * self.bs : (k + 1) * self.bs].tolist()
             epoch, pos = epoch + 1, 0
+
+
+def _ignore_sigint(worker_id: int) -> None:
+    """Worker processes ignore Ctrl-C (the terminal sends it to the whole process group): the
+    trainer finishes its step and checkpoints; a worker that died of it would fail the next batch."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class ResumableLoader:
@@ -96,6 +103,7 @@ class ResumableLoader:
             collate_fn=self.collate_fn,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
+            worker_init_fn=_ignore_sigint if self.num_workers > 0 else None,
             # Own generator: creating the iterator must not consume the global RNG (exact resume).
             generator=torch.Generator().manual_seed(self.seed),
         )

@@ -6,13 +6,20 @@
 
 Resume: call `train` again with the same run_dir; it continues from the latest checkpoint
 (weights, EMA, optimizer, grad scaler, RNG states, and the data position via `iter_from(step)`).
+
+Ctrl-C (SIGINT, on the main thread): the step in progress finishes, a checkpoint of that step is
+written and `KeyboardInterrupt` is raised saying where it is and how to continue; a second Ctrl-C
+stops at once (no checkpoint). The resumed run reaches the same parameters as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -22,10 +29,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from policies import Policy
 from policies.ema import EMA
+from vla.progress import progress_bar
 from vla.training.checkpoint import (
     latest_checkpoint,
     list_checkpoints,
@@ -113,6 +120,44 @@ def _check_resumable(policy: Policy, ckpt: Path) -> None:
         )
 
 
+class _StopRequest:
+    """SIGINT -> a flag the loop reads between steps, so a step is never cut in half (a checkpoint
+    of a half-applied optimizer step would not resume to the uninterrupted run). A second SIGINT
+    raises KeyboardInterrupt at once. Installed for the duration of the `with` only on the main
+    thread (signal handlers live there), and not where SIGINT is ignored or handled outside Python.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+        self._installed = False
+
+    def __enter__(self) -> _StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            if previous not in (signal.SIG_IGN, None):
+                self._previous = previous
+                signal.signal(signal.SIGINT, self._handle)
+                self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+            self._installed = False
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt("interrupted twice: stopped without saving the step in progress")
+        self.requested = True
+        # os.write: a signal handler must not re-enter a buffered stream (tqdm may be writing).
+        os.write(
+            2,
+            b"\n[train] interrupt: finishing the current step and saving a checkpoint "
+            b"(Ctrl-C again to stop at once, without it)\n",
+        )
+
+
 def _run_eval(eval_fn: EvalFn, policy: Policy, ema: EMA | None, step: int) -> dict[str, float]:
     """Evaluate the inference copy (EMA when present) without disturbing the training RNG streams."""
     target = ema.averaged if ema is not None else policy
@@ -149,6 +194,10 @@ def train(
     normalizer_state / shape_meta / encoder_fingerprint: JSON-able data stored in each checkpoint.
     resume: continue from the latest checkpoint in `run_dir` if there is one.
     until_step: stop (with a checkpoint) after this step although the schedule runs to cfg.steps.
+
+    Raises:
+        KeyboardInterrupt: on Ctrl-C (SIGINT; main thread only), after finishing the step in progress
+            and checkpointing it; the message names the step, the checkpoint and how to continue.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -217,76 +266,99 @@ def train(
         "shape_meta": shape_meta,
         "encoder_fingerprint": encoder_fingerprint,
     }
+
+    def checkpoint(done: int) -> Path:
+        path = save_checkpoint(
+            run_dir, done, policy, ema=ema, optimizer=optimizer, scaler=scaler, **ckpt_kwargs
+        )
+        if cfg.keep_last_ckpts:
+            for _, old in list_checkpoints(run_dir)[: -cfg.keep_last_ckpts]:
+                shutil.rmtree(old)
+        return path
+
     batches = _batches(data, start)
-    bar = tqdm(total=end, initial=start, disable=not cfg.progress, dynamic_ncols=True, desc=policy.name)
+    bar = progress_bar(total=end, initial=start, disable=not cfg.progress, desc=policy.name, unit="step")
     policy.train()
     window_loss, window_steps, window_samples = 0.0, 0, 0
     window_t0 = time.perf_counter()
     last_loss, last_ckpt, eval_metrics = float("nan"), ckpt, {}
+    done = start
+    stop = _StopRequest()
+    try:
+        with stop:
+            for step in range(start, end):
+                batch = _to_device(next(batches), device)
+                lr = lr_at(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
 
-    for step in range(start, end):
-        batch = _to_device(next(batches), device)
-        lr = lr_at(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                    loss, metrics = loss_fn(batch)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"train(): non-finite loss at step {step}: {metrics}")
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                grad_norm = None
+                if cfg.grad_clip > 0:
+                    scaler.unscale_(optimizer)
+                    grad_norm = float(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip))
+                scaler.step(optimizer)
+                scaler.update()
+                if ema is not None:
+                    ema.update(policy)
+                done = step + 1
+                bar.update(1)
 
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-            loss, metrics = loss_fn(batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"train(): non-finite loss at step {step}: {metrics}")
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        grad_norm = None
-        if cfg.grad_clip > 0:
-            scaler.unscale_(optimizer)
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip))
-        scaler.step(optimizer)
-        scaler.update()
-        if ema is not None:
-            ema.update(policy)
-        done = step + 1
-        bar.update(1)
+                window_loss += float(loss.detach())
+                window_steps += 1
+                window_samples += int(batch["action"].shape[0])
+                if done % cfg.log_every == 0 or done == end:
+                    dt = time.perf_counter() - window_t0
+                    last_loss = window_loss / window_steps
+                    scalars = {f"train/{k}": v for k, v in metrics.items()}
+                    scalars |= {
+                        "train/loss": last_loss,
+                        "train/lr": lr,
+                        "perf/samples_per_s": window_samples / dt,
+                        "perf/steps_per_s": window_steps / dt,
+                    }
+                    if grad_norm is not None:
+                        scalars["train/grad_norm"] = grad_norm
+                    if ema is not None:
+                        scalars["train/ema_decay"] = ema.decay()
+                    log(scalars, done)
+                    bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr:.1e}", sps=f"{window_samples / dt:.0f}")
+                    if not cfg.progress:  # no bar: the log_every line is the progress
+                        print(
+                            f"[train] step {done}/{end}: loss {last_loss:.4f} lr {lr:.1e} "
+                            f"{window_samples / dt:.0f} samples/s",
+                            flush=True,
+                        )
+                    window_loss, window_steps, window_samples = 0.0, 0, 0
+                    window_t0 = time.perf_counter()
 
-        window_loss += float(loss.detach())
-        window_steps += 1
-        window_samples += int(batch["action"].shape[0])
-        if done % cfg.log_every == 0 or done == end:
-            dt = time.perf_counter() - window_t0
-            last_loss = window_loss / window_steps
-            scalars = {f"train/{k}": v for k, v in metrics.items()}
-            scalars |= {
-                "train/loss": last_loss,
-                "train/lr": lr,
-                "perf/samples_per_s": window_samples / dt,
-                "perf/steps_per_s": window_steps / dt,
-            }
-            if grad_norm is not None:
-                scalars["train/grad_norm"] = grad_norm
-            if ema is not None:
-                scalars["train/ema_decay"] = ema.decay()
-            log(scalars, done)
-            bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr:.1e}", sps=f"{window_samples / dt:.0f}")
-            window_loss, window_steps, window_samples = 0.0, 0, 0
-            window_t0 = time.perf_counter()
-
-        # Checkpoint before evaluating: the saved RNG state is the one the next step uses.
-        if (cfg.ckpt_every and done % cfg.ckpt_every == 0) or done == end:
-            last_ckpt = save_checkpoint(
-                run_dir, done, policy, ema=ema, optimizer=optimizer, scaler=scaler, **ckpt_kwargs
-            )
-            if cfg.keep_last_ckpts:
-                for _, old in list_checkpoints(run_dir)[: -cfg.keep_last_ckpts]:
-                    shutil.rmtree(old)
-        at_eval = cfg.eval_every and done % cfg.eval_every == 0
-        if eval_fn is not None and (at_eval or done == cfg.steps):
-            eval_metrics = _run_eval(eval_fn, policy, ema, done)
-            log({f"eval/{k}": float(v) for k, v in eval_metrics.items()}, done)
-            bar.write(f"step {done}: " + ", ".join(f"{k}={v:.4g}" for k, v in eval_metrics.items()))
-
-    bar.close()
-    writer.close()
-    if wandb_run is not None:
-        wandb_run.finish()
+                # Checkpoint before evaluating: the saved RNG state is the one the next step uses.
+                if (cfg.ckpt_every and done % cfg.ckpt_every == 0) or done == end:
+                    last_ckpt = checkpoint(done)
+                at_eval = cfg.eval_every and done % cfg.eval_every == 0
+                if eval_fn is not None and (at_eval or done == cfg.steps):
+                    eval_metrics = _run_eval(eval_fn, policy, ema, done)
+                    log({f"eval/{k}": float(v) for k, v in eval_metrics.items()}, done)
+                    bar.write(f"step {done}: " + ", ".join(f"{k}={v:.4g}" for k, v in eval_metrics.items()))
+                if stop.requested:  # Ctrl-C during this step: keep it, then stop
+                    if last_ckpt is None or last_ckpt.name != str(done):
+                        last_ckpt = checkpoint(done)
+                    break
+    finally:
+        bar.close()
+        writer.close()
+        if wandb_run is not None:
+            wandb_run.finish()
+    if stop.requested and done < end:  # (a Ctrl-C during the last step: the run is complete)
+        raise KeyboardInterrupt(
+            f"training stopped after step {done} of {cfg.steps}; checkpoint saved: {last_ckpt}; "
+            f"continue with: vla-train resume={run_dir}"
+        )
     return TrainResult(
         step=end, last_loss=last_loss, checkpoint=last_ckpt, eval_metrics=eval_metrics, start_step=start
     )
