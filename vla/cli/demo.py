@@ -134,6 +134,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     summary = run_dir / "train_summary.json"
     if summary.is_file() and not r["retrain"]:
         print(f"[demo] skip: {run_dir} already trained ({summary}; retrain=true to train again)", flush=True)
+    elif not r["retrain"] and (run_dir / "config.yaml").is_file() and _has_checkpoint(run_dir):
+        # An interrupted demo (Ctrl-C saves a checkpoint): go on from it instead of starting over.
+        print(f"[demo] resuming the interrupted training in {run_dir}", flush=True)
+        _run(["vla.cli.train", f"resume={run_dir}"])
     else:
         _run(
             [
@@ -182,6 +186,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "stage times [s]: " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()) + f" | total {total:.0f} s"
     )
     return {"eval": res, "times": times, "total_s": total}
+
+
+def _has_checkpoint(run_dir: Path) -> bool:
+    from vla.training.checkpoint import latest_checkpoint
+
+    return latest_checkpoint(run_dir) is not None
 
 
 def _noise_override(noise: dict | None) -> list[str]:
