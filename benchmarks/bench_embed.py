@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=40)
     ap.add_argument("--model", default="outputs/encoder/sim_siglip")
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--out", type=Path, default=RESULTS, help=f"JSON path (default {RESULTS})")
     args = ap.parse_args()
 
     default_threads = torch.get_num_threads()  # what the old CLI ran with (one per core)
@@ -114,9 +115,9 @@ def main() -> None:
             f"x{v['ratio']:>5.2f}  {v['projected_dataset_s'] / 60:.1f} min"
         )
     print("stored arrays bit-identical across variants: yes")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(res, indent=2))
-    print(f"wrote {RESULTS}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=2))
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -73,6 +73,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--tasks", nargs="*", default=None)
+    ap.add_argument(
+        "--out", type=Path, default=RESULTS / "bench_experts.json", help="JSON path (default %(default)s)"
+    )
     args = ap.parse_args()
     rows = [run_task(t, args.n) for t in (args.tasks or sim.task_names())]
     head = f"{'task':<12} {'success':>8} {'mean len':>8} {'max len':>8} {'limit':>6} {'table hits':>10} {'max ddq':>8} {'ep/min':>7}"
@@ -84,8 +87,8 @@ def main() -> None:
             f"{r['max_steps']:>6d} {r['table_contact_episodes']:>10d} {r['max_joint_target_second_diff_rad']:>8.3f} "
             f"{r['episodes_per_minute_no_render']:>7.1f}"
         )
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "bench_experts.json"
+    out = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"episodes_per_task": args.n, "tasks": rows}, indent=2))
     print(f"wrote {out}")
 

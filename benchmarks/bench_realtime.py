@@ -104,6 +104,9 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=96)
     ap.add_argument("--n-action-steps", type=int, default=8)
     ap.add_argument("--out", default="", help="folder for each run's logs (default: a temp dir)")
+    ap.add_argument(
+        "--json", type=Path, default=RESULTS / "bench_realtime.json", help="JSON path (default %(default)s)"
+    )
     args = ap.parse_args()
     root = Path(args.out or tempfile.mkdtemp(prefix="bench_realtime_"))
     rows = []
@@ -127,18 +130,18 @@ def main() -> None:
             f"{r['misses_per_episode']:>9.1f} {r['mean_episode_length']:>7.1f} {r['chunk_latency_p50_ms']:>8.0f} "
             f"{r['chunk_latency_p99_ms']:>8.0f}"
         )
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
     out = {
         "policy": args.checkpoint or "scripted expert",
         "task": args.task,
         "seed": args.seed,
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
-        "args": {k: v for k, v in vars(args).items() if k != "out"},
+        "args": {k: v for k, v in vars(args).items() if k not in ("out", "json")},
         "rows": rows,
     }
-    (RESULTS / "bench_realtime.json").write_text(json.dumps(out, indent=2))
-    print(f"wrote {RESULTS / 'bench_realtime.json'} (runs in {root})")
+    args.json.write_text(json.dumps(out, indent=2))
+    print(f"wrote {args.json} (runs in {root})")
 
 
 if __name__ == "__main__":

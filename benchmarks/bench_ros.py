@@ -186,6 +186,9 @@ def main() -> None:
     ap.add_argument("--camera-rate", type=float, default=30.0, help="robot camera rate [Hz]")
     ap.add_argument("--image-hw", type=int, nargs=2, default=(224, 224))
     ap.add_argument("--factory", default="benchmarks.bench_ros:make_collaborators")
+    ap.add_argument(
+        "--out", type=Path, default=RESULTS / "bench_ros.json", help="JSON path (default %(default)s)"
+    )
     args = ap.parse_args()
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(150 + os.getpid() % 50))
@@ -216,14 +219,17 @@ def main() -> None:
         for key in ("obs_to_publish_ms", "obs_to_receipt_ms", "compute_ms")
     }
     print("2 cams / 1 cam (p50): " + ", ".join(f"{k} x{v:.2f}" for k, v in ratios.items()))
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     out = {
-        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()},
+        "config": {
+            k: (list(v) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v)
+            for k, v in vars(args).items()
+        },
         "variants": rows,
         "ratio_2cam_over_1cam_p50": ratios,
     }
-    (RESULTS / "bench_ros.json").write_text(json.dumps(out, indent=2))
-    print(f"wrote {RESULTS / 'bench_ros.json'}")
+    args.out.write_text(json.dumps(out, indent=2))
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -104,6 +104,9 @@ def main() -> None:
     ap.add_argument("--reps-k", type=int, default=10)
     ap.add_argument("--k", type=int, default=16)
     ap.add_argument("--old-ref", default=OLD_REF, help="git ref of the old gate ('' to skip it)")
+    ap.add_argument(
+        "--out", type=Path, default=RESULTS / "bench_safety.json", help="JSON path (default %(default)s)"
+    )
     args = ap.parse_args()
     new_cfg = load_safety_config(args.config)
     gates = {"new": (SafetyGate, new_cfg)}
@@ -172,7 +175,7 @@ def main() -> None:
             f"{r['case']:<13} {r['nthread']:>7} {r['gate']:>4} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
             f"{r['p50_fraction']:>8.1%} {goal:>6} {ratio:>8}"
         )
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     out = {
         "config": args.config,
         "old_ref": args.old_ref if old is not None else None,
@@ -185,8 +188,8 @@ def main() -> None:
         "processor": platform.processor(),
         "rows": rows,
     }
-    (RESULTS / "bench_safety.json").write_text(json.dumps(out, indent=2))
-    print(f"wrote {RESULTS / 'bench_safety.json'}")
+    args.out.write_text(json.dumps(out, indent=2))
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

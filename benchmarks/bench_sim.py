@@ -73,6 +73,9 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--episodes", type=int, default=5)
+    ap.add_argument(
+        "--out", type=Path, default=RESULTS / "bench_sim.json", help="JSON path (default %(default)s)"
+    )
     args = ap.parse_args()
     out: dict = {"MUJOCO_GL": os.environ.get("MUJOCO_GL"), "render_fps": [], "env_steps_per_s": []}
 
@@ -104,8 +107,8 @@ def main() -> None:
         f"\ndemo collection (pick_cube, 2 cameras 96x96, zarr): {col['episodes_per_minute']:.1f} episodes/min"
     )
     out["collect"] = col
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "bench_sim.json"
+    path = args.out
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2))
     print(f"wrote {path}")
 

@@ -96,7 +96,7 @@ def render_scenes(seeds: range, image_size: int = 96) -> Scenes:
 
 def encode_scenes(enc, scenes: Scenes, batch: int = 256) -> Tokens:
     """Frozen-encoder tokens of every scene, laid out as `vla.pipeline.train_data` does."""
-    from vla.pipeline.train_data import text_token_mask
+    from vla.processor import text_token_mask
 
     toks, masks = [], []
     for i in range(0, len(scenes.instructions), batch):

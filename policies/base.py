@@ -9,15 +9,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from policies.config import PolicyConfig
+from policies.networks import ReplaceableNetworks
 
 
-class Policy(nn.Module, ABC):
+class Policy(ReplaceableNetworks, nn.Module, ABC):
     """A policy head: normalized tokens + state in, a normalized action chunk out.
 
     Subclasses set `name` (the registry key) and implement `compute_loss` and `predict_chunk`.
+
+    Network seam: `predict_chunk` runs its per-call networks (pure tensor functions, listed in
+    `network_names`) through instance lookups, so an accelerator (`vla.fastpath`: CUDA graphs,
+    `torch.compile`) or a test can substitute them with `replace_networks` and undo it with
+    `restore_networks`, while the sampling loop itself (schedulers, prefix inpainting) stays here.
     """
 
     name: str = ""
+    # The methods `predict_chunk` calls once per chunk or per denoising step (see `networks`).
+    network_names: tuple[str, ...] = ()
 
     def __init__(self, config: PolicyConfig) -> None:
         super().__init__()

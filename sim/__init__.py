@@ -16,7 +16,21 @@ _select_backend()
 
 from sim import scene  # noqa: E402
 from sim.env import TabletopEnv  # noqa: E402
-from sim.experts import make_expert  # noqa: E402
-from sim.registry import make, register_task, task_config, task_names  # noqa: E402
+from sim.registry import _lookup, make, make_expert, register_task, task_config, task_names  # noqa: E402
+from sim.tasks.base import Task  # noqa: E402
 
-__all__ = ["TabletopEnv", "make", "make_expert", "register_task", "scene", "task_config", "task_names"]
+__all__ = [
+    "TabletopEnv",
+    "make",
+    "make_expert",
+    "register_task",
+    "scene",
+    "task_class",
+    "task_config",
+    "task_names",
+]
+
+
+def task_class(name: str) -> type[Task]:
+    """The registered task class `name`, e.g. for its `summarize_diagnostics` without a world."""
+    return _lookup(name)[0]

@@ -89,6 +89,7 @@ class TabletopEnv(gym.Env):
         d.ctrl[self._arm_act] = q0
         d.ctrl[self._grip_act] = 0.0
         self.task.randomize_appearance(rng)
+        self.task.clear_diagnostics()
         self.task.reset(rng)
         mujoco.mj_forward(m, d)
         mujoco.mj_step(m, d, nstep=SETTLE_STEPS)
@@ -129,6 +130,11 @@ class TabletopEnv(gym.Env):
     @property
     def instruction(self) -> str:
         return self.task.instruction
+
+    @property
+    def arm_dof_ids(self) -> np.ndarray:
+        """(6,) int: the arm joints' dof addresses in `data.qvel` (the layout of `obs["qvel"]`)."""
+        return self._dadr
 
     def robot_state(self) -> np.ndarray:
         """(7,) float32: 6 arm joint positions + gripper closure in [0, 1]."""

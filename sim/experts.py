@@ -270,13 +270,6 @@ class PushExpert(WaypointExpert):
         ], np.pi / 2  # fingers close along x: their flat outer faces push along y
 
 
-def make_expert(env) -> WaypointExpert:
-    """The scripted expert for ``env``'s task."""
-    from sim.registry import expert_class
-
-    return expert_class(env.unwrapped.task.name)(env)
-
-
 __all__ = [
     "PickExpert",
     "PlaceExpert",
@@ -285,5 +278,4 @@ __all__ = [
     "Waypoint",
     "WaypointExpert",
     "grasp_yaw",
-    "make_expert",
 ]

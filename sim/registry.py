@@ -1,4 +1,5 @@
-"""Task registry: names -> task class, expert class and gymnasium id; ``make`` builds an env.
+"""Task registry: names -> task class, expert class and gymnasium id; ``make`` builds an env,
+``make_expert`` the scripted expert of an env's task.
 
 Overrides are fields of the task's config dataclass (``sim.make("pick_cube", image_size=128)``);
 an unknown field raises with the list of valid ones.
@@ -72,6 +73,11 @@ def make(task: str, render_mode: str | None = "rgb_array", **overrides: Any) -> 
 
 def expert_class(task: str) -> type[WaypointExpert]:
     return _lookup(task)[1]
+
+
+def make_expert(env: Any) -> WaypointExpert:
+    """The scripted expert for ``env``'s task (``env`` a `TabletopEnv`, possibly wrapped)."""
+    return expert_class(env.unwrapped.task.name)(env)
 
 
 for _task_cls, _expert_cls in list(_TASKS.values()):

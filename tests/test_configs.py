@@ -44,3 +44,29 @@ def test_group_option_composes(group: str, option: str) -> None:
             # A standalone option is read by code (not composed into a top-level config): it must
             # hold settings, and every interpolation must resolve.
             assert OmegaConf.to_container(cfg, resolve=True), f"{group}/{option}.yaml composes to nothing"
+
+
+def test_plain_vla_train_is_the_best_recipe_experiments_only_change_scale() -> None:
+    """Issue 21: `vla-train` without an experiment trains what `experiment=sim_cpu` trains (the
+    recipe lives in the policy configs); the experiment changes only threads, steps and logging."""
+    scale = {"threads", "run_dir"}
+
+    def resolved(overrides: list[str]) -> dict:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            return OmegaConf.to_container(compose("train", overrides), resolve=True)
+
+    for policy in ("diffusion", "transformer", "diffusion_dit"):
+        plain = resolved([f"policy={policy}", "train.steps=500"])
+        cpu = resolved([f"policy={policy}", "experiment=sim_cpu", "train.steps=500"])
+        for cfg in (plain, cpu):
+            for k in scale:
+                cfg.pop(k)
+            cfg["train"].pop("log_every")
+        assert plain == cpu, policy
+        head = plain["policy"]
+        assert (
+            head["token_pool"] == "spatial_softmax"
+            and head["state_noise_std"] > 0
+            and head["aux_future_weight"] > 0
+        )
+        assert not plain["policy_overrides"]

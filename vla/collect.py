@@ -49,6 +49,9 @@ class CollectConfig:
         action_noise: DART-style noise on the executed arm targets (`ActionNoise`); None: clean demos.
         workers: processes running episodes; 1 runs them in this process. The stored dataset does not
             depend on it (episodes are appended in seed order either way).
+        robot / joint_names: the robot description's name and dataset names of the 7 state/action
+            dims (configs/robot/<robot>.yaml dataset_joint_names); None: the simulator model's arm
+            joints + "gripper". The arm names must be the simulated model's.
     """
 
     task: str = "pick_cube"
@@ -66,6 +69,8 @@ class CollectConfig:
     extra_meta: dict[str, Any] = field(default_factory=dict)
     workers: int = 1
     action_noise: ActionNoise | None = None
+    robot: str = "ur5e_2f85"
+    joint_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.n_episodes < 1:
@@ -337,10 +342,17 @@ def collect(cfg: CollectConfig) -> CollectResult:
         )
     from sim.scene import ARM_JOINTS
 
+    joint_names = list(cfg.joint_names) if cfg.joint_names else [*ARM_JOINTS, "gripper"]
+    if tuple(joint_names[: len(ARM_JOINTS)]) != ARM_JOINTS or len(joint_names) != len(ARM_JOINTS) + 1:
+        env.close()
+        raise ValueError(
+            f"CollectConfig.joint_names {joint_names}: the simulated {cfg.robot} has arm joints "
+            f"{list(ARM_JOINTS)} + the gripper"
+        )
     meta = DatasetMeta(
         fps=float(env.cfg.control_rate_hz),
-        robot="ur5e_2f85",
-        joint_names=[*ARM_JOINTS, "gripper"],
+        robot=cfg.robot,
+        joint_names=joint_names,
         camera_names=list(env.cfg.cameras),
         keys={},
         extra={"task": cfg.task, "seed": cfg.seed, "source": "sim scripted expert", **cfg.extra_meta},

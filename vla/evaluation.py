@@ -3,12 +3,17 @@
 Both write the same schema, so a person can diff `eval.json` against `results.json`:
 
     record = EpisodeRecord(episode=0, seed=100000, instruction="...", success=True, steps=57, ...)
-    summary = summarize([record, ...])      # success rate + Wilson 95% CI, per instruction, misses, gate
+    summary = summarize([record, ...], task="pick_cube")  # success + Wilson 95% CI, per instruction ...
     print(format_summary(summary))
 
 Steps are control periods of the robot's clock until success (or the episode's end); `misses` are
 periods in which no fresh action was ready (the robot held its last command); gate counters are
 chunks the world-model gate changed (rate-limited, cut, held) and decisions with no safe stop.
+
+Task diagnostics (why episodes failed) come from the task: each record's `extra` holds the entries of
+`task.diagnostics()` at the episode's end, and `summarize(..., task=name)` adds the entries of that
+task class's `summarize_diagnostics` over the episodes, so both runners summarize them with the one
+function.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ class EpisodeRecord:
     gate_hold_steps: int = 0
     gate_unsafe_stops: int = 0
     latency_ms: list[float] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)  # task / runner specific (grasp, timeouts ...)
+    extra: dict[str, Any] = field(default_factory=dict)  # task diagnostics, runner specifics (timeouts ...)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -70,8 +75,9 @@ def _percentiles(values: list[float]) -> dict[str, float | int | None]:
     return {"p50": float(np.percentile(arr, 50)), "p99": float(np.percentile(arr, 99)), "n": len(values)}
 
 
-def summarize(records: list[EpisodeRecord]) -> dict[str, Any]:
-    """Success rate (+ Wilson 95% CI), per-instruction table, lengths, misses, latency, gate totals."""
+def summarize(records: list[EpisodeRecord], task: str | None = None) -> dict[str, Any]:
+    """Success rate (+ Wilson 95% CI), per-instruction table, lengths, misses, latency, gate totals;
+    with `task` (a registered `sim` task name) also the task's summary of its episode diagnostics."""
     n = len(records)
     k = sum(r.success for r in records)
     lo, hi = wilson_interval(k, n)
@@ -80,7 +86,8 @@ def summarize(records: list[EpisodeRecord]) -> dict[str, Any]:
         per[r.instruction].append(r.success)
     lat = np.asarray([x for r in records for x in r.latency_ms], np.float64)
     wins = [r.steps for r in records if r.success]
-    return {
+    episodes = [r.as_dict() for r in records]
+    summary = {
         "success_rate": k / n if n else 0.0,
         "successes": k,
         "misses": int(sum(r.misses for r in records)),
@@ -101,8 +108,19 @@ def summarize(records: list[EpisodeRecord]) -> dict[str, Any]:
         "gate_truncated_total": int(sum(r.gate_truncated for r in records)),
         "gate_rejected_total": int(sum(r.gate_rejected for r in records)),
         "gate_unsafe_stops_total": int(sum(r.gate_unsafe_stops for r in records)),
-        "episodes": [r.as_dict() for r in records],
+        "episodes": episodes,
     }
+    if task is not None:
+        summary.update(summarize_diagnostics(task, episodes))
+    return summary
+
+
+def summarize_diagnostics(task: str, episodes: list[dict[str, Any]]) -> dict[str, Any]:
+    """The task's summary entries over episode dicts (`EpisodeRecord.as_dict()`) holding its
+    diagnostics: `sim`'s `Task.summarize_diagnostics` of the registered task `task`."""
+    import sim
+
+    return sim.task_class(task).summarize_diagnostics(episodes)
 
 
 def format_summary(summary: dict[str, Any]) -> str:

@@ -34,6 +34,7 @@ class TransformerPolicy(Policy):
     """Predicts the whole chunk (B, horizon, action_dim) in one forward pass."""
 
     name = "transformer"
+    network_names = ("forward_chunk",)
 
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__(config)
@@ -66,9 +67,9 @@ class TransformerPolicy(Policy):
             self.vae_encoder = _encoder(c, c.n_vae_encoder_layers)
             self.vae_out = nn.Linear(d, 2 * c.latent_dim)
 
-    def _forward(self, obs: dict[str, torch.Tensor], latent: torch.Tensor | None) -> torch.Tensor:
+    def forward_chunk(self, obs: dict[str, torch.Tensor], latent: torch.Tensor | None) -> torch.Tensor:
         """obs -> chunk (B, horizon, action_dim); latent (B, latent_dim) when use_vae.
-        (The GPU fast path captures this whole function.)"""
+        (The network of `predict_chunk`, see `Policy.networks`: the GPU fast path captures it whole.)"""
         tokens, mask = self.pool(obs["tokens"], obs["token_mask"], obs.get("text_mask"))
         return self._decode(tokens, mask, obs, latent)
 
@@ -151,5 +152,5 @@ class TransformerPolicy(Policy):
         latent = None
         if self.config.use_vae:
             latent = obs["state"].new_zeros(b, self.config.latent_dim)
-        chunk = self._forward(obs, latent)
+        chunk = self.forward_chunk(obs, latent)
         return paste_prefix(chunk, prefix, mask) if prefix is not None else chunk

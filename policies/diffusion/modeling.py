@@ -17,6 +17,7 @@ class DiffusionPolicy(Policy):
     """Denoises an action chunk (B, horizon, action_dim) conditioned on tokens and state."""
 
     name = "diffusion"
+    network_names = ("condition", "denoise")
 
     def __init__(self, config: DiffusionConfig) -> None:
         super().__init__(config)
@@ -60,12 +61,12 @@ class DiffusionPolicy(Policy):
                 **common, algorithm_type="dpmsolver++", solver_order=2
             )
 
-    # ------------------------------------------------------------------ internals
-    def _condition(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    # ------------------------------------------------------------------ networks (see Policy.networks)
+    def condition(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Pooled tokens (B, K, d_model) and their mask (B, K)."""
         return self.pool(obs["tokens"], obs["token_mask"], obs.get("text_mask"))
 
-    def _denoise(
+    def denoise(
         self,
         x: torch.Tensor,
         t: torch.Tensor,
@@ -73,6 +74,7 @@ class DiffusionPolicy(Policy):
         pooled_mask: torch.Tensor,
         state: torch.Tensor,
     ) -> torch.Tensor:
+        """One denoiser evaluation: noisy chunk x (B, T, Da) at timesteps t (B,) -> (B, T, Da)."""
         if self.config.denoiser == "unet":
             cond = torch.cat([pooled.flatten(1), state.flatten(1)], dim=-1)
             return self.denoiser(x, t, cond)
@@ -85,11 +87,11 @@ class DiffusionPolicy(Policy):
         batch = self.augment_state(batch)
         action = batch["action"]
         b = action.shape[0]
-        pooled, pooled_mask = self._condition(batch)
+        pooled, pooled_mask = self.condition(batch)
         noise = torch.randn_like(action)
         t = torch.randint(0, self.config.num_train_timesteps, (b,), device=action.device)
         noisy = self.train_scheduler.add_noise(action, noise, t)
-        pred = self._denoise(noisy, t, pooled, pooled_mask, batch["state"])
+        pred = self.denoise(noisy, t, pooled, pooled_mask, batch["state"])
         target = noise if self.config.prediction_type == "epsilon" else action
         loss = F.mse_loss(pred, target)
         metrics = {"denoise": float(loss.detach())}
@@ -121,7 +123,7 @@ class DiffusionPolicy(Policy):
         state = obs["state"]
         b, device = state.shape[0], state.device
         mask = self.check_prefix(prefix, prefix_mask, b) if prefix is not None else None
-        pooled, pooled_mask = self._condition(obs)
+        pooled, pooled_mask = self.condition(obs)
         sched = self.sample_scheduler
         sched.set_timesteps(num_inference_steps or c.num_inference_steps, device=device)
         x = torch.randn(b, c.horizon, c.action_dim, generator=generator, device=device, dtype=pooled.dtype)
@@ -131,7 +133,7 @@ class DiffusionPolicy(Policy):
                 eps = torch.randn(prefix.shape, generator=generator, device=device, dtype=x.dtype)
                 known = self.train_scheduler.add_noise(prefix.to(x.dtype), eps, t.reshape(1).expand(b))
                 x = torch.cat([torch.where(mask, known, x[:, :p]), x[:, p:]], dim=1)
-            out = self._denoise(x, t.reshape(1).expand(b).to(device), pooled, pooled_mask, state)
+            out = self.denoise(x, t.reshape(1).expand(b).to(device), pooled, pooled_mask, state)
             x = sched.step(out, t, x, generator=generator).prev_sample
         if prefix is not None:
             x = paste_prefix(x, prefix, mask)

@@ -3,13 +3,22 @@
 A task owns its objects (added to the scene spec in :meth:`Task.build`), samples an episode
 (layout, colours, instruction) in :meth:`Task.reset`, and judges it from simulator state
 (:meth:`Task.is_success`, :meth:`Task.progress`). The expert reads the same task attributes.
+
+Diagnostics (why an episode failed, for evaluation reports): whoever executes the actions calls
+:meth:`Task.on_gripper_command` with each command (the control step, 1-based, and whether the
+gripper is commanded closed) before it runs; :meth:`Task.diagnostics` then gives the episode's
+JSON-ready entries (merged into its evaluation record) and the class's
+:meth:`Task.summarize_diagnostics` turns the records of many episodes into summary entries.
+``TabletopEnv.reset`` clears them (:meth:`Task.clear_diagnostics`). The cube tasks
+(:class:`CubeTask`) report where the gripper was first commanded closed (``grasp``,
+``grasp_summary``).
 """
 
 from __future__ import annotations
 
 import string
 from dataclasses import dataclass, fields
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import mujoco
 import numpy as np
@@ -18,6 +27,7 @@ from sim.scene import PAD_GEOMS, PALETTE, PINCH_SITE, TABLE_GEOM, SceneConfig, a
 
 CUBE_HALF = 0.02  # 4 cm cubes: well inside the 2F-85's 85 mm stroke
 INSTRUCTION_CHARSET = string.ascii_letters + string.digits + " ,.'-"
+GRIPPER_CLOSED = 0.5  # a gripper command (action[6] in [0 open, 1 closed]) above this closes it
 
 
 @dataclass(frozen=True)
@@ -133,6 +143,7 @@ class Task:
         self.data: mujoco.MjData | None = None
         self.cube_names: list[str] = []
         self.colours: dict[str, str] = {}  # object name -> colour name, this episode
+        self.clear_diagnostics()
 
     # -- scene -------------------------------------------------------------------------------
     def build(self, spec: mujoco.MjSpec) -> None:
@@ -165,6 +176,23 @@ class Task:
     def progress(self) -> float:
         """Task-progress score from simulator state in [0, 1], higher is better (dense shaping)."""
         raise NotImplementedError
+
+    # -- diagnostics (see the module docstring) ------------------------------------------------
+    def clear_diagnostics(self) -> None:
+        """Forget the episode's diagnostics (``TabletopEnv.reset`` calls it before :meth:`reset`)."""
+
+    def on_gripper_command(self, step: int, closed: bool) -> None:
+        """The command of control step ``step`` (1-based) is about to run; ``closed``: its gripper
+        command is above :data:`GRIPPER_CLOSED`. Called with the simulator state before it runs."""
+
+    def diagnostics(self) -> dict[str, Any]:
+        """This episode's diagnostics: JSON-ready entries for its evaluation record (none here)."""
+        return {}
+
+    @classmethod
+    def summarize_diagnostics(cls, episodes: list[dict[str, Any]]) -> dict[str, Any]:
+        """Summary entries over episode records holding :meth:`diagnostics`' entries (none here)."""
+        return {}
 
     # -- helpers for subclasses --------------------------------------------------------------
     def pinch_pos(self) -> np.ndarray:
@@ -270,3 +298,54 @@ class Task:
             q = np.zeros(4)
             mujoco.mju_mulQuat(q, dq, self._cam_quat0)
             m.cam_quat[self._front_cam] = q
+
+
+class CubeTask(Task):
+    """A task over the cubes of :func:`add_cubes` whose instruction names one (``target``).
+
+    Diagnostics: where the gripper was when first commanded closed (``grasp``), which separates
+    "closed on the wrong cube", "closed a few cm off the right one" and "never closed" (the failures
+    need different fixes); ``grasp_summary`` counts them over episodes.
+    """
+
+    def clear_diagnostics(self) -> None:
+        self._grasp: dict[str, Any] = {}
+
+    def on_gripper_command(self, step: int, closed: bool) -> None:
+        if closed and not self._grasp:
+            self._grasp = self._grasp_report(step)
+
+    def _grasp_report(self, step: int) -> dict[str, Any]:
+        out: dict[str, Any] = {"close_step": int(step)}
+        target, names = getattr(self, "target", None), list(self.cube_names)
+        if target is None or target not in names:
+            return out
+        pinch = self.pinch_pos()
+        dist = {n: float(np.linalg.norm(pinch[:2] - self.cube_pos(n)[:2])) for n in names}
+        out["close_xy_to_target_m"] = dist[target]
+        out["close_height_above_target_m"] = float(pinch[2] - self.cube_pos(target)[2])
+        out["close_nearest_is_target"] = min(dist, key=dist.get) == target
+        return out
+
+    def diagnostics(self) -> dict[str, Any]:
+        """``{"grasp": {}}`` when the gripper was never commanded closed, else ``close_step`` and,
+        with a target cube, ``close_xy_to_target_m``, ``close_height_above_target_m`` and
+        ``close_nearest_is_target``."""
+        return {"grasp": dict(self._grasp)}
+
+    @classmethod
+    def summarize_diagnostics(cls, episodes: list[dict[str, Any]]) -> dict[str, Any]:
+        """``grasp_summary``: episodes that never closed / closed, closed nearest the target, and the
+        median xy distance to the target at the first close."""
+        closed = [e["grasp"] for e in episodes if e.get("grasp")]
+        located = [g for g in closed if "close_xy_to_target_m" in g]
+        return {
+            "grasp_summary": {
+                "never_closed": len(episodes) - len(closed),
+                "closed": len(closed),
+                "closed_nearest_target": sum(bool(g["close_nearest_is_target"]) for g in located),
+                "median_close_xy_to_target_m": float(np.median([g["close_xy_to_target_m"] for g in located]))
+                if located
+                else float("nan"),
+            }
+        }

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from sim.tasks.base import CUBE_HALF, Task, TaskConfig, add_cubes
+from sim.tasks.base import CUBE_HALF, CubeTask, TaskConfig, add_cubes
 
 TEMPLATES = (
     "pick up the {c} cube",
@@ -25,7 +25,7 @@ class PickCubeConfig(TaskConfig):
     lift_height: float = 0.05
 
 
-class PickCube(Task):
+class PickCube(CubeTask):
     name = "pick_cube"
     gym_id = "vla_sim/PickCube-v0"
     config_cls = PickCubeConfig

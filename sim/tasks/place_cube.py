@@ -8,7 +8,7 @@ import mujoco
 import numpy as np
 
 from sim.scene import PALETTE, add_pad
-from sim.tasks.base import CUBE_HALF, Task, TaskConfig, add_cubes
+from sim.tasks.base import CUBE_HALF, CubeTask, TaskConfig, add_cubes
 
 PAD_HALF = 0.04  # pads are 8 x 8 cm
 PAD_HALF_Z = 0.003
@@ -31,7 +31,7 @@ class PlaceCubeConfig(TaskConfig):
     workspace_high: tuple[float, float] = (0.6, 0.18)
 
 
-class PlaceCube(Task):
+class PlaceCube(CubeTask):
     name = "place_cube"
     gym_id = "vla_sim/PlaceCube-v0"
     config_cls = PlaceCubeConfig

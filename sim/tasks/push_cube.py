@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from sim.tasks.base import CUBE_HALF, Task, TaskConfig, add_cubes
+from sim.tasks.base import CUBE_HALF, CubeTask, TaskConfig, add_cubes
 
 SIDES = {"left": 1.0, "right": -1.0}
 TEMPLATES = (
@@ -27,7 +27,7 @@ class PushCubeConfig(TaskConfig):
     target_y_range: float = 0.05  # the target starts within +-this of y = 0 so both sides fit
 
 
-class PushCube(Task):
+class PushCube(CubeTask):
     name = "push_cube"
     gym_id = "vla_sim/PushCube-v0"
     config_cls = PushCubeConfig

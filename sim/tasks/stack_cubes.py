@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from sim.tasks.base import CUBE_HALF, Task, TaskConfig, add_cubes
+from sim.tasks.base import CUBE_HALF, CubeTask, TaskConfig, add_cubes
 
 TEMPLATES = (
     "stack the {a} cube on the {b} cube",
@@ -25,7 +25,7 @@ class StackCubesConfig(TaskConfig):
     min_object_distance: float = 0.09
 
 
-class StackCubes(Task):
+class StackCubes(CubeTask):
     name = "stack_cubes"
     gym_id = "vla_sim/StackCubes-v0"
     config_cls = StackCubesConfig

@@ -121,7 +121,7 @@ def test_accelerated_vla_policy_matches_eager(tiny_siglip_dir: Path) -> None:
         assert len(times) == 2 and all(t > 0 for t in times)
         policy.generator.manual_seed(0)
         np.testing.assert_allclose(policy(scene.obs), ref, rtol=0, atol=1e-6)
-        assert fast.head is not None and fast.head.graphs["_denoise"].stats.replays > 0
+        assert fast.head is not None and fast.head.graphs["denoise"].stats.replays > 0
         assert (
             fast.encoder is not None
             and fast.encoder.graph is not None

@@ -57,14 +57,14 @@ def test_static_buffers_encoder_equals_eager_and_uninstalls() -> None:
     assert enc.encode_images(other).tokens.shape[0] == 3  # another signature
     assert fast.graph is not None and fast.graph.n_signatures == 2
     fast.uninstall()
-    assert "_image_tokens" not in enc.__dict__
+    assert not enc.replaced_networks()
     torch.testing.assert_close(enc.encode_images(images).tokens, ref, rtol=0, atol=0)
 
 
 def test_cpu_degrades_to_eager_and_rejects_cuda_only_options() -> None:
     enc = _encoder()
     fast = accelerate_parts(enc, None, FastPathConfig(), "cpu")
-    assert fast.encoder is not None and not enc.__dict__.get("_image_tokens")
+    assert fast.encoder is not None and not enc.replaced_networks()
     assert fast.resolved.describe().startswith("encoder autocast=none backend=eager")
     with pytest.raises(ValueError, match="CUDA"):
         FastEncoder(enc, autocast="bfloat16")

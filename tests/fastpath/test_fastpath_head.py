@@ -38,13 +38,13 @@ def test_static_buffers_equal_eager_and_restore(kind: str) -> None:
     # The observation carries a text mask, so it is a graph input ("_text") and never dropped.
     assert "text_mask" in obs
     expect = {
-        "diffusion": {"_condition_text", "_denoise"},
-        "transformer": {"_forward_text_latent" if "vae" in kind else "_forward_text"},
+        "diffusion": {"condition_text", "denoise"},
+        "transformer": {"forward_chunk_text_latent" if "vae" in kind else "forward_chunk_text"},
     }
     assert set(sigs) == expect[head.name]
     assert all(n == 2 for n in sigs.values()), sigs
     fast.uninstall()
-    assert "_forward" not in head.__dict__ and "_denoise" not in head.__dict__
+    assert not head.replaced_networks()
     torch.testing.assert_close(_predict(head, obs), ref, rtol=0, atol=0)
 
 

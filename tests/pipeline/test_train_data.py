@@ -77,7 +77,7 @@ def test_future_state_is_the_normalized_state_ahead_clamped_to_the_episode(
         DataSpec(dataset=str(tiny_dataset), embeddings="on_the_fly", future_offsets=offsets), encoder
     )
     rb = ReplayBuffer.open(tiny_dataset, mode="r")
-    state = data.normalizer.normalize("state", rb.read("state", 0, rb.n_frames).astype(np.float32))
+    state = data.processor.normalize_state(rb.read("state", 0, rb.n_frames).astype(np.float32))
     ends = rb.episode_ends
     for i in (0, 5, len(data.dataset) - 1):
         item = data.dataset[i]

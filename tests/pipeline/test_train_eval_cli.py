@@ -19,8 +19,11 @@ def test_debug_training_writes_checkpoint(debug_runs: dict[str, Path], policy: s
     run = debug_runs[policy]
     ckpt = latest_checkpoint(run)
     assert ckpt is not None and ckpt.name == "4"  # experiment=debug: 4 steps
-    for f in ("model.safetensors", "config.json", "shape_meta.json", "normalizer.json", "encoder.json"):
+    for f in ("model.safetensors", "config.json", "shape_meta.json", "processor.json", "encoder.json"):
         assert (ckpt / f).is_file(), f
+    proc = json.loads((ckpt / "processor.json").read_text())
+    assert proc["cameras"] == ["front", "wrist"] and proc["n_obs_steps"] == 2 and proc["use_text"] is True
+    assert proc["n_text_tokens"] > 0 and set(proc["normalizer"]["stats"]) == {"state", "action"}
     meta = json.loads((ckpt / "shape_meta.json").read_text())
     assert meta["cameras"] == ["front", "wrist"] and meta["horizon"] == 8 and meta["n_action_steps"] == 4
     assert json.loads((ckpt / "encoder.json").read_text())["fingerprint"].startswith("siglip-")
@@ -142,3 +145,32 @@ def test_multirun_sweeps_both_heads(tmp_path: Path, tiny_dataset: Path, tiny_enc
     for job in ("0_diffusion", "1_transformer"):
         assert latest_checkpoint(sweep / job) is not None, job
         assert OmegaConf.load(sweep / job / "config.yaml").policy.name == job.split("_")[1]
+
+
+def test_plain_vla_train_trains_the_sim_cpu_model(
+    tmp_path: Path, tiny_dataset: Path, tiny_encoder_dir: Path
+) -> None:
+    """The default head configs are the recipe: a few steps of plain `vla-train` and of
+    `experiment=sim_cpu` (same steps, same threads) give bit-identical weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    from vla.cli import train as train_cli
+
+    base = [
+        f"dataset={tiny_dataset}",
+        f"encoder.model={tiny_encoder_dir}",
+        "task.env.image_size=32",
+        "train.steps=2",
+        "train.ckpt_every=2",
+        "batch_size=4",
+        "threads=1",
+        "train.progress=false",
+    ]
+    weights = []
+    for extra in ([], ["experiment=sim_cpu", "threads=1", "train.steps=2"]):
+        run_dir = tmp_path / ("sim_cpu" if extra else "plain")
+        train_cli.run(compose("train", [*base, *extra]), run_dir)
+        weights.append(load_file(latest_checkpoint(run_dir) / "model.safetensors"))
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

@@ -37,7 +37,7 @@ def test_round_trip_from_checkpoint_dir(debug_runs: dict[str, Path], policy: str
     assert chunk.shape == (8, 7) and chunk.dtype == np.float32 and np.isfinite(chunk).all()
     # The same computation by hand from the checkpoint files.
     head, info = load_policy(ckpt)
-    norm = Normalizer.from_state_dict(json.loads((ckpt / "normalizer.json").read_text()))
+    norm = Normalizer.from_state_dict(json.loads((ckpt / "processor.json").read_text())["normalizer"])
     meta = PolicyMeta.from_dict(info.shape_meta, "shape_meta")
     enc = build_encoder(EncoderConfig.from_dict(meta.encoder))
     img = enc.encode_images({c: obs[f"image_{c}"][-1:] for c in meta.cameras})
@@ -88,13 +88,37 @@ def _copy_ckpt(run: Path, tmp_path: Path) -> Path:
 
 def test_missing_normalizer_stats_raise(debug_runs: dict[str, Path], tmp_path: Path) -> None:
     ckpt = _copy_ckpt(debug_runs["transformer"], tmp_path)
+    saved = json.loads((ckpt / "processor.json").read_text())
+    (ckpt / "processor.json").write_text(json.dumps({**saved, "normalizer": None}))
+    with pytest.raises(MissingStatsError, match=r"processor\.json"):
+        VLAPolicy.from_checkpoint(ckpt)
+    state = json.loads(json.dumps(saved))
+    del state["normalizer"]["stats"]["action"], state["normalizer"]["modes"]["action"]
+    (ckpt / "processor.json").write_text(json.dumps(state))
+    with pytest.raises(MissingStatsError, match="action"):
+        VLAPolicy.from_checkpoint(ckpt)
+
+
+def _legacy(ckpt: Path) -> None:
+    """Rewrite a checkpoint as vla-train wrote it before processor.json (normalizer.json only)."""
+    proc = json.loads((ckpt / "processor.json").read_text())
+    (ckpt / "normalizer.json").write_text(json.dumps(proc["normalizer"]))
+    (ckpt / "processor.json").unlink()
+
+
+@pytest.mark.parametrize("policy", ["diffusion", "transformer"])
+def test_checkpoint_from_before_the_processor_loads_and_predicts_the_same(
+    debug_runs: dict[str, Path], tmp_path: Path, policy: str
+) -> None:
+    ckpt = _copy_ckpt(debug_runs[policy], tmp_path)
+    obs = _obs(np.random.default_rng(1))
+    new = VLAPolicy.from_checkpoint(ckpt, seed=0)
+    _legacy(ckpt)
+    old = VLAPolicy.from_checkpoint(ckpt, seed=0)
+    assert old.processor.state_dict() == new.processor.state_dict()
+    np.testing.assert_array_equal(old(obs), new(obs))
     (ckpt / "normalizer.json").write_text("null\n")
     with pytest.raises(MissingStatsError, match=r"normalizer\.json"):
-        VLAPolicy.from_checkpoint(ckpt)
-    state = json.loads((latest_checkpoint(debug_runs["transformer"]) / "normalizer.json").read_text())
-    del state["stats"]["action"], state["modes"]["action"]
-    (ckpt / "normalizer.json").write_text(json.dumps(state))
-    with pytest.raises(MissingStatsError, match="action"):
         VLAPolicy.from_checkpoint(ckpt)
 
 

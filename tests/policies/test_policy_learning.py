@@ -73,7 +73,7 @@ def test_sampler_recovers_the_data_with_an_ideal_denoiser(
         a = alpha_bar[t.long()].view(-1, 1, 1)
         return (x - a.sqrt() * target) / (1 - a).sqrt()
 
-    policy._denoise = ideal  # type: ignore[method-assign]
+    policy.replace_networks({"denoise": ideal})
     chunk = policy.predict_chunk(cfg.fake_obs(2), generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(chunk, target, atol=1e-3, rtol=0)
     # With a committed prefix that disagrees with a*, the prefix is kept and the rest still is a*.

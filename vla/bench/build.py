@@ -46,15 +46,17 @@ def encoder_for(cfg: BenchConfig, device: str) -> tuple[FrozenEncoder, str]:
         return build_random_siglip(ecfg, seed=cfg.seed), "random weights (timing only; checkpoint not found)"
 
 
-def head_config(
-    spec: HeadSpec, cfg: BenchConfig, token_dim: int, n_tokens: int, steps: int | None = None
-) -> Any:
+def head_config(spec: HeadSpec, cfg: BenchConfig, encoder: FrozenEncoder, steps: int | None = None) -> Any:
+    """The head's config with the shapes of `encoder`'s tokens for `cfg.cameras` (+ text)."""
     from policies import make_config
 
     values = {
         **spec.values,
-        "token_dim": token_dim,
-        "n_tokens": n_tokens,
+        "token_dim": encoder.dim,
+        "n_tokens": encoder.n_tokens_for(len(cfg.cameras)),
+        # The token layout the spatial-softmax front end needs (camera blocks, then text).
+        "n_cameras": len(cfg.cameras),
+        "tokens_per_camera": encoder.tokens_per_image,
         "state_dim": 7,
         "action_dim": 7,
         "n_obs_steps": cfg.n_obs_steps,
@@ -67,14 +69,12 @@ def head_config(
     return make_config(spec.policy, values, source=f"bench heads.{spec.label}")
 
 
-def build_head(
-    spec: HeadSpec, cfg: BenchConfig, token_dim: int, n_tokens: int, device: str
-) -> torch.nn.Module:
+def build_head(spec: HeadSpec, cfg: BenchConfig, encoder: FrozenEncoder, device: str) -> torch.nn.Module:
     """A head with random weights (seeded), in eval mode on `device`."""
     from policies import make_policy
 
     torch.manual_seed(cfg.seed)
-    return make_policy(spec.policy, head_config(spec, cfg, token_dim, n_tokens)).to(device).eval()
+    return make_policy(spec.policy, head_config(spec, cfg, encoder)).to(device).eval()
 
 
 def random_normalizer(safety_config: str) -> Any:
@@ -95,6 +95,7 @@ def build_policy(cfg: BenchConfig, device: str, encoder: FrozenEncoder) -> tuple
     Returns the policy and a description of its weights.
     """
     from vla.pipeline.vla_policy import PolicyMeta, VLAPolicy
+    from vla.processor import Processor
 
     if cfg.checkpoint:
         from vla.training.checkpoint import resolve_checkpoint
@@ -110,7 +111,7 @@ def build_policy(cfg: BenchConfig, device: str, encoder: FrozenEncoder) -> tuple
         return policy, f"trained checkpoint {ckpt}"
     spec = next(h for h in cfg.heads if h.label == cfg.pipeline_head)
     n_tokens = encoder.n_tokens_for(len(cfg.cameras))
-    head = build_head(spec, cfg, encoder.dim, n_tokens, device)
+    head = build_head(spec, cfg, encoder, device)
     meta = PolicyMeta(
         cameras=tuple(cfg.cameras),
         use_text=True,
@@ -124,7 +125,13 @@ def build_policy(cfg: BenchConfig, device: str, encoder: FrozenEncoder) -> tuple
         encoder=encoder.cfg.to_dict(),
         task={"name": cfg.task},
     )
-    policy = VLAPolicy(
-        head, encoder, random_normalizer(cfg.safety_config), meta, device=device, seed=cfg.seed
+    processor = Processor(
+        random_normalizer(cfg.safety_config),
+        cameras=meta.cameras,
+        use_text=meta.use_text,
+        n_obs_steps=meta.n_obs_steps,
+        horizon=meta.horizon,
+        n_text_tokens=encoder.cfg.max_text_len,
     )
+    policy = VLAPolicy(head, encoder, processor, meta, device=device, seed=cfg.seed)
     return policy, f"random weights ({spec.label} head; timing only)"

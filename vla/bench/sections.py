@@ -124,11 +124,10 @@ def _head_calls(spec: HeadSpec, cfg: BenchConfig) -> list[int | None]:
 
 def head_section(cfg: BenchConfig, encoder: Any, device: str) -> list[dict[str, Any]]:
     """Head latency (batch 1, tokens shaped like the encoder's) per denoising-step count."""
-    n_tokens = encoder.n_tokens_for(len(cfg.cameras))
     rows = []
     for spec in cfg.heads:
-        head = build_head(spec, cfg, encoder.dim, n_tokens, device)
-        hc = head_config(spec, cfg, encoder.dim, n_tokens)
+        head = build_head(spec, cfg, encoder, device)
+        hc = head_config(spec, cfg, encoder)
         obs = {k: v.to(device) for k, v in hc.fake_obs(1, torch.Generator().manual_seed(cfg.seed)).items()}
         n_params = sum(p.numel() for p in head.parameters())
         variants = ["eager", *(["fast"] if _fast_variant(device, cfg.fastpath) else [])]
@@ -193,7 +192,6 @@ def obs_to_action_section(
     With random weights the gate checks the expert's chunk: random actions would be refused by its
     cheap pre-checks and understate the world-model cost.
     """
-    from vla.pipeline.train_data import encode_observation
 
     random = not cfg.checkpoint
     meta = policy.meta
@@ -219,27 +217,21 @@ def obs_to_action_section(
         fast = accelerate(policy, cfg.fastpath, device) if variant == "fast" else None
         try:
             warm = warmup(policy, obs, max(1, cfg.fastpath.warmup_iters), device) if fast else []
-            tokens, mask = encode_observation(policy.encoder, images, instruction, meta.use_text)
-            batch = {
-                "tokens": tokens.to(policy.device),
-                "token_mask": mask.to(policy.device),
-                "state": policy._state(obs),
-            }
+            # The batch the policy itself builds (the processor: tokens, masks, normalized state).
+            batch = policy.batch(obs)
             chunk_n = policy.head.predict_chunk(batch).float().cpu().numpy()[0]
             chunk = policy(obs)
             if ref_chunk is None:
                 ref_chunk = chunk
             parts = {
                 "encode": measure(
-                    lambda: encode_observation(policy.encoder, images, instruction, meta.use_text),
+                    lambda: policy.processor.encode(policy.encoder, images, instruction),
                     cfg.reps,
                     cfg.warmup,
                     device,
                 ),
                 "head": measure(lambda b=batch: policy.head.predict_chunk(b), cfg.reps, cfg.warmup, device),
-                "unnormalize": measure(
-                    lambda c=chunk_n: policy.normalizer.unnormalize(meta.action_key, c), cfg.reps, cfg.warmup
-                ),
+                "unnormalize": measure(lambda c=chunk_n: policy.processor.to_robot(c), cfg.reps, cfg.warmup),
                 "gate": measure(lambda c=chunk: scene.gate_filter(gate_chunk(c)), cfg.reps, cfg.warmup),
                 "policy (no gate)": measure(lambda: policy(obs), cfg.reps, cfg.warmup, device),
                 "total": measure(full, cfg.reps, cfg.warmup, device),

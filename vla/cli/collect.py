@@ -55,6 +55,8 @@ def to_collect_config(cfg: DictConfig) -> CollectConfig:
         extra_meta={"collect_config": resolved},
         workers=resolved.get("workers", 1),  # CollectConfig validates it (an int >= 1)
         action_noise=_noise(resolved.get("action_noise")),
+        robot=str(resolved["robot"]["name"]),
+        joint_names=tuple(resolved["robot"]["dataset_joint_names"]),
     )
 
 

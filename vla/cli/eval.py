@@ -94,7 +94,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     (Path(out_dir) / "eval_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     res = evaluate(policy, ecfg)
     lo, hi = res["success_ci95"]
-    g = res["grasp_summary"]
+    g = res.get("grasp_summary")  # the cube tasks' diagnostics summary (sim.tasks.base.CubeTask)
+    grip = (
+        f"gripper closed in {g['closed']} (nearest the target in {g['closed_nearest_target']}, median "
+        f"{g['median_close_xy_to_target_m'] * 100:.1f} cm off), never in {g['never_closed']} | "
+        if g
+        else ""
+    )
     print(
         f"[vla-eval] {ckpt}: success {res['successes']}/{res['n_episodes']} = {res['success_rate']:.0%} "
         f"(95% CI {lo:.0%}-{hi:.0%}) | mean length {res['mean_episode_length']:.1f} | final progress {res['mean_final_progress']:.2f} | "
@@ -102,9 +108,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         f"p50 {res['chunk_latency_p50_s'] * 1e3:.0f} ms p99 {res['chunk_latency_p99_s'] * 1e3:.0f} ms | "
         f"gate limited {res['gate_limited_total']} truncated {res['gate_truncated_total']} "
         f"held {res['gate_rejected_total']} (no safe stop {res['gate_unsafe_stops_total']}) | "
-        f"gripper closed in {g['closed']} (nearest the target in {g['closed_nearest_target']}, median "
-        f"{g['median_close_xy_to_target_m'] * 100:.1f} cm off), never in {g['never_closed']} | "
-        f"results {out_dir}/eval.json, plot {res['plot']}, videos {Path(out_dir) / 'videos'}",
+        f"{grip}results {out_dir}/eval.json, plot {res['plot']}, videos {Path(out_dir) / 'videos'}",
         flush=True,
     )
     return res

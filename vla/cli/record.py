@@ -48,7 +48,7 @@ def run(cfg: DictConfig) -> int:
     meta = record_meta(
         fps=rcfg.record_rate_hz,
         camera_names=list(rcfg.camera_names),
-        robot=str(resolved["robot"]),
+        robot=str(resolved["robot"]["name"]),
         joint_names=list(resolved["dataset_joint_names"]),
         extra={"record_config": resolved},
     )

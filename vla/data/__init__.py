@@ -10,7 +10,7 @@ from vla.data.format import FORMAT_NAME, FORMAT_VERSION, DatasetMeta, KeySpec
 from vla.data.import_dp import ImportReport, import_diffusion_policy
 from vla.data.normalize import Normalizer, compute_stats
 from vla.data.replay_buffer import ReplayBuffer
-from vla.data.sampler import SequenceDataset, split_episodes, window_indices
+from vla.data.sampler import SequenceDataset, pad_history, split_episodes, window_frames, window_indices
 from vla.data.validate import Problem, validate_store
 
 __all__ = [
@@ -27,7 +27,9 @@ __all__ = [
     "SequenceDataset",
     "compute_stats",
     "import_diffusion_policy",
+    "pad_history",
     "split_episodes",
     "validate_store",
+    "window_frames",
     "window_indices",
 ]

@@ -33,9 +33,32 @@ def split_episodes(n_episodes: int, val_fraction: float, seed: int = 0) -> tuple
     return sorted(perm[n_val:].tolist()), sorted(perm[:n_val].tolist())
 
 
+def window_frames(t: Any, length: Any, n_obs_steps: int, horizon: int) -> np.ndarray:
+    """Episode-local frame indices of the windows whose current frame is t: (..., horizon) int64.
+
+    Frames t-To+1 ... t-To+T, clamped to [0, length): the one padding rule (repeat the first/last
+    frame at episode edges) for training windows; `pad_history` is the same rule at inference.
+    t and length are ints or arrays of the same shape (vectorised over a batch).
+    """
+    t = np.asarray(t, dtype=np.int64)
+    length = np.asarray(length, dtype=np.int64)
+    offsets = np.arange(horizon, dtype=np.int64) - n_obs_steps + 1
+    return np.clip(t[..., None] + offsets, 0, (length - 1)[..., None])
+
+
 def window_indices(length: int, t: int, n_obs_steps: int, horizon: int) -> np.ndarray:
     """Episode-local frame indices (horizon,) of the window for current frame t, clamped to [0, length)."""
-    return np.clip(np.arange(t - n_obs_steps + 1, t - n_obs_steps + 1 + horizon), 0, length - 1)
+    return window_frames(t, length, n_obs_steps, horizon)
+
+
+def pad_history(frames: Sequence[Any], n_obs_steps: int) -> list[Any]:
+    """The last `n_obs_steps` of `frames` (oldest first), the oldest repeated at the front when there
+    are fewer: what `window_frames` gives at an episode start, so step 0 looks like training."""
+    frames = list(frames)
+    if not frames:
+        raise ValueError("pad_history: no frames")
+    frames = frames[-n_obs_steps:]
+    return [frames[0]] * (n_obs_steps - len(frames)) + frames
 
 
 class SequenceDataset:
@@ -108,6 +131,16 @@ class SequenceDataset:
         """(episode, t) of sample i."""
         return int(self._index_ep[i]), int(self._index_t[i])
 
+    def sample_indices(self, indices: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Vectorised `sample_index`: int64 arrays (episode, t) of the samples `indices` (B,)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return self._index_ep[idx], self._index_t[idx]
+
+    def episode_bounds(self, episodes: Any) -> tuple[np.ndarray, np.ndarray]:
+        """int64 arrays (first global frame, length) of `episodes` (B,)."""
+        ep = np.asarray(episodes, dtype=np.int64)
+        return self._ep_start[ep], self._ep_len[ep]
+
     def _lowdim(self, key: str, e: int) -> np.ndarray:
         if self._cache is None:
             self._cache = {}
@@ -139,7 +172,7 @@ class SequenceDataset:
             raise IndexError(f"SequenceDataset: index {i} out of range ({n} samples)")
         e, t = int(self._index_ep[i]), int(self._index_t[i])
         length = int(self._ep_len[e])
-        idx = window_indices(length, t, self.n_obs_steps, self.horizon)
+        idx = window_frames(t, length, self.n_obs_steps, self.horizon)
         out: dict[str, Any] = {}
         for k in self.obs_keys:
             out[k] = self._prepare(k, self._frames(k, e, idx[: self.n_obs_steps]))

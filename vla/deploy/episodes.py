@@ -11,7 +11,8 @@
    success, length, missed periods, gate activity and chunk latency from the policy node's status
    topic.
 
-Each episode becomes a `vla.evaluation.EpisodeRecord`, summarized exactly like `vla-eval`'s.
+Each episode becomes a `vla.evaluation.EpisodeRecord` (`episode_record`), with the task's
+diagnostics from the simulated robot's status, summarized exactly like `vla-eval`'s.
 """
 
 from __future__ import annotations
@@ -170,36 +171,50 @@ class EpisodeRunner(Node):
         final = self.episode() or ep
         with self._lock:
             statuses = list(self._statuses)
-        # The controller's totals for this episode: its last status (it resets per instruction).
-        ctrl = next((st["controller"] for st in reversed(statuses) if st.get("controller")), {})
-        return EpisodeRecord(
-            episode=index,
-            seed=seed,
-            instruction=instruction,
-            success=bool(final["success"]),
-            steps=int(final["steps"]),
-            final_progress=float(final["progress"]),
-            success_step=int(final["steps"]) if final["success"] else -1,
-            wall_time_s=wall,
-            chunks=int(ctrl.get("chunks", 0)),
-            misses=int(ctrl.get("misses", 0)),
-            gate_limited=int(ctrl.get("gate_limited", 0)),
-            gate_truncated=int(ctrl.get("gate_truncated", 0)),
-            gate_rejected=int(ctrl.get("gate_held", 0)),
-            gate_hold_steps=int(ctrl.get("hold_steps", 0)),
-            gate_unsafe_stops=int(ctrl.get("gate_unsafe_stops", 0)),
-            latency_ms=[float(x) for x in ctrl.get("latencies_ms", [])],
-            extra={
-                "missed": {k: int(ctrl.get(k, 0)) for k in ("missed_dry", "missed_late", "skipped")},
-                "estop_requested": any(bool(st.get("estop_requested")) for st in statuses),
-                "timed_out": timed_out,
-                "sim_time_s": float(final["sim_time"]),
-                "hold_reasons": sorted(
-                    {
-                        st["reason"]
-                        for st in statuses
-                        if st.get("reason") and "instruction" not in st["reason"]
-                    }
-                ),
-            },
-        )
+        return episode_record(index, seed, instruction, final, statuses, wall, timed_out)
+
+
+def episode_record(
+    index: int,
+    seed: int,
+    instruction: str,
+    final: dict[str, Any],
+    statuses: list[dict[str, Any]],
+    wall_time_s: float,
+    timed_out: bool,
+) -> EpisodeRecord:
+    """The `EpisodeRecord` of an episode from the simulated robot's last episode status (`final`,
+    `vla.deploy.sim_backend.EpisodeStatus.as_dict()`) and the policy node's statuses during it.
+
+    The task's diagnostics in the status (`diagnostics`) go into `extra` as vla-eval puts them.
+    """
+    # The controller's totals for this episode: its last status (it resets per instruction).
+    ctrl = next((st["controller"] for st in reversed(statuses) if st.get("controller")), {})
+    return EpisodeRecord(
+        episode=index,
+        seed=seed,
+        instruction=instruction,
+        success=bool(final["success"]),
+        steps=int(final["steps"]),
+        final_progress=float(final["progress"]),
+        success_step=int(final["steps"]) if final["success"] else -1,
+        wall_time_s=wall_time_s,
+        chunks=int(ctrl.get("chunks", 0)),
+        misses=int(ctrl.get("misses", 0)),
+        gate_limited=int(ctrl.get("gate_limited", 0)),
+        gate_truncated=int(ctrl.get("gate_truncated", 0)),
+        gate_rejected=int(ctrl.get("gate_held", 0)),
+        gate_hold_steps=int(ctrl.get("hold_steps", 0)),
+        gate_unsafe_stops=int(ctrl.get("gate_unsafe_stops", 0)),
+        latency_ms=[float(x) for x in ctrl.get("latencies_ms", [])],
+        extra={
+            **dict(final.get("diagnostics") or {}),  # the task's, as vla-eval records them
+            "missed": {k: int(ctrl.get(k, 0)) for k in ("missed_dry", "missed_late", "skipped")},
+            "estop_requested": any(bool(st.get("estop_requested")) for st in statuses),
+            "timed_out": timed_out,
+            "sim_time_s": float(final["sim_time"]),
+            "hold_reasons": sorted(
+                {st["reason"] for st in statuses if st.get("reason") and "instruction" not in st["reason"]}
+            ),
+        },
+    )

@@ -236,7 +236,7 @@ def _episodes(cfg: DeployConfig, runner: EpisodeRunner, check=lambda: None) -> l
 def _finish(
     cfg: DeployConfig, out: Path, results: list[EpisodeRecord], extra: dict[str, Any]
 ) -> dict[str, Any]:
-    summary = summarize(results)
+    summary = summarize(results, task=cfg.task)  # + the task's diagnostics summary, as vla-eval's
     summary.update(extra)
     summary["config"] = {
         "source": cfg.source,

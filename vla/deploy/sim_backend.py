@@ -15,7 +15,10 @@ see `vla.deploy.sim_node`), so the stale command of the previous episode never m
 then the arm holds the reset pose, and the episode's steps count from the policy's first command
 away from it (vla-eval's clock also starts after the first chunk is computed).
 Success is judged from simulator state after every physics tick (`task.is_success()`), like
-`TabletopEnv.step`, and latched for the episode.
+`TabletopEnv.step`, and latched for the episode. The task's diagnostics see the command of every
+tick of the episode before it runs (`Task.on_gripper_command`, numbered by the control period it
+falls in, 1-based, as vla-eval numbers its actions) and are part of the status
+(`EpisodeStatus.diagnostics`, `Task.diagnostics()`), so vla-deploy records what vla-eval records.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from sim.scene import (
     GRIPPER_DRIVER_JOINT,
     GRIPPER_DRIVER_RANGE,
 )
+from sim.tasks.base import GRIPPER_CLOSED
 
 STATE_SPEC = mujoco.mjtState.mjSTATE_FULLPHYSICS
 # The command counts as "at the reset pose" within this distance per joint [rad] (resynchronisation).
@@ -86,6 +90,7 @@ class EpisodeStatus:
         on, like vla-eval's (whose first chunk is computed before step 0). `sim_time` counts from
         the reset.
     request: id of the last reset request carried out (-1: none).
+    diagnostics: the task's diagnostics of the episode so far (`Task.diagnostics()`, JSON-ready).
     """
 
     episode: int
@@ -100,6 +105,7 @@ class EpisodeStatus:
     paused: bool
     started: bool
     request: int
+    diagnostics: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -123,7 +129,7 @@ class SimRobotBackend:
         self._arm_act = np.array([m.actuator(a).id for a in ARM_ACTUATORS])
         self._grip_act = m.actuator(GRIPPER_ACTUATOR).id
         self._grip_dof = int(m.jnt_dofadr[m.joint(GRIPPER_DRIVER_JOINT).id])
-        self._arm_dof = self.env._dadr  # the env's own arm dof ids (qvel layout)
+        self._arm_dof = self.env.arm_dof_ids  # the env's own arm dof ids (qvel layout)
         self._low = self.env.action_space.low.astype(np.float64)
         self._high = self.env.action_space.high.astype(np.float64)
         self._timestep = float(m.opt.timestep)
@@ -195,6 +201,8 @@ class SimRobotBackend:
                 self._started = True
                 self._start_time = self._time
             if not self._paused:
+                if self._started:
+                    self._gripper_command_to_task()
                 mujoco.mj_step(self.env.model, self.env.data, nstep=n)
                 self._time += n * self._timestep
                 if not self._success and self.env.task.is_success():
@@ -206,6 +214,15 @@ class SimRobotBackend:
                 hook(self, reset_q)
         for hook in hooks:
             hook(self)
+
+    def _gripper_command_to_task(self) -> None:
+        """Hand the command about to run to the task's diagnostics, as vla-eval's evaluator does
+        with each action: numbered by its control period (1-based), only within the episode."""
+        step = int(np.floor((self._time - self._start_time) / self._period + 1e-6)) + 1
+        cfg = self.env.cfg
+        if step > cfg.max_steps or (self._success and cfg.terminate_on_success):
+            return  # the episode is over (vla-eval runs no more actions)
+        self.env.task.on_gripper_command(step, float(self._last_command[6]) > GRIPPER_CLOSED)
 
     # --------------------------------------------------------------------------- episodes
 
@@ -273,6 +290,7 @@ class SimRobotBackend:
                 paused=self._paused,
                 started=self._started,
                 request=self._request,
+                diagnostics=self.env.task.diagnostics(),
             )
 
     def world_state(self) -> tuple[int, int, float, np.ndarray]:

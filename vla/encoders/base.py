@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from policies.networks import ReplaceableNetworks
 from vla.encoders.config import EncoderConfig
 from vla.encoders.fingerprint import checkpoint_digest, make_fingerprint
 from vla.encoders.loading import ResolvedCheckpoint
@@ -25,12 +26,19 @@ from vla.encoders.preprocess import ImagePreprocessing, to_pixels
 Images = Mapping[str, np.ndarray | torch.Tensor]
 
 
-class FrozenEncoder(ABC):
+class FrozenEncoder(ReplaceableNetworks, ABC):
     """(camera frames, instruction) -> tokens (B, N, D), with frozen weights.
 
-    Subclasses implement `_image_tokens` and `_text_tokens` (and may override `encode` when image and
+    Subclasses implement `image_tokens` and `_text_tokens` (and may override `encode` when image and
     text tokens are computed jointly, as in a generative VLM prefix).
+
+    Network seam: `encode_images` runs the vision tower through `image_tokens` looked up on the
+    instance, so an accelerator (`vla.fastpath.FastEncoder`: autocast, CUDA graphs) substitutes it
+    with `replace_networks` and undoes it with `restore_networks`; `networks()` gives the originals.
     """
+
+    # The per-frame networks `encode_images` calls (see `networks`).
+    network_names: tuple[str, ...] = ("image_tokens",)
 
     def __init__(
         self,
@@ -119,8 +127,8 @@ class FrozenEncoder(ABC):
 
     # ----------------------------------------------------------------------------- encoding
     @abstractmethod
-    def _image_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(n, 3, S, S) -> (n, tokens_per_image, D) float32."""
+    def image_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The vision tower: pixels (n, 3, S, S) -> (n, tokens_per_image, D) float32."""
 
     @abstractmethod
     def _text_tokens(self, instructions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,7 +144,7 @@ class FrozenEncoder(ABC):
         """
         names, b, px = self._stack_cameras(images)
         with torch.inference_mode():
-            tok = self._image_tokens(px)  # (C * B, n, D)
+            tok = self.image_tokens(px)  # (C * B, n, D)
         n = tok.shape[1]
         tok = tok.reshape(len(names), b, n, -1).transpose(0, 1).reshape(b, len(names) * n, -1)
         segments = {k: slice(i * n, (i + 1) * n) for i, k in enumerate(names)}

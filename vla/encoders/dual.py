@@ -90,7 +90,7 @@ class DualEncoder(FrozenEncoder):
             "spatial_shapes": torch.tensor([[gh, gw]] * n, dtype=torch.long, device=px.device),
         }
 
-    def _image_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+    def image_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
         vm = self.model.vision_model
         if self.cfg.family == "siglip2":
             h = vm(**self._siglip2_patches(pixels)).last_hidden_state

@@ -128,7 +128,7 @@ class PrefixVLMEncoder(FrozenEncoder):
         mask = torch.cat([torch.ones(b, off, dtype=torch.bool, device=h.device), txt_mask.to(h.device)], 1)
         return EncoderOutput(tokens.clone(), mask, {**segments, "text": slice(off, off + L)})
 
-    def _image_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+    def image_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
         # One prefix per frame with an empty instruction (used by encode_images).
         out = self._prefix(pixels, 1, [""] * pixels.shape[0])
         return out.tokens[:, : out.segments[0].stop]

@@ -3,9 +3,10 @@
 Installed on the encoder instance (`FrozenEncoder` from `vla.encoders`), so every caller of
 `encode_images` / `encode` (e.g. `VLAPolicy`) gets it:
 
-    encoder._image_tokens(pixels (n, 3, S, S)) -> (n, tokens_per_image, D) float32
+    encoder.image_tokens(pixels (n, 3, S, S)) -> (n, tokens_per_image, D) float32
         runs under `torch.autocast(<dtype>, cache_enabled=False)` (the autocast weight cache must be
-        off while a graph is captured) and, with backend "cuda_graph", from a captured graph;
+        off while a graph is captured) and, with backend "cuda_graph", from a captured graph
+        (installed through the encoder's network seam, `FrozenEncoder.replace_networks`);
     encoder.encode_images(images {camera: uint8 (B, H, W, 3)}) uploads numpy frames through pinned
         buffers before the encoder's own preprocessing (which then runs on the device).
 
@@ -48,7 +49,8 @@ class FastEncoder:
         self.autocast = autocast
         self.backend = backend
         self.graph: StaticGraph | None = None
-        self._originals: dict[str, Any] = {}
+        self._installed: list[str] = []  # replaced networks of the encoder
+        self._patched: list[str] = []  # instance attributes set on the encoder
         if autocast != "none" and self.device.type != "cuda":
             raise ValueError(
                 f"FastEncoder: autocast={autocast!r} is for CUDA; the encoder is on {self.device}"
@@ -56,19 +58,19 @@ class FastEncoder:
         if backend == "cuda_graph" and self.device.type != "cuda":
             raise ValueError(f"FastEncoder: backend='cuda_graph' needs CUDA; the encoder is on {self.device}")
         context = self._autocast_context() if autocast != "none" else None
-        orig_tokens = encoder._image_tokens
+        orig_tokens = encoder.networks()["image_tokens"]
         if backend in ("cuda_graph", "static_buffers"):
             self.graph = StaticGraph(
-                orig_tokens, backend, graph_warmup_iters, context, name="encoder._image_tokens"
+                orig_tokens, backend, graph_warmup_iters, context, name="encoder.image_tokens"
             )
-            self._install("_image_tokens", self.graph)
+            self._replace("image_tokens", self.graph)
         elif context is not None:
 
             def tokens(pixels: torch.Tensor) -> torch.Tensor:
                 with context():
                     return orig_tokens(pixels)
 
-            self._install("_image_tokens", tokens)
+            self._replace("image_tokens", tokens)
         self.stager = PinnedStager(self.device, pinned) if pinned and self.device.type == "cuda" else None
         if self.stager is not None:
             orig_images = encoder.encode_images
@@ -84,15 +86,21 @@ class FastEncoder:
         dev = self.device.type
         return lambda: torch.autocast(dev, dtype=dtype, cache_enabled=False)
 
+    def _replace(self, network: str, fn: Any) -> None:
+        self.encoder.replace_networks({network: fn})
+        self._installed.append(network)
+
     def _install(self, attr: str, fn: Any) -> None:
-        self._originals[attr] = getattr(self.encoder, attr)
+        self._patched.append(attr)
         self.encoder.__dict__[attr] = fn
 
     def fallbacks(self) -> list[str]:
         return list(self.graph.stats.fallbacks) if self.graph is not None else []
 
     def uninstall(self) -> None:
-        for attr in self._originals:
+        if self._installed:
+            self.encoder.restore_networks(self._installed)
+        for attr in self._patched:
             self.encoder.__dict__.pop(attr, None)
-        self._originals.clear()
+        self._installed, self._patched = [], []
         self.graph = None

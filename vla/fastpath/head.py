@@ -2,16 +2,16 @@
 
 The heads' sampling loops live in `policies/` and stay untouched: the diffusion loop (including
 RTC prefix inpainting and the diffusers scheduler step, which does host-side work and cannot be
-captured) runs eagerly and calls the two networks of each call through instance attributes that
-this module overrides:
+captured) runs eagerly and calls the networks of each call by name. The heads name them
+(`Policy.network_names`, `Policy.networks()`) and take accelerated versions through their public
+seam `Policy.replace_networks` (undone by `restore_networks`):
 
-    diffusion:   head._condition(obs) -> (pooled (B, K, d), pooled_mask (B, K))      once per chunk
-                 head._denoise(x (B, T, Da), t (B,), pooled, pooled_mask, state (B, To, Ds)) -> (B, T, Da)
+    diffusion:   head.condition(obs) -> (pooled (B, K, d), pooled_mask (B, K))       once per chunk
+                 head.denoise(x (B, T, Da), t (B,), pooled, pooled_mask, state (B, To, Ds)) -> (B, T, Da)
                                                                                      once per step
-    transformer: head._forward(obs, latent) -> (B, T, Da)                            once per chunk
+    transformer: head.forward_chunk(obs, latent) -> (B, T, Da)                       once per chunk
 
-`FastHead.uninstall()` restores the originals. A public hook in `policies` (e.g.
-`Policy.network_fns()` naming these pure-tensor functions) would make the override unnecessary.
+`FastHead.uninstall()` restores the originals.
 """
 
 from __future__ import annotations
@@ -22,12 +22,14 @@ from typing import Any
 
 import torch
 
+from policies import Policy
 from vla.fastpath.graphs import StaticGraph
 
 log = logging.getLogger(__name__)
 
-# head name -> instance attributes whose calls are accelerated
-HOOKS = {"diffusion": ("_condition", "_denoise"), "transformer": ("_forward",)}
+# head name -> its networks (`Policy.network_names`) whose calls are accelerated; how each is
+# wrapped depends on its signature (see `FastHead._wrap`).
+HOOKS = {"diffusion": ("condition", "denoise"), "transformer": ("forward_chunk",)}
 
 
 def _obs_fn(orig: Callable[..., Any], with_text: bool) -> Callable[..., Any]:
@@ -60,7 +62,7 @@ class FastHead:
 
     def __init__(
         self,
-        head: torch.nn.Module,
+        head: Policy,
         backend: str = "eager",
         graph_warmup_iters: int = 3,
         compile_mode: str = "reduce-overhead",
@@ -69,7 +71,7 @@ class FastHead:
         self.head = head
         self.backend = backend
         self.graphs: dict[str, StaticGraph] = {}
-        self._originals: dict[str, Any] = {}
+        self._installed: list[str] = []
         name = getattr(head, "name", type(head).__name__)
         if backend == "eager":
             return
@@ -79,10 +81,13 @@ class FastHead:
             dev = next(head.parameters()).device
             if dev.type != "cuda":
                 raise ValueError(f"FastHead: backend='cuda_graph' needs the head on CUDA, it is on {dev}")
-        for attr in HOOKS[name]:
-            orig = getattr(head, attr)
-            self._originals[attr] = orig
-            head.__dict__[attr] = self._wrap(attr, orig, graph_warmup_iters, compile_mode, compile_backend)
+        own = head.networks()
+        fns = {
+            attr: self._wrap(attr, own[attr], graph_warmup_iters, compile_mode, compile_backend)
+            for attr in HOOKS[name]
+        }
+        head.replace_networks(fns)
+        self._installed = list(fns)
 
     def _accel(
         self, key: str, fn: Callable[..., Any], warmup: int, mode: str, backend: str
@@ -105,7 +110,7 @@ class FastHead:
     def _wrap(
         self, attr: str, orig: Callable[..., Any], warmup: int, mode: str, backend: str
     ) -> Callable[..., Any]:
-        if attr == "_denoise":
+        if attr == "denoise":
             return self._accel(attr, orig, warmup, mode, backend)
         # The observation may carry a text mask (instruction-conditioned front ends read it) and the
         # transformer a CVAE latent: one function (graph) per combination, built on first use, so
@@ -117,22 +122,20 @@ class FastHead:
                 cache[key] = self._accel(key, make(), warmup, mode, backend)
             return cache[key]
 
-        if attr == "_condition":
+        if attr == "condition":
 
             def condition(obs: dict[str, torch.Tensor]) -> Any:
                 text = obs.get("text_mask")
                 if text is None:
-                    return get("_condition", lambda: _obs_fn(orig, False))(obs["tokens"], obs["token_mask"])
-                run = get("_condition_text", lambda: _obs_fn(orig, True))
+                    return get("condition", lambda: _obs_fn(orig, False))(obs["tokens"], obs["token_mask"])
+                run = get("condition_text", lambda: _obs_fn(orig, True))
                 return run(obs["tokens"], obs["token_mask"], text)
 
             return condition
 
         def forward(obs: dict[str, torch.Tensor], latent: torch.Tensor | None) -> torch.Tensor:
             text = obs.get("text_mask")
-            key = (
-                "_forward" + ("_text" if text is not None else "") + ("_latent" if latent is not None else "")
-            )
+            key = attr + ("_text" if text is not None else "") + ("_latent" if latent is not None else "")
             run = get(key, lambda: _forward_fn(orig, latent is not None, text is not None))
             args = [obs["tokens"], obs["token_mask"], obs["state"]]
             args += [text] if text is not None else []
@@ -149,8 +152,8 @@ class FastHead:
         return [m for g in self.graphs.values() for m in g.stats.fallbacks]
 
     def uninstall(self) -> None:
-        """Restore the head's own methods (drops the graphs)."""
-        for attr in self._originals:
-            self.head.__dict__.pop(attr, None)
-        self._originals.clear()
+        """Restore the head's own networks (drops the graphs)."""
+        if self._installed:
+            self.head.restore_networks(self._installed)
+        self._installed = []
         self.graphs.clear()

@@ -14,7 +14,8 @@ None: the measured compute time). Episodes are `vla.evaluation.EpisodeRecord`s, 
 `vla-deploy`'s results.
 
 Writes to `out_dir`: `eval.json` (success rate + 95% Wilson CI, per-instruction breakdown, mean
-episode length, chunk latency p50/p99, per-episode gate truncations/rejections, the checkpoint and
+episode length, chunk latency p50/p99, per-episode gate truncations/rejections, the task's
+diagnostics per episode and their summary (`sim.tasks.base.Task.diagnostics`), the checkpoint and
 whether its EMA weights were used: `checkpoint`, `used_ema`), `eval.png`
 (a plot), and `videos/episode_<i>.mp4` of the first `n_videos` episodes.
 """
@@ -29,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from sim.tasks.base import GRIPPER_CLOSED
 from vla.evaluation import EpisodeRecord, summarize
 from vla.runtime import ChunkPolicy, ControlLoop, RuntimeConfig, SimulatedClock, run_episode
 
@@ -86,8 +88,9 @@ class EvalConfig:
 
 
 class _Recorder:
-    """Gymnasium env wrapper that keeps the episode's instruction, (optionally) rendered frames, and
-    where the gripper was first commanded closed (`grasp`, see `_grasp_report`)."""
+    """Gymnasium env wrapper that keeps the episode's instruction and (optionally) rendered frames,
+    and hands every gripper command to the task's diagnostics (`Task.on_gripper_command`, before the
+    action runs; `Task.diagnostics()` reads them at the episode's end)."""
 
     def __init__(self, env: Any, instruction: str | None = None) -> None:
         self.env = env
@@ -95,43 +98,27 @@ class _Recorder:
         self.record = False
         self.frames: list[np.ndarray] = []
         self.instruction = ""
-        self.grasp: dict[str, Any] = {}
         self._steps = 0
 
     def reset(self, **kw: Any) -> tuple[dict, dict]:
-        obs, info = self.env.reset(**kw)
+        obs, info = self.env.reset(**kw)  # clears the task's diagnostics
         if self.override:
             obs = {**obs, "instruction": self.override}
         self.instruction = str(obs.get("instruction", info.get("instruction", "")))
         self.frames = [self.env.render()] if self.record else []
-        self.grasp, self._steps = {}, 0
+        self._steps = 0
         return obs, info
 
     def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
         self._steps += 1
-        if not self.grasp and len(action) > 6 and float(action[6]) > 0.5:
-            self.grasp = _grasp_report(self.env.unwrapped.task, self._steps)
+        if len(action) > 6:
+            self.env.unwrapped.task.on_gripper_command(self._steps, float(action[6]) > GRIPPER_CLOSED)
         out = self.env.step(action)
         if self.override:
             out = ({**out[0], "instruction": self.override}, *out[1:])
         if self.record:
             self.frames.append(self.env.render())
         return out
-
-
-def _grasp_report(task: Any, step: int) -> dict[str, Any]:
-    """Where the gripper was when it was first commanded closed: separates "closed on the wrong cube",
-    "closed a few cm off the right one" and "never closed" (the failures need different fixes)."""
-    out: dict[str, Any] = {"close_step": step}
-    target, names = getattr(task, "target", None), list(getattr(task, "cube_names", []))
-    if target is None or target not in names:
-        return out
-    pinch = task.pinch_pos()
-    dist = {n: float(np.linalg.norm(pinch[:2] - task.cube_pos(n)[:2])) for n in names}
-    out["close_xy_to_target_m"] = dist[target]
-    out["close_height_above_target_m"] = float(pinch[2] - task.cube_pos(target)[2])
-    out["close_nearest_is_target"] = min(dist, key=dist.get) == target
-    return out
 
 
 def _make_gate(env: Any, cfg: EvalConfig):
@@ -199,7 +186,7 @@ def evaluate(policy: ChunkPolicy, cfg: EvalConfig) -> dict[str, Any]:
                 instruction=rec.instruction,
                 success=bool(res.success),
                 steps=int(res.steps),
-                # Dense task score at the end (sim.tasks: reach, grasp, lift...): tells a miss by
+                # Dense task score at the end (`task.progress()`): tells a miss by
                 # centimetres from an arm that never went near the object.
                 final_progress=float(env.unwrapped.task.progress()),
                 success_step=int(res.success_step),
@@ -212,7 +199,8 @@ def evaluate(policy: ChunkPolicy, cfg: EvalConfig) -> dict[str, Any]:
                 gate_hold_steps=int(s["gate_holds"]),
                 gate_unsafe_stops=int(s["gate_unsafe_stops"]),
                 latency_ms=[1e3 * c.latency_s for c in res.stats.chunks if np.isfinite(c.latency_s)],
-                extra={"grasp": dict(rec.grasp)},  # {} when the gripper was never commanded closed
+                # The task's diagnostics of the episode (why it failed), as vla-deploy records them.
+                extra=dict(env.unwrapped.task.diagnostics()),
             )
             if gate is not None:
                 ep.extra["gate_by_check"] = dict(gate.stats.by_check)
@@ -248,31 +236,16 @@ def evaluate(policy: ChunkPolicy, cfg: EvalConfig) -> dict[str, Any]:
 def _summarise(
     episodes: list[EpisodeRecord], compute: list[float], cfg: EvalConfig, seconds: float, ta: int
 ) -> dict[str, Any]:
-    results = summarize(episodes)
+    results = summarize(episodes, task=cfg.task)  # + the task's summary of its diagnostics
     # Compute time of the policy calls (the latency charged may be injected, e.g. 0).
     lat = np.asarray(compute, dtype=np.float64)
     results["chunk_latency_p50_s"] = float(np.quantile(lat, 0.5)) if len(lat) else float("nan")
     results["chunk_latency_p99_s"] = float(np.quantile(lat, 0.99)) if len(lat) else float("nan")
-    results["grasp_summary"] = _grasp_summary(results["episodes"])
     results["gate_braking_total"] = sum(e.extra.get("gate_braking", 0) for e in episodes)
     results["n_action_steps"] = ta
     results["eval_seconds"] = seconds
     results["config"] = asdict(cfg)
     return results
-
-
-def _grasp_summary(episodes: list[dict[str, Any]]) -> dict[str, Any]:
-    """Counts over episodes of where the gripper first closed (see `_grasp_report`)."""
-    closed = [e["grasp"] for e in episodes if e.get("grasp")]
-    located = [g for g in closed if "close_xy_to_target_m" in g]
-    return {
-        "never_closed": len(episodes) - len(closed),
-        "closed": len(closed),
-        "closed_nearest_target": sum(bool(g["close_nearest_is_target"]) for g in located),
-        "median_close_xy_to_target_m": float(np.median([g["close_xy_to_target_m"] for g in located]))
-        if located
-        else float("nan"),
-    }
 
 
 def _write_video(frames: list[np.ndarray], path: Path, cfg: EvalConfig, env: Any) -> Path:

@@ -6,7 +6,7 @@
     batch["tokens"]      # (B, N, D) float32: cameras' image tokens, then the instruction's text tokens
     batch["token_mask"]  # (B, N) bool
     batch["text_mask"]   # (B, N) bool: True = a valid instruction text token (for text-conditioned pooling)
-    batch["state"]       # (B, To, Ds) normalized
+    batch["state"]       # (B, To, Ds) normalized (data.processor: the transform path saved with the checkpoint)
     batch["action"]      # (B, T, Da) normalized
 
 Tokens come from the frame at the window's current step t (the last observation). When the dataset
@@ -27,6 +27,7 @@ import torch
 from vla.data import Normalizer, ReplayBuffer, SequenceDataset, compute_stats, split_episodes
 from vla.encoders import FrozenEncoder
 from vla.encoders.cache import EmbeddingStore, StaleEmbeddingsError
+from vla.processor import Processor, encode_observation
 
 log = logging.getLogger(__name__)
 
@@ -134,50 +135,26 @@ class OnTheFlyTokens(TokenSource):
         return out[0][0], out[1][0]
 
 
-def text_token_mask(mask: torch.Tensor, n_text_tokens: int) -> torch.Tensor:
-    """(..., N) token mask -> (..., N) bool, True only for valid tokens among the last `n_text_tokens`."""
-    out = torch.zeros_like(mask)
-    if n_text_tokens:
-        out[..., -n_text_tokens:] = mask[..., -n_text_tokens:]
-    return out
-
-
-def encode_observation(
-    enc: FrozenEncoder, images: dict[str, np.ndarray], instruction: str, use_text: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Tokens (B, N, D) and mask (B, N) of frames {camera: uint8 (B, H, W, 3)} + one instruction.
-
-    The same layout as the stored embeddings (cameras in dict order, then text), so training and
-    inference see identical token sequences.
-    """
-    out = enc.encode_images(images)
-    if not use_text:
-        return out.tokens, out.mask
-    b = out.tokens.shape[0]
-    text = enc.encode_text([instruction] * b)
-    return torch.cat([out.tokens, text.tokens], dim=1), torch.cat([out.mask, text.mask], dim=1)
-
-
 class TokenWindowDataset(torch.utils.data.Dataset):
     """Map-style dataset of policy batch items: tokens (N, D), token_mask (N,), state (To, Ds), action (T, Da).
 
     `__getitems__` (used by torch's DataLoader for a whole batch) gathers a batch with array
     indexing from in-memory normalized state/action arrays: the same windows as `__getitem__`
-    (`vla.data.window_indices`), ~50x faster than per-item Python on this CPU.
+    (`Processor.window`), ~50x faster than per-item Python on this CPU.
     """
 
     def __init__(
         self,
         windows: SequenceDataset,
         source: TokenSource,
-        state_key: str,
+        processor: Processor,
         future_offsets: tuple[int, ...] = (),
     ) -> None:
-        self.windows, self.source, self.state_key = windows, source, state_key
+        if windows.normalizer is not None:
+            raise ValueError("TokenWindowDataset: give raw windows; the processor normalizes them")
+        self.windows, self.source, self.processor = windows, source, processor
+        self.state_key = processor.state_key
         self.future_offsets = np.asarray(future_offsets, dtype=np.int64)
-        rb = windows.rb
-        self.ep_start = np.concatenate([[0], rb.episode_ends[:-1]]).astype(np.int64)
-        self.ep_len = (rb.episode_ends - self.ep_start).astype(np.int64)
         self._flat: dict[str, torch.Tensor] | None = None
 
     def __len__(self) -> int:
@@ -185,14 +162,13 @@ class TokenWindowDataset(torch.utils.data.Dataset):
 
     def _arrays(self) -> dict[str, torch.Tensor]:
         if self._flat is None:
-            w, rb = self.windows, self.windows.rb
-            out = {}
-            for name, key in (("state", self.state_key), ("action", w.action_key)):
-                x = rb.read(key, 0, rb.n_frames).astype(np.float32)
-                if w.normalizer is not None:
-                    x = w.normalizer.normalize(key, x)
-                out[name] = torch.from_numpy(np.ascontiguousarray(x))
-            self._flat = out
+            rb, p = self.windows.rb, self.processor
+            state = p.normalize_state(rb.read(p.state_key, 0, rb.n_frames).astype(np.float32))
+            action = p.normalize_action(rb.read(p.action_key, 0, rb.n_frames).astype(np.float32))
+            self._flat = {
+                "state": torch.from_numpy(np.ascontiguousarray(state, dtype=np.float32)),
+                "action": torch.from_numpy(np.ascontiguousarray(action, dtype=np.float32)),
+            }
         return self._flat
 
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
@@ -200,18 +176,15 @@ class TokenWindowDataset(torch.utils.data.Dataset):
         action (B, T, Da) and, with future offsets, future_state (B, K, Ds)."""
         if not isinstance(self.source, PrecomputedTokens):
             return collate([self[i] for i in indices])
-        w = self.windows
-        idx = np.asarray(indices, dtype=np.int64)
-        ep, t = w._index_ep[idx], w._index_t[idx]
-        start, length = self.ep_start[ep], self.ep_len[ep]
-        offs = np.arange(w.horizon) - w.n_obs_steps + 1
-        local = np.clip(t[:, None] + offs[None], 0, (length - 1)[:, None])
-        frames = torch.from_numpy(start[:, None] + local)
+        p = self.processor
+        ep, t = self.windows.sample_indices(indices)
+        start, length = self.windows.episode_bounds(ep)
+        frames = torch.from_numpy(start[:, None] + p.window(t, length))
         arr = self._arrays()
         cur = torch.from_numpy(start + t)
         parts = [img[cur] for img in self.source.images]
         n_img = sum(p.shape[1] for p in parts)
-        masks = [torch.ones(len(idx), n_img, dtype=torch.bool)]
+        masks = [torch.ones(len(ep), n_img, dtype=torch.bool)]
         if self.source.use_text:
             rows = torch.from_numpy(ep) if self.source.separable else cur
             parts.append(self.source.text[rows])
@@ -220,8 +193,8 @@ class TokenWindowDataset(torch.utils.data.Dataset):
         batch = {
             "tokens": torch.cat(parts, dim=1).float(),
             "token_mask": token_mask,
-            "text_mask": text_token_mask(token_mask, self.source.n_text_tokens),
-            "state": arr["state"][frames[:, : w.n_obs_steps]],
+            "text_mask": p.text_mask(token_mask),
+            "state": arr["state"][frames[:, : p.n_obs_steps]],
             "action": arr["action"][frames],
         }
         if len(self.future_offsets):
@@ -234,18 +207,22 @@ class TokenWindowDataset(torch.utils.data.Dataset):
         return self._arrays()["state"][torch.from_numpy(start[:, None] + local)]
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        item = self.windows[i]
+        p = self.processor
+        item = self.windows[i]  # raw windows: the processor normalizes, as at inference
         e, t = int(item["episode"]), int(item["t"])
-        tokens, mask = self.source.tokens(int(self.ep_start[e]) + t, e)
+        start, length = self.windows.episode_bounds([e])
+        tokens, mask = self.source.tokens(int(start[0]) + t, e)
+        state = p.normalize_state(np.asarray(item[p.state_key], dtype=np.float32))
+        action = p.normalize_action(np.asarray(item["action"], dtype=np.float32))
         out = {
             "tokens": tokens,
             "token_mask": mask,
-            "text_mask": text_token_mask(mask, self.source.n_text_tokens),
-            "state": torch.from_numpy(np.ascontiguousarray(item[self.state_key])),
-            "action": torch.from_numpy(np.ascontiguousarray(item["action"])),
+            "text_mask": p.text_mask(mask),
+            "state": torch.from_numpy(np.ascontiguousarray(state, dtype=np.float32)),
+            "action": torch.from_numpy(np.ascontiguousarray(action, dtype=np.float32)),
         }
         if len(self.future_offsets):
-            out["future_state"] = self._future(self.ep_start[[e]], np.asarray([t]), self.ep_len[[e]])[0]
+            out["future_state"] = self._future(start, np.asarray([t]), length)[0]
         return out
 
 
@@ -261,7 +238,7 @@ class TrainData:
     """A training dataset plus everything a checkpoint must record about it."""
 
     dataset: TokenWindowDataset
-    normalizer: Normalizer
+    processor: Processor
     cameras: list[str]
     train_episodes: list[int]
     val_episodes: list[int]
@@ -291,7 +268,6 @@ def build_train_data(spec: DataSpec, enc: FrozenEncoder) -> TrainData:
             raise KeyError(f"{spec.dataset}: DataSpec.cameras has {c!r} but the store has no data/image_{c}")
     train_eps, val_eps = split_episodes(rb.n_episodes, spec.val_fraction, spec.split_seed)
     stats = compute_stats(rb, [spec.state_key, spec.action_key], episodes=train_eps)
-    normalizer = Normalizer(stats)
 
     source: TokenSource
     if spec.embeddings == "on_the_fly":
@@ -313,16 +289,25 @@ def build_train_data(spec: DataSpec, enc: FrozenEncoder) -> TrainData:
             action_key=spec.action_key,
             n_obs_steps=spec.n_obs_steps,
             horizon=spec.horizon,
-            normalizer=normalizer,
             episodes=eps,
         )
 
+    processor = Processor(
+        normalizer=Normalizer(stats),
+        cameras=tuple(cameras),
+        use_text=spec.use_text,
+        n_obs_steps=spec.n_obs_steps,
+        horizon=spec.horizon,
+        n_text_tokens=source.n_text_tokens,
+        state_key=spec.state_key,
+        action_key=spec.action_key,
+    )
     fut = tuple(spec.future_offsets)
-    ds = TokenWindowDataset(windows(train_eps), source, spec.state_key, fut)
-    val = TokenWindowDataset(windows(val_eps), source, spec.state_key, fut) if val_eps else None
+    ds = TokenWindowDataset(windows(train_eps), source, processor, fut)
+    val = TokenWindowDataset(windows(val_eps), source, processor, fut) if val_eps else None
     return TrainData(
         dataset=ds,
-        normalizer=normalizer,
+        processor=processor,
         cameras=cameras,
         train_episodes=train_eps,
         val_episodes=val_eps,

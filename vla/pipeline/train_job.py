@@ -162,7 +162,7 @@ def run_training(job: TrainJob) -> TrainOutcome:
     )
     eval_fn = None
     if job.eval_episodes > 0:
-        eval_fn = _make_eval_fn(job, encoder, data.normalizer, meta)
+        eval_fn = _make_eval_fn(job, encoder, data.processor, meta)
     cfg = job.train
     if job.eval_every and job.eval_episodes:
         cfg = TrainConfig(**{**cfg.to_dict(), "eval_every": job.eval_every})
@@ -181,7 +181,7 @@ def run_training(job: TrainJob) -> TrainOutcome:
         cfg,
         job.run_dir,
         eval_fn=eval_fn,
-        normalizer_state=data.normalizer.state_dict(),
+        processor_state=data.processor.state_dict(),
         shape_meta=meta.to_dict(),
         encoder_fingerprint=encoder.fingerprint,
     )
@@ -218,12 +218,12 @@ def run_training(job: TrainJob) -> TrainOutcome:
     return outcome
 
 
-def _make_eval_fn(job: TrainJob, encoder, normalizer, meta: PolicyMeta):
+def _make_eval_fn(job: TrainJob, encoder, processor, meta: PolicyMeta):
     from vla.pipeline.evaluate import EvalConfig, evaluate
 
     def eval_fn(head, step: int) -> dict[str, float]:
         # train() evaluates the EMA copy when the head uses EMA.
-        policy = VLAPolicy(head, encoder, normalizer, meta, used_ema=bool(head.config.use_ema))
+        policy = VLAPolicy(head, encoder, processor, meta, used_ema=bool(head.config.use_ema))
         cfg = EvalConfig(
             task=str(job.task.get("name", "pick_cube")),
             env_overrides=dict(job.task.get("env") or {}),

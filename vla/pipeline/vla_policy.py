@@ -1,11 +1,12 @@
-"""`VLAPolicy`: frozen encoder + normalizer + policy head = a ChunkPolicy (robot units in and out).
+"""`VLAPolicy`: frozen encoder + processor + policy head = a ChunkPolicy (robot units in and out).
 
     policy = VLAPolicy.from_checkpoint("outputs/train/run")       # run dir or checkpoint dir
     chunk = policy(obs)        # obs from vla.runtime.ObservationBuffer.snapshot -> (H, 7) absolute actions
 
 Used by the simulator evaluation, the runtime control loop and the ROS node. Everything it needs
 comes from the checkpoint directory: weights (safetensors), the head config, `shape_meta.json`
-(cameras, To/T/Ta, dims, the encoder config), `normalizer.json` and the encoder fingerprint,
+(cameras, To/T/Ta, dims, the encoder config), `processor.json` (`vla.processor.Processor`: the
+transform path training used; checkpoints from before it have `normalizer.json`) and the encoder fingerprint,
 which must equal the fingerprint of the encoder rebuilt here (else the tokens differ from training).
 """
 
@@ -20,9 +21,9 @@ import numpy as np
 import torch
 
 from policies import Policy
-from vla.data import MissingStatsError, Normalizer
+from vla.data import Normalizer
 from vla.encoders import EncoderConfig, FrozenEncoder, build_encoder, same_encoder
-from vla.pipeline.train_data import encode_observation, text_token_mask
+from vla.processor import Processor
 
 SHAPE_META_FORMAT = "vla-pipeline/1"
 
@@ -100,33 +101,37 @@ class VLAPolicy:
         self,
         head: Policy,
         encoder: FrozenEncoder,
-        normalizer: Normalizer,
+        processor: Processor,
         meta: PolicyMeta,
         device: str | torch.device = "cpu",
         seed: int | None = 0,
         num_inference_steps: int | None = None,
         used_ema: bool | None = None,
     ) -> None:
-        for key in (meta.state_key, meta.action_key):
-            if key not in normalizer:
-                raise MissingStatsError(
-                    f"VLAPolicy: the normalizer has no statistics for {key!r} (covers {sorted(normalizer.modes)})"
-                )
         c = head.config
         for f in ("n_obs_steps", "horizon", "state_dim", "action_dim", "token_dim"):
             if getattr(c, f) != getattr(meta, f):
                 raise ValueError(
                     f"VLAPolicy: head config {f}={getattr(c, f)} but shape meta says {getattr(meta, f)}"
                 )
+        for f in ("cameras", "use_text", "n_obs_steps", "horizon", "state_key", "action_key"):
+            if getattr(processor, f) != getattr(meta, f):
+                raise ValueError(
+                    f"VLAPolicy: processor {f}={getattr(processor, f)!r} but shape meta says {getattr(meta, f)!r}"
+                )
         self.head = head.to(device).eval()
         self.encoder = encoder
-        self.normalizer = normalizer
+        self.processor = processor
         self.meta = meta
         self.device = torch.device(device)
         self.num_inference_steps = num_inference_steps
         self.used_ema = used_ema
         self.checkpoint: Path | None = None
         self.generator = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
+
+    @property
+    def normalizer(self) -> Normalizer:
+        return self.processor.normalizer
 
     # ------------------------------------------------------------------ properties used by loops
     @property
@@ -145,60 +150,28 @@ class VLAPolicy:
         self.head.reset()
 
     # ------------------------------------------------------------------ inference
-    def _state(self, obs: dict[str, Any]) -> torch.Tensor:
-        if self.meta.state_key not in obs:
-            raise KeyError(f"VLAPolicy: observation has no {self.meta.state_key!r}; keys {sorted(obs)}")
-        s = np.asarray(obs[self.meta.state_key], dtype=np.float32)
-        if s.ndim == 1:
-            s = s[None]
-        to = self.meta.n_obs_steps
-        if s.shape[-1] != self.meta.state_dim:
+    def batch(self, obs: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The head's input batch of one observation (through the processor, as in training)."""
+        s = np.asarray(obs.get(self.meta.state_key, np.zeros(0)))
+        if s.shape[-1:] != (self.meta.state_dim,) and self.meta.state_key in obs:
             raise ValueError(
                 f"VLAPolicy: state has {s.shape[-1]} dims, the policy needs {self.meta.state_dim}"
             )
-        # Pad at the front by repeating the oldest (as SequenceDataset / ObservationBuffer do).
-        if s.shape[0] < to:
-            s = np.concatenate([np.repeat(s[:1], to - s.shape[0], axis=0), s])
-        s = s[-to:]
-        return torch.from_numpy(self.normalizer.normalize(self.meta.state_key, s))[None].to(self.device)
-
-    def _images(self, obs: dict[str, Any]) -> dict[str, np.ndarray]:
-        out = {}
-        for cam in self.meta.cameras:
-            key = f"image_{cam}"
-            if key not in obs:
-                raise KeyError(
-                    f"VLAPolicy: observation has no {key!r} (policy cameras {list(self.meta.cameras)})"
-                )
-            img = np.asarray(obs[key])
-            out[cam] = img[-1:] if img.ndim == 4 else img[None]
-        return out
+        return self.processor.observation_batch(obs, self.encoder, self.device)
 
     @torch.no_grad()
     def predict_normalized(self, obs: dict[str, Any], prefix: np.ndarray | None = None) -> torch.Tensor:
         """(1, H, Da) normalized chunk (for tests and benchmarks)."""
-        instruction = obs.get("instruction", "")
-        if self.meta.use_text and not isinstance(instruction, str):
-            raise TypeError(f"VLAPolicy: obs['instruction'] must be a str, got {type(instruction).__name__}")
-        tokens, mask = encode_observation(self.encoder, self._images(obs), instruction, self.meta.use_text)
-        n_text = self.encoder.cfg.max_text_len if self.meta.use_text else 0
-        batch = {
-            "tokens": tokens.to(self.device),
-            "token_mask": mask.to(self.device),
-            "text_mask": text_token_mask(mask, n_text).to(self.device),
-            "state": self._state(obs),
-        }
         kwargs: dict[str, Any] = {"generator": self.generator}
         if prefix is not None and len(prefix):
-            p = self.normalizer.normalize(self.meta.action_key, np.asarray(prefix, dtype=np.float32))
-            kwargs["prefix"] = torch.from_numpy(p)[None].to(self.device)
+            kwargs["prefix"] = self.processor.prefix_input(prefix, self.device)
         if self.num_inference_steps is not None and self.head.name == "diffusion":
             kwargs["num_inference_steps"] = self.num_inference_steps
-        return self.head.predict_chunk(batch, **kwargs)
+        return self.head.predict_chunk(self.batch(obs), **kwargs)
 
     def __call__(self, obs: dict[str, Any], prefix: np.ndarray | None = None) -> np.ndarray:
-        chunk = self.predict_normalized(obs, prefix)[0].float().cpu()
-        return np.asarray(self.normalizer.unnormalize(self.meta.action_key, chunk.numpy()), dtype=np.float32)
+        """(H, Da) absolute actions in robot units."""
+        return self.processor.to_robot(self.predict_normalized(obs, prefix)[0])
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -229,14 +202,10 @@ class VLAPolicy:
         head, info = load_policy(path, use_ema=use_ema, device=device)
         where = info.path
         meta = PolicyMeta.from_dict(info.shape_meta, source=str(where / "shape_meta.json"))
-        if not info.normalizer:
-            raise MissingStatsError(
-                f"{where / 'normalizer.json'}: no normalization statistics in the checkpoint"
-            )
-        try:
-            normalizer = Normalizer.from_state_dict(info.normalizer)
-        except Exception as e:
-            raise MissingStatsError(f"{where / 'normalizer.json'}: unusable statistics: {e}") from e
+        if info.processor is not None:
+            processor = Processor.from_state_dict(info.processor, source=str(where / "processor.json"))
+        else:  # written before processor.json existed: the same settings from its other files
+            processor = Processor.from_legacy(info.shape_meta or {}, info.normalizer, source=str(where))
         if not info.encoder_fingerprint:
             raise FingerprintMismatchError(f"{where / 'encoder.json'}: no encoder fingerprint recorded")
         if encoder is None:
@@ -255,7 +224,7 @@ class VLAPolicy:
         policy = cls(
             head,
             encoder,
-            normalizer,
+            processor,
             meta,
             device=device,
             seed=seed,

@@ -7,13 +7,13 @@ from typing import Any
 
 import numpy as np
 
+from vla.data.sampler import pad_history
+
 
 class ObservationBuffer:
-    """Keeps the last `n_obs_steps` raw observations; pads the start by repeating the first one.
-
-    The padding matches `SequenceDataset` (windows padded by repetition at episode edges), so the
-    policy sees at step 0 what it saw in training at an episode start.
-    """
+    """Keeps the last `n_obs_steps` raw observations; pads the start by repeating the first one
+    (`vla.data.pad_history`, the training windows' rule), so step 0 looks like an episode start in
+    training."""
 
     def __init__(self, n_obs_steps: int) -> None:
         if n_obs_steps < 1:
@@ -45,8 +45,7 @@ class ObservationBuffer:
 
     def snapshot(self, step: int, prev_action: np.ndarray | None) -> dict[str, Any]:
         """The policy input (see `ChunkPolicy`): arrays stacked (To, ...), strings from the latest."""
-        hist = list(self._obs)
-        hist = [hist[0]] * (self.n_obs_steps - len(hist)) + hist
+        hist = pad_history(self._obs, self.n_obs_steps)
         out: dict[str, Any] = {}
         for key, value in hist[-1].items():
             out[key] = np.stack([np.asarray(o[key]) for o in hist]) if _is_array(value) else value

@@ -5,7 +5,9 @@ Layout of `run_dir/checkpoints/<step>/`:
     ema.safetensors       EMA weights (when the policy uses EMA; preferred for inference)
     config.json           {"format", "policy": name, "policy_config": {...}, "train_config": {...}, "step", ...}
     shape_meta.json       shape metadata from the task (as given by the caller)
-    normalizer.json       normalization statistics (as given by the caller)
+    processor.json        the transform path of `vla.processor.Processor` (normalization statistics,
+                          history, token layout), when the caller gives one
+    normalizer.json       normalization statistics (callers without a processor; older checkpoints)
     encoder.json          {"fingerprint": ...} of the frozen encoder the tokens came from
     training_state.pt     optimizer / grad-scaler state and RNG states, for exact resume only
 
@@ -65,6 +67,7 @@ class CheckpointInfo:
     encoder_fingerprint: Any
     train_config: dict[str, Any] | None
     used_ema: bool
+    processor: dict[str, Any] | None = None
 
 
 # ---------------------------------------------------------------------- locating checkpoints
@@ -210,6 +213,7 @@ def save_checkpoint(
     normalizer: dict[str, Any] | None = None,
     shape_meta: dict[str, Any] | None = None,
     encoder_fingerprint: Any = None,
+    processor: dict[str, Any] | None = None,
 ) -> Path:
     """Write `run_dir/checkpoints/<step>/` atomically and return its path."""
     root = Path(run_dir) / CKPT_SUBDIR
@@ -224,7 +228,10 @@ def save_checkpoint(
     if ema is not None:
         save_file(_tensors(ema.state_dict()), tmp / "ema.safetensors", metadata=meta)
     _write_json(tmp / "shape_meta.json", shape_meta)
-    _write_json(tmp / "normalizer.json", normalizer)
+    if processor is not None:
+        _write_json(tmp / "processor.json", processor)
+    if normalizer is not None or processor is None:
+        _write_json(tmp / "normalizer.json", normalizer)
     _write_json(tmp / "encoder.json", {"fingerprint": encoder_fingerprint})
     torch.save(
         {
@@ -333,6 +340,7 @@ def load_policy(
         step=int(cfg["step"]),
         policy_name=cfg["policy"],
         normalizer=_read_json(ckpt / "normalizer.json", required=False),
+        processor=_read_json(ckpt / "processor.json", required=False),
         shape_meta=_read_json(ckpt / "shape_meta.json", required=False),
         encoder_fingerprint=(_read_json(ckpt / "encoder.json", required=False) or {}).get("fingerprint"),
         train_config=cfg.get("train_config"),

@@ -180,6 +180,7 @@ def train(
     *,
     eval_fn: EvalFn | None = None,
     normalizer_state: dict[str, Any] | None = None,
+    processor_state: dict[str, Any] | None = None,
     shape_meta: dict[str, Any] | None = None,
     encoder_fingerprint: Any = None,
     resume: bool = True,
@@ -191,7 +192,8 @@ def train(
         `StepIterable` (e.g. `ResumableLoader`) makes resumed runs see exactly the same data.
     eval_fn(policy, step) -> metrics: called with the inference copy (EMA if used) in eval mode
         every `cfg.eval_every` steps and at the end; metrics go to TensorBoard.
-    normalizer_state / shape_meta / encoder_fingerprint: JSON-able data stored in each checkpoint.
+    normalizer_state / processor_state / shape_meta / encoder_fingerprint: JSON-able data stored in
+        each checkpoint (normalizer.json / processor.json / shape_meta.json / encoder.json).
     resume: continue from the latest checkpoint in `run_dir` if there is one.
     until_step: stop (with a checkpoint) after this step although the schedule runs to cfg.steps.
 
@@ -263,6 +265,7 @@ def train(
     ckpt_kwargs = {
         "train_config": cfg.to_dict(),
         "normalizer": normalizer_state,
+        "processor": processor_state,
         "shape_meta": shape_meta,
         "encoder_fingerprint": encoder_fingerprint,
     }
