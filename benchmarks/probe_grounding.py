@@ -95,7 +95,7 @@ def render_scenes(seeds: range, image_size: int = 96) -> Scenes:
 
 
 def encode_scenes(enc, scenes: Scenes, batch: int = 256) -> Tokens:
-    """Frozen-encoder tokens of every scene, laid out as `vla.pipeline.train_data` does."""
+    """Frozen-encoder tokens of every scene, laid out as `vla.training.batches` does."""
     from vla.processor import text_token_mask
 
     toks, masks = [], []

@@ -60,3 +60,19 @@ def test_imports_without_torch(pkg: str) -> None:
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-3000:]
+
+
+def test_modules_over_400_lines_are_listed_with_a_reason() -> None:
+    """ARCHITECTURE.md, "Modules over 400 lines": a long module is there because one responsibility
+    needs it, and says so; a new one fails here until it is split or listed."""
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "ARCHITECTURE.md").read_text()
+    listed = text.split("### Modules over 400 lines", 1)[1].split("\n## ", 1)[0]
+    long = [
+        str(p.relative_to(root))
+        for pkg in ("vla", "sim", "policies", "ros_bridge")
+        for p in sorted((root / pkg).rglob("*.py"))
+        if len(p.read_text().splitlines()) > 400
+    ]
+    assert long, "the check found no module at all"
+    assert [m for m in long if f"`{m}`" not in listed] == []

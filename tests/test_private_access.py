@@ -1,7 +1,7 @@
 """No package reaches into another package's `_private` names (checked statically on the source).
 
 Packages: the leaves `sim`, `policies`, `ros_bridge`, `benchmarks`, each direct subpackage of `vla`
-(`vla.data`, `vla.pipeline`, `vla.fastpath`, ...), and `vla` itself for the modules directly in
+(`vla.data`, `vla.training`, `vla.fastpath`, ...), and `vla` itself for the modules directly in
 `vla/`. Inside a package `_names` are free to use; across packages only public names are, so a
 package can rename its internals without breaking another one. What a package needs from another
 goes through a public seam (e.g. `Policy.replace_networks`, `FrozenEncoder.replace_networks`,
@@ -224,17 +224,17 @@ def test_the_check_sees_each_kind_of_reach_in() -> None:
     found = find_violations(
         {
             Path("vla/data/sampler.py"): owner,
-            Path("vla/pipeline/user.py"): user,
-            Path("vla/pipeline/other.py"): "_local = 1\n",
+            Path("vla/training/user.py"): user,
+            Path("vla/training/other.py"): "_local = 1\n",
         }
     )
     assert [(v.path, v.line, v.what) for v in found] == [
-        ("vla/pipeline/user.py", 2, "from vla.data.sampler import _helper"),
-        ("vla/pipeline/user.py", 3, "import vla.data._private"),
-        ("vla/pipeline/user.py", 5, "obj._index_ep"),
-        ("vla/pipeline/user.py", 6, "'_table'"),
+        ("vla/training/user.py", 2, "from vla.data.sampler import _helper"),
+        ("vla/training/user.py", 3, "import vla.data._private"),
+        ("vla/training/user.py", 5, "obj._index_ep"),
+        ("vla/training/user.py", 6, "'_table'"),
     ], "\n".join(map(str, found))
-    assert str(found[2]) == "vla/pipeline/user.py:5: obj._index_ep (defined in vla.data)"
+    assert str(found[2]) == "vla/training/user.py:5: obj._index_ep (defined in vla.data)"
     assert package_of_module("vla.paths") == "vla" and package_of_module("torch._dynamo") is None
     assert package_of_path(Path("vla/collect.py")) == "vla"
     assert package_of_path(Path("sim/tasks/pick_cube.py")) == "sim"

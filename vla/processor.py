@@ -9,7 +9,7 @@ It owns what training and inference must do identically (as LeRobot's processors
 transforms do): normalization of state and actions, observation-history padding (one rule:
 `vla.data.window_frames` / `vla.data.pad_history`, repeat the episode's first frame), the token
 layout (cameras in order, then the instruction's text tokens) and the text-token mask. Training
-(`vla.pipeline.train_data`), `VLAPolicy` (vla-eval, vla-deploy, the fast path) and `vla-bench`
+(`vla.training.batches`), `VLAPolicy` (vla-eval, vla-deploy, the fast path) and `vla-bench`
 all go through it; `vla-train` writes it to each checkpoint as `processor.json`, and
 `Processor.from_checkpoint_files` also rebuilds it from checkpoints written before it existed
 (`shape_meta.json` + `normalizer.json`).

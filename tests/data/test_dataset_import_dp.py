@@ -9,8 +9,8 @@ import pytest
 import zarr
 
 from vla.cli.dataset import main as dataset_cli
+from vla.convert.dp import import_diffusion_policy
 from vla.data import DatasetError, ReplayBuffer, validate_store
-from vla.data.import_dp import import_diffusion_policy
 
 ENDS = np.array([6, 10, 17], dtype=np.int64)
 
@@ -43,7 +43,7 @@ def test_import_pusht_layout(tmp_path: Path, capsys) -> None:
     )
     assert code == 0
     out = capsys.readouterr().out
-    assert "imported 3 episodes, 17 frames" in out
+    assert "wrote 3 episodes, 17 frames" in out  # the vla-convert report: one importer
     assert "data/img" in out and "data/image_top" in out and "float32 [0, 255] -> uint8" in out
     assert "float64 -> float32" in out
 

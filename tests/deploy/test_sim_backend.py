@@ -109,7 +109,7 @@ def test_deploy_and_eval_record_the_same_diagnostics() -> None:
     """The expert's actions of a vla-eval episode, replayed one per control period on the simulated
     robot with the same seed, give the same task diagnostics in both runners."""
     import sim
-    from vla.pipeline.evaluate import _Recorder
+    from vla.evaluation.simulator import _Recorder
 
     env = sim.make("pick_cube", render_images=False)
     try:

@@ -312,7 +312,7 @@ def test_non_finite_tokens_are_refused(dataset, tiny_dirs) -> None:
 def test_training_data_refuses_damaged_stores_up_front(dataset, tiny_dirs) -> None:
     import zarr
 
-    from vla.pipeline.train_data import DataSpec, build_train_data
+    from vla.training.batches import DataSpec, build_train_data
 
     enc = build("siglip", tiny_dirs["siglip"])
     rb = ReplayBuffer.open(dataset, mode="a")

@@ -10,7 +10,7 @@ import pytest
 from ros_bridge.interfaces import Observation
 from vla.deploy.controller import LoopController
 from vla.deploy.sources import load_checkpoint_policy
-from vla.pipeline.vla_policy import VLAPolicy
+from vla.policy import VLAPolicy
 from vla.runtime import RuntimeConfig
 
 

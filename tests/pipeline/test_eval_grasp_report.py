@@ -10,9 +10,9 @@ import numpy as np
 
 import sim
 import vla.evaluation
-import vla.pipeline.evaluate
+import vla.evaluation.simulator
 from vla.evaluation import EpisodeRecord, summarize, summarize_diagnostics
-from vla.pipeline.evaluate import _Recorder
+from vla.evaluation.simulator import _Recorder
 
 
 def test_expert_closes_on_the_named_cube() -> None:
@@ -67,7 +67,7 @@ def test_generic_evaluation_code_has_no_task_knowledge() -> None:
     """The diagnostics live in the task (`sim.tasks`): the evaluator and the shared record/summary only
     call its hooks. Registered task names (defaults, examples) are the only task words allowed."""
     words = re.compile(r"cube|pinch|grasp|nearest|distractor|gripper_touching", re.IGNORECASE)
-    for module in (vla.pipeline.evaluate, vla.evaluation):
+    for module in (vla.evaluation.simulator, vla.evaluation):
         text = Path(module.__file__).read_text()
         for name in sim.task_names():
             text = text.replace(name, "")

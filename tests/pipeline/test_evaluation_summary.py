@@ -8,7 +8,7 @@ import math
 import pytest
 
 from vla.evaluation import EpisodeRecord, format_summary, summarize, wilson_interval
-from vla.pipeline.evaluate import EvalConfig
+from vla.evaluation.simulator import EvalConfig
 
 
 def _rec(i: int, success: bool, steps: int, misses: int = 0, instruction: str = "pick up the red cube"):

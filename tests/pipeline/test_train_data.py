@@ -13,7 +13,7 @@ from vla.data import ReplayBuffer
 from vla.encoders import EncoderConfig, build_encoder
 from vla.encoders.cache import StaleEmbeddingsError, precompute_embeddings
 from vla.evaluation import wilson_interval
-from vla.pipeline.train_data import DataSpec, build_train_data, collate
+from vla.training.batches import DataSpec, build_train_data, collate
 
 
 @pytest.fixture(scope="module")

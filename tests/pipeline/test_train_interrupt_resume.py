@@ -88,7 +88,7 @@ def test_batch_size_bigger_than_the_training_windows_is_an_error(
     tmp_path: Path, tiny_dataset: Path, tiny_encoder_dir: Path
 ) -> None:
     from vla.cli import train as train_cli
-    from vla.pipeline.train_job import run_training
+    from vla.training.job import run_training
 
     cfg = compose("train", [*train_overrides(tiny_dataset, tiny_encoder_dir), "batch_size=100000"])
     with pytest.raises(ValueError) as e:
@@ -105,7 +105,7 @@ def test_batch_size_bigger_than_the_training_windows_is_an_error(
 
 
 def test_fresh_run_dir_removes_only_a_failed_run_with_nothing_but_its_config(tmp_path: Path) -> None:
-    from vla.pipeline.train_job import fresh_run_dir
+    from vla.training.job import fresh_run_dir
 
     def fail(path: Path, exc: BaseException, extra: str | None = None) -> None:
         with pytest.raises(type(exc)), fresh_run_dir(path) as d:
@@ -138,7 +138,7 @@ def test_fresh_run_with_a_bad_dataset_leaves_no_run_dir(tmp_path: Path, tiny_enc
     from omegaconf import OmegaConf
 
     from vla.cli import train as train_cli
-    from vla.pipeline.train_job import fresh_run_dir, run_training
+    from vla.training.job import fresh_run_dir, run_training
 
     cfg = compose("train", train_overrides(tmp_path / "missing.zarr", tiny_encoder_dir))
     run_dir = tmp_path / "runs" / "x"
@@ -154,8 +154,8 @@ def test_eval_json_records_whether_ema_weights_were_used(
     import logging
     import shutil
 
-    from vla.pipeline.evaluate import EvalConfig, evaluate
-    from vla.pipeline.vla_policy import VLAPolicy
+    from vla.evaluation.simulator import EvalConfig, evaluate
+    from vla.policy import VLAPolicy
 
     src = latest_checkpoint(debug_runs["diffusion"])
     assert VLAPolicy.from_checkpoint(src).used_ema is True

@@ -12,7 +12,7 @@ import torch
 
 from vla.data import MissingStatsError, Normalizer
 from vla.encoders import EncoderConfig, build_encoder
-from vla.pipeline.vla_policy import FingerprintMismatchError, PolicyMeta, VLAPolicy
+from vla.policy import FingerprintMismatchError, PolicyMeta, VLAPolicy
 from vla.training import latest_checkpoint, load_policy
 
 

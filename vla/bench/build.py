@@ -94,7 +94,7 @@ def build_policy(cfg: BenchConfig, device: str, encoder: FrozenEncoder) -> tuple
 
     Returns the policy and a description of its weights.
     """
-    from vla.pipeline.vla_policy import PolicyMeta, VLAPolicy
+    from vla.policy import PolicyMeta, VLAPolicy
     from vla.processor import Processor
 
     if cfg.checkpoint:

@@ -134,20 +134,18 @@ def _parse_rename(items: Sequence[str]) -> dict[str, str]:
 
 
 def cmd_import_dp(args: argparse.Namespace) -> int:
-    from vla.data.import_dp import import_diffusion_policy
+    """Shorthand for `vla-convert convert=dp_pusht`: the same importer (`vla.convert.dp`)."""
+    from vla.convert.dp import DiffusionPolicyOptions, import_dp
 
-    report = import_diffusion_policy(
-        args.src,
-        args.dst,
+    opts = DiffusionPolicyOptions(
         camera=args.camera,
         fps=args.fps,
         robot=args.robot,
         instruction=args.instruction,
         image_max=args.image_max,
-        rename=_parse_rename(args.rename),
-        overwrite=args.overwrite,
+        rename=_parse_rename(args.rename) or None,
     )
-    print(report)
+    print(import_dp(args.src, args.dst, opts, overwrite=args.overwrite, progress=False))
     return 0
 
 

@@ -51,8 +51,8 @@ def eval_task(recorded: dict[str, Any] | None, chosen: dict[str, Any] | None, ck
 def run(cfg: DictConfig) -> dict[str, Any]:
     import torch
 
-    from vla.pipeline.evaluate import EvalConfig, evaluate
-    from vla.pipeline.vla_policy import VLAPolicy
+    from vla.evaluation.simulator import EvalConfig, evaluate
+    from vla.policy import VLAPolicy
     from vla.training.checkpoint import resolve_checkpoint
 
     r: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]

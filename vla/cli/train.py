@@ -22,9 +22,9 @@ from omegaconf import DictConfig, OmegaConf
 from vla.cli.app import Command, entry
 from vla.encoders import EncoderConfig
 from vla.paths import config_dir
-from vla.pipeline.train_data import DataSpec
-from vla.pipeline.train_job import TrainJob, TrainOutcome, fresh_run_dir, run_training
 from vla.training import TrainConfig
+from vla.training.batches import DataSpec
+from vla.training.job import TrainJob, TrainOutcome, fresh_run_dir, run_training
 
 GROUPS = ("task", "policy", "encoder", "experiment")
 

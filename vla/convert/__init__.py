@@ -1,7 +1,7 @@
 """Importers of teleoperation datasets into the native zarr format (`vla-convert`).
 
 One module per source format: `rosbag` (rosbag2, mcap or sqlite3, via `rosbags`), `hdf5` (ALOHA/ACT),
-`lerobot` (LeRobotDataset v3: Parquet + MP4), `dp` (Diffusion Policy zarr, via `vla.data.import_dp`).
+`lerobot` (LeRobotDataset v3: Parquet + MP4), `dp` (Diffusion Policy zarr v2).
 Shared: `align` (resampling onto the control clock), `report` (what was kept, dropped or resampled),
 `output` / `sink` (staged writes moved into place atomically; dry runs).
 """

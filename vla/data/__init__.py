@@ -2,12 +2,11 @@
 
 Format specification: `docs/dataset_format.md`. Modules: `format` (names, metadata, storage choices),
 `replay_buffer` (writer/reader), `validate` (structure and chunk checks), `sampler` (training
-windows), `normalize` (statistics, `Normalizer`), `import_dp` (Diffusion Policy zarr v2 conversion).
+windows), `normalize` (statistics, `Normalizer`). Importers of other formats live in `vla.convert`.
 """
 
 from vla.data.errors import DatasetError, MissingStatsError
 from vla.data.format import FORMAT_NAME, FORMAT_VERSION, DatasetMeta, KeySpec
-from vla.data.import_dp import ImportReport, import_diffusion_policy
 from vla.data.normalize import Normalizer, compute_stats
 from vla.data.replay_buffer import ReplayBuffer
 from vla.data.sampler import SequenceDataset, pad_history, split_episodes, window_frames, window_indices
@@ -18,7 +17,6 @@ __all__ = [
     "FORMAT_VERSION",
     "DatasetError",
     "DatasetMeta",
-    "ImportReport",
     "KeySpec",
     "MissingStatsError",
     "Normalizer",
@@ -26,7 +24,6 @@ __all__ = [
     "ReplayBuffer",
     "SequenceDataset",
     "compute_stats",
-    "import_diffusion_policy",
     "pad_history",
     "split_episodes",
     "validate_store",

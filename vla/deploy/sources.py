@@ -99,7 +99,7 @@ def load_checkpoint_policy(run_dir: str) -> tuple[ChunkPolicy, int]:
     """
     import torch
 
-    from vla.pipeline.vla_policy import VLAPolicy
+    from vla.policy import VLAPolicy
 
     # On CPU one intra-op thread: beside the robot/simulator process, two threads measured 7-10x
     # slower per chunk on a 2-core machine (they fight the other process). VLA_TORCH_THREADS overrides.

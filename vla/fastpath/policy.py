@@ -6,7 +6,7 @@
     fast.uninstall()
 
 Works on any object with `.encoder` (a FrozenEncoder) and `.head` (a policies.Policy), i.e. a
-`vla.pipeline.VLAPolicy`. On a CPU the resolved fast path is plain eager execution.
+`vla.policy.VLAPolicy`. On a CPU the resolved fast path is plain eager execution.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from vla.training.checkpoint import (
     save_checkpoint,
 )
 from vla.training.config import TrainConfig
-from vla.training.data import ResumableLoader, StepIterable
+from vla.training.loader import ResumableLoader, StepIterable
 from vla.training.loop import TrainResult, make_optimizer, seed_everything, train
 from vla.training.schedule import lr_at
 

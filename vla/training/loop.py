@@ -44,7 +44,7 @@ from vla.training.checkpoint import (
     set_rng_state,
 )
 from vla.training.config import TrainConfig
-from vla.training.data import StepIterable
+from vla.training.loader import StepIterable
 from vla.training.schedule import lr_at
 
 EvalFn = Callable[[Policy, int], dict[str, float]]

@@ -23,9 +23,9 @@ import torch
 from policies import make_config, make_policy
 from policies.config import DEFAULT_AUX_FUTURE_OFFSETS
 from vla.encoders import EncoderConfig, build_encoder
-from vla.pipeline.train_data import DataSpec, build_train_data, collate
-from vla.pipeline.vla_policy import PolicyMeta, VLAPolicy
+from vla.policy import PolicyMeta, VLAPolicy
 from vla.training import ResumableLoader, TrainConfig, seed_everything, train
+from vla.training.batches import DataSpec, build_train_data, collate
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +219,7 @@ def run_training(job: TrainJob) -> TrainOutcome:
 
 
 def _make_eval_fn(job: TrainJob, encoder, processor, meta: PolicyMeta):
-    from vla.pipeline.evaluate import EvalConfig, evaluate
+    from vla.evaluation.simulator import EvalConfig, evaluate
 
     def eval_fn(head, step: int) -> dict[str, float]:
         # train() evaluates the EMA copy when the head uses EMA.
