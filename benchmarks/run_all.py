@@ -130,6 +130,13 @@ def _sim(r: dict) -> str:
     )
 
 
+def _stack(r: dict) -> str:
+    dev, d = next(iter(r["devices"].items()))
+    total = d["obs_to_action"]["variants"]["eager"]["total"]["p50_ms"]
+    gate = r["world_model"]["rows"][0]
+    return f"{dev}: observation -> gated action p50 {total:.0f} ms; gate {gate['check']} p50 {gate['p50_ms']:.1f} ms"
+
+
 def _probe(r: dict) -> str:
     res = "; ".join(
         f"{x['front_end']} {100 * x['target_identified']:.0f}% ({x['mean_err_cm']:.1f} cm)"
@@ -217,6 +224,7 @@ QUICK: dict[str, Bench] = {
         _sampler,
     ),
     "bench_sim": Bench(("--frames", "2", "--steps", "2", "--episodes", "1"), _sim),
+    "bench_stack": Bench(("--quick", "--encoder", "{encoder}"), _stack, needs=("encoder",)),
     "probe_grounding": Bench(("--quick", "--encoder", "{encoder}"), _probe, needs=("encoder",)),
 }
 

@@ -97,8 +97,8 @@ def test_bench_config_errors_name_the_field() -> None:
 
 def test_accelerated_vla_policy_matches_eager(tiny_siglip_dir: Path) -> None:
     """A whole VLAPolicy on the fast path (static buffers: the CUDA-graph code path without capture)."""
-    from vla.bench.build import build_policy, encoder_for
-    from vla.bench.sections import Scene
+    from benchmarks.stack.build import build_policy, encoder_for
+    from benchmarks.stack.sections import Scene
     from vla.fastpath import FastPathConfig, accelerate, warmup
 
     r = bench_cli.OmegaConf.to_container(

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from vla.bench.random_encoder import build_random_siglip
+from benchmarks.stack.random_encoder import build_random_siglip
 from vla.encoders import EncoderConfig
 from vla.fastpath import FastEncoder, FastPathConfig, PinnedStager, accelerate_parts
 

@@ -34,7 +34,7 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def bench_config(r: dict[str, Any]) -> Any:
     """The typed `BenchConfig` of a resolved bench.yaml (quick overrides applied)."""
-    from vla.bench import BenchConfig, HeadSpec, SimMode
+    from benchmarks.stack import BenchConfig, HeadSpec, SimMode
     from vla.encoders import EncoderConfig
     from vla.fastpath import FastPathConfig
 
@@ -85,7 +85,7 @@ def bench_config(r: dict[str, Any]) -> Any:
 
 
 def run(cfg: DictConfig) -> tuple[dict[str, Any], Path]:
-    from vla.bench import format_report, run_bench, write_json
+    from benchmarks.stack import format_report, run_bench, write_json
 
     r: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     bcfg = bench_config(r)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vla.bench.config import BenchConfig, HeadSpec
+from benchmarks.stack.config import BenchConfig, HeadSpec
 from vla.encoders import EncoderConfig, EncoderLoadError, FrozenEncoder, build_encoder
 
 
@@ -39,7 +39,7 @@ def encoder_for(cfg: BenchConfig, device: str) -> tuple[FrozenEncoder, str]:
     except EncoderLoadError as e:
         if not cfg.encoder_random_if_missing:
             raise
-        from vla.bench.random_encoder import build_random_siglip
+        from benchmarks.stack.random_encoder import build_random_siglip
 
         if ecfg.family != "siglip":
             raise EncoderLoadError(f"{e}\n(vla-bench builds random weights for family 'siglip' only)") from e

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from vla.bench.build import build_head, head_config
-from vla.bench.config import BenchConfig, HeadSpec
-from vla.bench.timing import Timing, measure
+from benchmarks.stack.build import build_head, head_config
+from benchmarks.stack.config import BenchConfig, HeadSpec
+from benchmarks.stack.timing import Timing, measure
 from vla.fastpath import FastPathConfig, accelerate, accelerate_parts, synchronize, warmup
 from vla.runtime import (
     ControlLoop,

@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
-from vla.bench.build import build_policy, encoder_for, resolve_devices
-from vla.bench.config import BenchConfig
-from vla.bench.sections import (
+from benchmarks.stack.build import build_policy, encoder_for, resolve_devices
+from benchmarks.stack.config import BenchConfig
+from benchmarks.stack.sections import (
     Scene,
     encoder_section,
     gate_section,
@@ -26,7 +26,7 @@ def _log(msg: str, progress: bool) -> None:
 
 
 def run_bench(cfg: BenchConfig, quick: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Measure everything; returns the JSON-able results (see `vla.bench.report.format_report`)."""
+    """Measure everything; returns the JSON-able results (see `benchmarks.stack.report.format_report`)."""
     torch.set_num_threads(cfg.threads)
     devices = resolve_devices(cfg.device)
     t0 = time.perf_counter()

@@ -1,6 +1,6 @@
 """vla-bench as a library: latency of every stage of the stack, side by side, on CPU and CUDA.
 
-    from vla.bench import BenchConfig, HeadSpec, run_bench, format_report, write_json
+    from benchmarks.stack import BenchConfig, HeadSpec, run_bench, format_report, write_json
     res = run_bench(cfg)
     print(format_report(res)); write_json(res, "outputs/bench/x/bench.json")
 
@@ -9,10 +9,10 @@ chunk, best-of-K), full observation-to-action (encode + head + unnormalize + gat
 synchronous vs asynchronous execution in the simulator (deadline misses, time to finish, jerk).
 """
 
-from vla.bench.config import BenchConfig, HeadSpec, SimMode
-from vla.bench.report import format_report, write_json
-from vla.bench.run import run_bench
-from vla.bench.timing import Timing, measure
+from benchmarks.stack.config import BenchConfig, HeadSpec, SimMode
+from benchmarks.stack.report import format_report, write_json
+from benchmarks.stack.run import run_bench
+from benchmarks.stack.timing import Timing, measure
 
 __all__ = [
     "BenchConfig",
