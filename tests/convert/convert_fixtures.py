@@ -28,6 +28,12 @@ ARM = [
 GRIPPER = "robotiq_85_left_knuckle_joint"
 STATE_JOINTS = [*ARM, GRIPPER]
 T0_NS = 1_700_000_000_000_000_000  # a realistic epoch stamp: nanosecond arithmetic must stay exact
+# A service-event channel as rosbag2 (Iron and later) records it: definition as embedded in ros2/rosbag2's
+# test bag rosbag2_cpp/test/rosbag2_cpp/bags/topics_and_services.mcap, hash as its .db3 twin records it.
+# rosbags cannot parse a `srv` definition ("---" between request and response).
+SERVICE_EVENT_TYPE = "example_interfaces/srv/AddTwoInts_Event"
+SERVICE_EVENT_MSGDEF = "int64 a\nint64 b\n---\nint64 sum\n"
+SERVICE_EVENT_RIHS01 = "RIHS01_32c1d140259c71e5c355115942bcb31df98b4330e4d906b1b75ccb1c9b3ce6c8"
 
 
 @dataclass
@@ -62,6 +68,8 @@ def write_bag(
     extra_topic: bool = True,
     seed: int = 0,
     tweak: dict[str, Any] | None = None,
+    cmd_joints: list[str] | None = None,
+    service_events: bool = False,
 ) -> dict[str, TopicTruth]:
     """Write a teleoperation bag; return {topic: TopicTruth} (images in RGB as published before encoding).
 
@@ -69,8 +77,15 @@ def write_bag(
     an extra finger joint: the importer must select by name), /arm/command (JointTrajectory with one
     point, or Float64MultiArray), /instruction (String, once at the start), /episode_marker (Bool) when
     `markers` [(time_s, on), ...] is given, and an unmapped /diagnostics String topic.
+    cmd_joints: the joints /arm/command carries, in its order (default: all 7, reversed); e.g. the 6 arm
+    joints of a JointTrajectory without the gripper. The truth's values follow STATE_JOINTS order,
+    restricted to these joints.
+    service_events: also record a service (`/gripper/set/_service_event`, example_interfaces/srv/
+    AddTwoInts_Event with its ``srv`` definition embedded, as `ros2 bag record --all-services` writes
+    it): a channel rosbags cannot parse the definition of, which the mapping does not read.
     tweak: faults for the error tests: {"backwards_at": k} (joint state k stamped in the past),
-    {"resize_at": k} (camera front frame k has another size), {"encoding": "16UC1"}.
+    {"resize_at": k} (camera front frame k has another size), {"encoding": "16UC1"}, {"nan_at": k}
+    (joint state k has a NaN velocity for wrist_1_joint).
     """
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
@@ -164,6 +179,8 @@ def write_bag(
             stamp -= 50_000_000  # a publisher clock jump: stamped in the past, received on time
         pos = {j: float(np.sin(0.3 * k + i) + 0.01 * k) for i, j in enumerate(order)}
         vel = {j: float(np.cos(0.2 * k + i)) for i, j in enumerate(order)}
+        if tweak.get("nan_at") == k:
+            vel[ARM[3]] = float("nan")  # a driver that publishes NaN for an unknown velocity
         msg = JointState(
             header=header(stamp, ""),
             name=list(order),
@@ -184,11 +201,12 @@ def write_bag(
         )
 
     n = int(duration_s * cmd_hz)
-    cmd_joints = list(reversed(STATE_JOINTS))  # the command's own order differs from the state order
+    # The command's own order differs from the state order.
+    cmd_joints = list(cmd_joints) if cmd_joints is not None else list(reversed(STATE_JOINTS))
     for k in range(n):
         stamp = T0_NS + round(k * 1e9 / cmd_hz) + 1_000_000
         target = {j: float(0.5 * np.sin(0.1 * k + i)) for i, j in enumerate(cmd_joints)}
-        value = np.array([target[j] for j in STATE_JOINTS])
+        value = np.array([target[j] for j in STATE_JOINTS if j in target])
         if cmd_type == "trajectory":
             pt = JointTrajectoryPoint(
                 positions=np.array([target[j] for j in cmd_joints]),
@@ -220,6 +238,17 @@ def write_bag(
     writer = Writer(path, version=9, storage_plugin=plugin)
     with writer:
         conns = {t: writer.add_connection(t, mt, typestore=ts) for t, mt in types.items()}
+        if service_events:
+            topic = "/gripper/set/_service_event"
+            conns[topic] = writer.add_connection(
+                topic,
+                SERVICE_EVENT_TYPE,
+                msgdef=SERVICE_EVENT_MSGDEF,
+                rihs01=SERVICE_EVENT_RIHS01,
+            )
+            for k in range(4):  # never deserialized: the mapping does not read this channel
+                pending.append((T0_NS + k * 100_000_000 + 7, topic, bytes(8 + k)))
+            truth[topic] = TopicTruth()
         for recv, topic, data in sorted(pending, key=lambda p: p[0]):
             writer.write(conns[topic], recv, data)
     # Header-less types are stamped by their receive time; record that as the truth.

@@ -313,7 +313,8 @@ def run_command(
         return guarded(cmd.prog, cmd.multirun, debug)
     show_cfg = "--cfg" in args
     args = _expand(cmd, [a for a in args if a not in ("--cfg", "job")])
-    bad = [a for a in args if a.startswith("-") or "=" not in a]
+    # `~key` (Hydra's deletion of a config key) is the one override without a value.
+    bad = [a for a in args if a.startswith("-") or ("=" not in a and not a.startswith("~"))]
     if bad:
         print(
             f"{cmd.prog}: error: unexpected argument {bad[0]!r}: options are key=value "

@@ -1,9 +1,10 @@
 """Importers of teleoperation datasets into the native zarr format (`vla-convert`).
 
-One module per source format: `rosbag` (rosbag2, mcap or sqlite3, via `rosbags`), `hdf5` (ALOHA/ACT),
-`lerobot` (LeRobotDataset v3: Parquet + MP4), `dp` (Diffusion Policy zarr v2).
+One module per source format: `rosbag` (rosbag2, mcap or sqlite3, via `rosbags`; reading in
+`rosbag_reader`), `hdf5` (ALOHA/ACT), `lerobot` (LeRobotDataset v3: Parquet + MP4), `dp` (Diffusion
+Policy zarr v2).
 Shared: `align` (resampling onto the control clock), `report` (what was kept, dropped or resampled),
-`output` / `sink` (staged writes moved into place atomically; dry runs).
+`sink` (staged writes, validated by the project's validator, moved into place atomically; dry runs).
 """
 
 from vla.convert.align import AlignmentStats, align, frame_clock

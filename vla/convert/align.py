@@ -21,14 +21,26 @@ AlignMethod = Literal["nearest", "zoh"]
 ALIGN_METHODS: tuple[str, ...] = ("nearest", "zoh")
 
 
+# A frame this close after the end time (as a fraction of the frame period) still belongs to the
+# recording. Stamps are rounded or truncated to integer nanoseconds (float seconds, ``int(t * 1e9)``,
+# 30 Hz periods), so a stream whose last message is "at" the last frame time can be a few ns to us
+# early; without the slack that whole frame was dropped (0-5.95 s at 20 Hz gave 119 frames, not 120).
+CLOCK_END_TOLERANCE = 0.01
+
+
 def frame_clock(t_start_ns: int, t_end_ns: int, fps: float) -> np.ndarray:
-    """int64 (T,) frame times from `t_start_ns` to at most `t_end_ns`, every 1/fps seconds."""
+    """int64 (T,) frame times every 1/fps seconds from `t_start_ns` through `t_end_ns`.
+
+    Both ends are included: a recording whose streams all have messages at 0 and 5.95 s gives 120
+    frames at 20 Hz. A frame up to `CLOCK_END_TOLERANCE` of a period after `t_end_ns` still counts (its
+    messages are at most that far away: stamp rounding, not missing data).
+    """
     if t_end_ns < t_start_ns:
         return np.zeros(0, np.int64)
     period = 1e9 / fps
-    n = int(np.floor((t_end_ns - t_start_ns) / period + 1e-9)) + 1
+    n = int(np.floor((int(t_end_ns) - int(t_start_ns)) / period + CLOCK_END_TOLERANCE)) + 1
     # Round each time from the start (not by accumulating a rounded period), so no drift builds up.
-    return t_start_ns + np.rint(np.arange(n) * period).astype(np.int64)
+    return int(t_start_ns) + np.rint(np.arange(n) * period).astype(np.int64)
 
 
 def align(stamps_ns: np.ndarray, grid_ns: np.ndarray, method: AlignMethod) -> tuple[np.ndarray, np.ndarray]:

@@ -303,7 +303,13 @@ def import_dp(
     keys = {k: list(s[1:]) for k, (s, _) in arrays.items()}
     for i, (s, e) in enumerate(zip(starts.tolist(), ends.tolist())):
         report.episodes.append(
-            EpisodeReport(source=f"episode {i}", n_frames=int(e - s), instruction=opts.instruction, keys=keys)
+            EpisodeReport(
+                source=f"episode {i}",
+                n_frames=int(e - s),
+                instruction=opts.instruction,
+                duration_s=(e - s - 1) / opts.fps,  # frames are on the fixed fps clock
+                keys=keys,
+            )
         )
     with destination(out, overwrite, dry_run) as tmp:
         if tmp is None:

@@ -176,8 +176,12 @@ def import_aloha(
     }
     if "qvel" in keys:
         keys["qvel"].names = names if names and first["qvel"].shape[1] == len(names) else None
-    if "action" in keys and names and first["action"].shape[1] != len(names):
-        keys["action"].names = None
+    if names and first["action"].shape[1] != len(names):
+        # The store's joint_names name both the state and the action dims (what validate checks).
+        raise ConvertError(
+            f"{files[0]}: /action has {first['action'].shape[1]} dims, joint_names lists {len(names)}: "
+            f"{names}; a store's state and action have one value per joint name"
+        )
     meta = DatasetMeta(
         fps=opts.fps,
         robot=opts.robot,
@@ -186,6 +190,7 @@ def import_aloha(
         keys=keys,
         extra={"imported_from": {"format": "aloha_hdf5", "path": str(src)}},
     )
+    report.ignored_unit = "episodes"
     with destination(out, overwrite, dry_run) as tmp:
         sink = EpisodeSink(tmp, meta)
         for i, path in enumerate(progress_bar(files, desc="episodes", unit="ep", disable=not progress)):
@@ -207,8 +212,6 @@ def import_aloha(
             )
             for u in unmapped:
                 report.ignored_topics[u] = report.ignored_topics.get(u, 0) + 1
-    if report.ignored_topics:
-        report.notes.append("not mapped counts are in episodes (HDF5 datasets), not messages")
     report.notes.append(
         "frames are already at the recording rate: nothing resampled; floats stored as float32"
     )

@@ -230,6 +230,17 @@ def import_lerobot(
         return [str(x) for x in n] if isinstance(n, list) and all(isinstance(x, str) for x in n) else None
 
     keys = {k: KeySpec(description=f"from LeRobot feature {f}", names=names_of(f)) for k, f in lowdim.items()}
+    # The store's joint_names name the state and the action dims alike (what validate checks); when
+    # the two features differ in width there is no such list: keep each key's own names only.
+    joint_names = names_of(opts.state_key) or []
+    action_shape = features[opts.action_key].get("shape")
+    notes: list[str] = []
+    if joint_names and isinstance(action_shape, list) and list(action_shape) != [len(joint_names)]:
+        notes.append(
+            f"{opts.action_key} has shape {action_shape}, {opts.state_key} names {len(joint_names)} joints: "
+            "joint_names left empty (each key keeps its own names)"
+        )
+        joint_names = []
     keys |= {
         f"image_{c}": KeySpec(units="rgb", description=f"decoded from LeRobot {f}")
         for f, c in cam_map.items()
@@ -237,7 +248,7 @@ def import_lerobot(
     meta = DatasetMeta(
         fps=fps,
         robot=opts.robot or str(info.get("robot_type") or "unknown"),
-        joint_names=names_of(opts.state_key) or [],
+        joint_names=joint_names,
         camera_names=list(cam_map.values()),
         keys=keys,
         extra={
@@ -245,8 +256,7 @@ def import_lerobot(
         },
     )
     unused = sorted(set(features) - set(lowdim.values()) - set(cam_map) - _BOOKKEEPING)
-    report = ConvertReport("lerobot_v3", str(root), str(out), fps, dry_run=dry_run)
-    report.ignored_topics = {f: 0 for f in unused}
+    report = ConvertReport("lerobot_v3", str(root), str(out), fps, dry_run=dry_run, notes=notes)
     videos = _VideoCache()
     data_cache: dict[Path, Any] = {}
     with destination(out, overwrite, dry_run) as tmp:
@@ -257,11 +267,15 @@ def import_lerobot(
             )
             sink.add(ep, rep.instruction, ep_info, f"{row['_file']}: episode_index {row['episode_index']}")
             report.episodes.append(rep)
+    # Every LeRobot feature has one value per frame: a dropped feature drops that many.
+    report.ignored_topics = dict.fromkeys(unused, report.n_frames)
+    report.ignored_unit = "frames"
     if unused:
         report.notes.append(f"features not imported (dropped): {unused}")
-    report.notes.append(
-        "images are what the MP4 decodes to (lossy codec): not bit-identical to the camera frames"
-    )
+    if any(features[f].get("dtype") == "video" for f in cam_map):
+        report.notes.append(
+            "images are what the MP4 decodes to (lossy codec): not bit-identical to the camera frames"
+        )
     return report
 
 

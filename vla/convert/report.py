@@ -15,6 +15,7 @@ class EpisodeReport:
 
     source: where it came from (bag directory, HDF5 file, LeRobot episode index).
     n_frames: frames written; keys: {key: per-frame shape} written; streams: one row per input stream.
+    duration_s: time from the first to the last frame ((n_frames - 1) / fps on a fixed-rate clock).
     """
 
     source: str
@@ -42,8 +43,10 @@ class ConvertReport:
     fps: float
     dry_run: bool = False
     episodes: list[EpisodeReport] = field(default_factory=list)
-    ignored_topics: dict[str, int] = field(default_factory=dict)  # recorded but not mapped -> messages
+    ignored_topics: dict[str, int] = field(default_factory=dict)  # recorded but not mapped -> count
     notes: list[str] = field(default_factory=list)
+    # What the counts of `ignored_topics` count: bag messages, HDF5 episodes, LeRobot frames.
+    ignored_unit: str = "messages"
 
     @property
     def n_episodes(self) -> int:
@@ -68,6 +71,7 @@ class ConvertReport:
             "n_frames": self.n_frames,
             "n_messages": self.n_messages,
             "ignored_topics": dict(self.ignored_topics),
+            "ignored_unit": self.ignored_unit,
             "notes": list(self.notes),
             "episodes": [e.to_json() for e in self.episodes],
         }
@@ -101,6 +105,6 @@ class ConvertReport:
                 )
             lines += [f"    note: {n}" for n in ep.notes]
         for topic, n in sorted(self.ignored_topics.items()):
-            lines.append(f"  not mapped (dropped): {topic} ({n} messages)")
+            lines.append(f"  not mapped (dropped): {topic} ({n} {self.ignored_unit})")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)

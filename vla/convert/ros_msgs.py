@@ -98,9 +98,13 @@ class LowdimReader:
             )
         self._index_cache: dict[tuple[str, ...], np.ndarray] = {}
         self._first_names: tuple[str, ...] | None = None
+        # The joint names of the first message read ([] for multi-arrays, which carry none).
+        self.message_names: list[str] = []
 
     def _select(self, msg_names: list[str], values: np.ndarray, where: str) -> np.ndarray:
         key = tuple(msg_names)
+        if not self.message_names:
+            self.message_names = list(msg_names)
         if self.names is None:
             if self._first_names is None:
                 self._first_names = key
@@ -132,7 +136,20 @@ class LowdimReader:
         return values[idx]
 
     def read(self, msg: Any, where: str) -> np.ndarray:
-        """-> float64 (D,)"""
+        """-> float64 (D,), finite (a NaN/Inf is refused here, naming the joint, not by the validator)."""
+        values = self._values(msg, where)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            k = int(bad[0])
+            names = self.names or self.message_names
+            joint = f"joint {names[k]!r}" if k < len(names) else f"index {k}"
+            raise ConvertError(
+                f"{where}: {self.field} of {joint} is {values[k]}: a dataset stores finite values only "
+                "(map another field, or leave that joint out with `names`)"
+            )
+        return values
+
+    def _values(self, msg: Any, where: str) -> np.ndarray:
         if self.msgtype == "sensor_msgs/msg/JointState":
             values = np.asarray(getattr(msg, self.field), dtype=np.float64)
             return self._select(list(msg.name), values, where)

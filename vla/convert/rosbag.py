@@ -1,7 +1,8 @@
 """rosbag2 recordings (mcap or sqlite3 storage) -> native episodes, read with `rosbags` (no ROS install).
 
-Pipeline per bag: read every mapped topic once (images decoded to RGB, joint values selected by name,
-each message stamped by its header or, failing that, its bag receive time) -> cut episodes (the whole
+Pipeline per bag: read every mapped topic once (`vla.convert.rosbag_reader`: only the mapped topics'
+definitions, images decoded to RGB, joint values selected by name, each message stamped by its header
+or, failing that, its bag receive time) -> cut episodes (the whole
 bag, or between start/stop markers) -> align every stream onto one control-rate clock spanning the
 time all streams cover -> append the episode. The report lists, per topic, the messages in the
 episode, their rate, how many were dropped or repeated by resampling and the alignment error.
@@ -9,7 +10,6 @@ episode, their rate, how many were dropped or repeated by resampling and the ali
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,232 +18,11 @@ import numpy as np
 from vla.convert.align import AlignmentStats, align, frame_clock
 from vla.convert.errors import ConvertError, fmt_stamp
 from vla.convert.report import ConvertReport, EpisodeReport
-from vla.convert.ros_msgs import (
-    IMAGE_TYPES,
-    INSTRUCTION_TYPES,
-    LOWDIM_TYPES,
-    MARKER_TYPES,
-    LowdimReader,
-    header_stamp_ns,
-    image_to_rgb,
-    marker_value,
-)
 from vla.convert.rosbag_mapping import RosbagMapping
+from vla.convert.rosbag_reader import BagData, TopicStream, find_bags, load_typestore, read_bag
 from vla.convert.sink import EpisodeSink, destination
 from vla.data import DatasetMeta, KeySpec
 from vla.progress import progress_bar
-
-BAG_FILE_SUFFIXES = (".mcap", ".db3")
-
-
-@dataclass
-class _Stream:
-    """Messages of one mapped topic in one bag, in bag order."""
-
-    topic: str
-    msgtype: str
-    role: str  # "camera <cam>", "lowdim <key>", "instruction", "marker"
-    stamps: list[int] = field(default_factory=list)  # header stamps (or receive times)
-    recv: list[int] = field(default_factory=list)  # bag receive times
-    values: list[Any] = field(default_factory=list)
-    has_header: bool = False
-    time_source: str = "receive"
-
-    def stamp_array(self) -> np.ndarray:
-        return np.asarray(self.stamps if self.time_source == "header" else self.recv, dtype=np.int64)
-
-
-def find_bags(src: str | Path) -> list[Path]:
-    """A bag directory (has metadata.yaml), a bare .mcap/.db3 file, or a directory of bag directories."""
-    src = Path(src)
-    if not src.exists():
-        raise ConvertError(f"{src}: no such bag or directory")
-    if src.is_file():
-        if src.suffix not in BAG_FILE_SUFFIXES:
-            raise ConvertError(
-                f"{src}: not a rosbag2 storage file (expected {BAG_FILE_SUFFIXES} or a bag directory)"
-            )
-        return [src]
-    if (src / "metadata.yaml").is_file():
-        return [src]
-    bags = sorted(p for p in src.iterdir() if p.is_dir() and (p / "metadata.yaml").is_file())
-    if not bags:
-        raise ConvertError(
-            f"{src}: neither a rosbag2 bag (no metadata.yaml) nor a directory of bags (no subdirectory has one)"
-        )
-    return bags
-
-
-def _bag_label(bag: Path) -> str:
-    files = sorted(p.name for p in bag.iterdir() if p.suffix in BAG_FILE_SUFFIXES) if bag.is_dir() else []
-    return f"{bag} ({', '.join(files)})" if files else str(bag)
-
-
-def _typestore(name: str) -> Any:
-    from rosbags.typesys import Stores, get_typestore
-
-    try:
-        return get_typestore(Stores(name))
-    except ValueError:
-        names = [s.value for s in Stores]
-        raise ConvertError(f"mapping.typestore: unknown type store {name!r}; one of {names}") from None
-
-
-def _wanted_topics(m: RosbagMapping) -> dict[str, list[str]]:
-    """topic -> roles that read it (a JointState topic may feed state and qvel)."""
-    out: dict[str, list[str]] = {}
-    for cam, topic in m.cameras.items():
-        out.setdefault(topic, []).append(f"camera {cam}")
-    for key, spec in m.lowdim.items():
-        out.setdefault(spec.topic, []).append(f"lowdim {key}")
-    if m.instruction.topic:
-        out.setdefault(m.instruction.topic, []).append("instruction")
-    if m.episodes.split == "marker" and m.episodes.marker_topic:
-        out.setdefault(m.episodes.marker_topic, []).append("marker")
-    return out
-
-
-_ROLE_TYPES = {
-    "camera": IMAGE_TYPES,
-    "lowdim": LOWDIM_TYPES,
-    "instruction": INSTRUCTION_TYPES,
-    "marker": MARKER_TYPES,
-}
-
-
-@dataclass
-class BagData:
-    """What one bag holds for the mapping: streams keyed by role, plus topic counts it did not map."""
-
-    bag: Path
-    label: str
-    start_ns: int
-    streams: dict[str, _Stream]  # role -> stream
-    ignored: dict[str, int]
-    notes: list[str] = field(default_factory=list)
-
-
-def read_bag(bag: Path, m: RosbagMapping, progress: bool = True) -> BagData:
-    """Read and decode every mapped topic of `bag`. Raises ConvertError naming bag, topic and stamp."""
-    from rosbags.highlevel import AnyReader
-
-    label = _bag_label(bag)
-    wanted = _wanted_topics(m)
-    last_ns: int | None = None
-    try:
-        reader = AnyReader([bag], default_typestore=_typestore(m.typestore))
-        with reader:
-            topics = {t: info for t, info in reader.topics.items()}
-            missing = [(t, r) for t, r in wanted.items() if t not in topics]
-            if missing:
-                t, roles = missing[0]
-                raise ConvertError(
-                    f"{label}: topic {t} ({', '.join(roles)} in the mapping) is not in the bag; "
-                    f"recorded topics: {sorted(topics)}"
-                )
-            streams: dict[str, _Stream] = {}
-            for topic, roles in wanted.items():
-                msgtype = topics[topic].msgtype or ""
-                for role in roles:
-                    kind = role.split()[0]
-                    if msgtype not in _ROLE_TYPES[kind]:
-                        raise ConvertError(
-                            f"{label}: topic {topic}: message type {msgtype!r} cannot be used as {role}; "
-                            f"expected one of {list(_ROLE_TYPES[kind])}"
-                        )
-                    streams[role] = _Stream(topic, msgtype, role)
-            readers = {
-                role: LowdimReader(
-                    s.msgtype,
-                    m.lowdim[role.split()[1]].names,
-                    m.lowdim[role.split()[1]].field,
-                    f"{label}: topic {s.topic} (mapping.lowdim.{role.split()[1]})",
-                )
-                for role, s in streams.items()
-                if role.startswith("lowdim")
-            }
-            by_topic: dict[str, list[_Stream]] = {}
-            for s in streams.values():
-                by_topic.setdefault(s.topic, []).append(s)
-            conns = [c for c in reader.connections if c.topic in wanted]
-            ignored = {t: int(info.msgcount) for t, info in topics.items() if t not in wanted}
-            total = sum(int(c.msgcount) for c in conns)
-            counts: dict[str, int] = dict.fromkeys(wanted, 0)
-            image_shape: dict[str, tuple[tuple[int, ...], int]] = {}
-            bar = progress_bar(total=total, desc=bag.name, unit="msg", disable=not progress, leave=False)
-            for conn, recv_ns, raw in reader.messages(connections=conns):
-                i = counts[conn.topic]
-                counts[conn.topic] = i + 1
-                msg = reader.deserialize(raw, conn.msgtype)
-                hs = header_stamp_ns(msg)
-                stamp = hs if hs is not None else recv_ns
-                where = f"{label}: topic {conn.topic}: message {i} (stamp {fmt_stamp(stamp)})"
-                for s in by_topic[conn.topic]:
-                    kind = s.role.split()[0]
-                    if kind == "camera":
-                        value: Any = image_to_rgb(msg, s.msgtype, where)
-                        first = image_shape.setdefault(s.topic, (value.shape, stamp))
-                        if value.shape != first[0]:
-                            raise ConvertError(
-                                f"{where}: image size changed mid-episode from {first[0][1]}x{first[0][0]} "
-                                f"(first image at {fmt_stamp(first[1])}) to {value.shape[1]}x{value.shape[0]}"
-                            )
-                    elif kind == "lowdim":
-                        value = readers[s.role].read(msg, where)
-                    elif kind == "instruction":
-                        value = str(msg.data)
-                    else:
-                        value = marker_value(
-                            msg, s.msgtype, m.episodes.start_value, m.episodes.stop_value, where
-                        )
-                    s.values.append(value)
-                    s.stamps.append(stamp)
-                    s.recv.append(int(recv_ns))
-                    s.has_header = hs is not None
-                last_ns = int(recv_ns)
-                bar.update(1)
-            bar.close()
-            start_ns = int(reader.start_time)
-    except ConvertError:
-        raise
-    except Exception as e:
-        after = f" after the message received at {fmt_stamp(last_ns)}" if last_ns is not None else ""
-        raise ConvertError(
-            f"{label}: cannot read the bag{after} ({type(e).__name__}: {e}); a truncated file or a bag "
-            "still being recorded cannot be converted"
-        ) from None
-
-    notes: list[str] = []
-    for s in streams.values():
-        _choose_time_source(s, m.time_source, notes)
-        _check_monotonic(s, label)
-    return BagData(bag, label, start_ns, streams, ignored, notes)
-
-
-def _choose_time_source(s: _Stream, wanted: str, notes: list[str]) -> None:
-    """Header stamps when asked for and present; receive time for header-less types or zero stamps."""
-    if wanted == "header" and s.has_header:
-        if s.stamps and min(s.stamps) == 0:
-            s.time_source = "receive"
-            notes.append(f"topic {s.topic}: header stamps are zero; aligned by bag receive time instead")
-        else:
-            s.time_source = "header"
-    else:
-        s.time_source = "receive"
-
-
-def _check_monotonic(s: _Stream, label: str) -> None:
-    t = s.stamp_array()
-    if t.size < 2:
-        return
-    back = np.flatnonzero(np.diff(t) < 0)
-    if back.size:
-        k = int(back[0]) + 1
-        raise ConvertError(
-            f"{label}: topic {s.topic}: {s.time_source} stamp {fmt_stamp(t[k])} (message {k}) is earlier than "
-            f"the previous message's {fmt_stamp(t[k - 1])}: stamps must not go backwards (set "
-            "time_source: receive to align by bag time instead)"
-        )
 
 
 def _episode_windows(data: BagData, m: RosbagMapping) -> list[tuple[int, int]]:
@@ -316,7 +95,9 @@ def convert_episode(
 ) -> tuple[dict[str, np.ndarray], EpisodeReport, dict[str, Any]]:
     """Align one episode's streams onto the control clock -> (data, report, info)."""
     notes: list[str] = []
-    parts: dict[str, tuple[_Stream, np.ndarray, np.ndarray]] = {}  # key -> (stream, stamps, message indices)
+    parts: dict[
+        str, tuple[TopicStream, np.ndarray, np.ndarray]
+    ] = {}  # key -> (stream, stamps, message indices)
     for role, s in data.streams.items():
         kind, _, name = role.partition(" ")
         if kind not in ("camera", "lowdim"):
@@ -442,6 +223,7 @@ def import_rosbag(
     """
     src = Path(src)
     bags = find_bags(src)
+    load_typestore(mapping.typestore)  # an unknown name is refused before any bag is read
     report = ConvertReport("rosbag2", str(src), str(out), mapping.fps, dry_run=dry_run)
     with destination(out, overwrite, dry_run) as tmp:
         sink = EpisodeSink(tmp, _meta(mapping, src))

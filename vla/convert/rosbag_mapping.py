@@ -110,6 +110,13 @@ class RosbagMapping:
                 )
             if key.startswith("image_"):
                 raise ConvertError(f"{w}.lowdim.{key}: image keys come from `cameras`, not `lowdim`")
+        state, action = self.lowdim.get("state"), self.lowdim.get("action")
+        if state and state.names and action and action.names and len(action.names) != len(state.names):
+            raise ConvertError(
+                f"{w}.lowdim.action.names: {len(action.names)} joints {action.names}, but "
+                f"{w}.lowdim.state.names (the dataset's joint_names) has {len(state.names)}: {state.names}; "
+                "a store's state and action have one value per joint name"
+            )
         if self.episodes.split not in ("bag", "marker"):
             raise ConvertError(f"{w}.episodes.split: expected 'bag' or 'marker', got {self.episodes.split!r}")
         if self.episodes.split == "marker" and not self.episodes.marker_topic:

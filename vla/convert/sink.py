@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from vla.convert.errors import ConvertError
-from vla.data import DatasetMeta, ReplayBuffer
+from vla.data import DatasetError, DatasetMeta, ReplayBuffer
 from vla.data.staging import check_destination, staged_output
 
 
@@ -58,11 +58,19 @@ class EpisodeSink:
 def destination(out: str | Path, overwrite: bool, dry_run: bool) -> Iterator[Path | None]:
     """Yield the path to create the store at (a staged temporary), or None for a dry run.
 
+    The staged store is moved into place only when the project's validator accepts it
+    (`vla.data.staging.check_staged`): an importer never writes a store `vla-dataset validate` or
+    `info` would reject; it raises ConvertError with the validator's first problem instead.
     A dry run still refuses an existing `out` without `overwrite`, so it predicts the real run.
     """
     if dry_run:
         check_destination(out, overwrite)
         yield None
         return
-    with staged_output(out, overwrite) as tmp:
-        yield tmp
+    try:
+        with staged_output(out, overwrite) as tmp:
+            yield tmp
+    except ConvertError:
+        raise
+    except DatasetError as e:  # the validator's refusal (and any dataset error of the writer)
+        raise ConvertError(str(e)) from None
