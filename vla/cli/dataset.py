@@ -6,6 +6,7 @@ Plain argparse (not a Hydra entry point): each subcommand takes a store path.
     vla-dataset validate PATH [--quick]
     vla-dataset import-dp SRC DST [--camera front] [--fps 10] [--robot NAME] [--instruction TEXT]
     vla-dataset stats PATH [--keys state action]
+    vla-dataset export --format lerobot_v3 SRC DST [--fps-from-store] [--overwrite]
 """
 
 from __future__ import annotations
@@ -164,6 +165,14 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from vla.convert.export_lerobot import ExportOptions, export_lerobot
+
+    opts = ExportOptions(fps_from_store=args.fps_from_store, crf=args.crf, pix_fmt=args.pix_fmt)
+    print(export_lerobot(args.src, args.dst, opts, overwrite=args.overwrite, progress=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="vla-dataset",
@@ -214,6 +223,33 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("path", help="dataset store (directory)")
     s.add_argument("--keys", nargs="+", default=None, help="keys (default: every non-image key)")
     s.set_defaults(func=cmd_stats)
+
+    s = sub.add_parser(
+        "export",
+        help="write a native store in another format (LeRobotDataset v3: parquet + H.264 MP4)",
+        description="Write the native store SRC as a LeRobotDataset v3.0 directory DST (meta/, data/, "
+        "videos/; `vla.convert.export_lerobot`). Low-dim keys are exact, images go through H.264 (lossy).",
+        epilog="example:\n  vla-dataset export --format lerobot_v3 outputs/demos/pick_cube.zarr "
+        "outputs/demos/pick_cube_lerobot",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    s.add_argument("src", help="native store (directory)")
+    s.add_argument("dst", help="destination directory (written to a temporary sibling, then renamed)")
+    s.add_argument("--format", required=True, choices=["lerobot_v3"], help="output format")
+    s.add_argument(
+        "--fps-from-store",
+        action="store_true",
+        help="write a non-integer store fps as is (LeRobot's fps is an int; refused otherwise)",
+    )
+    s.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default: 18)")
+    s.add_argument(
+        "--pix-fmt",
+        default="yuv444p",
+        choices=["yuv444p", "yuv420p"],
+        help="video pixel format (default yuv444p: full colour; yuv420p: for hardware decoders)",
+    )
+    s.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    s.set_defaults(func=cmd_export)
     return p
 
 

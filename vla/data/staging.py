@@ -57,9 +57,12 @@ def check_staged(tmp: str | Path, out: str | Path, deep: bool = False) -> None:
 
 
 @contextlib.contextmanager
-def staged_output(out: str | Path, overwrite: bool, deep: bool = False) -> Iterator[Path]:
+def staged_output(
+    out: str | Path, overwrite: bool, deep: bool = False, validate: bool = True
+) -> Iterator[Path]:
     """Yield a temporary path to write the store to; validate it and move it to `out` when the block
-    succeeds (`check_staged`; `deep` as there).
+    succeeds (`check_staged`; `deep` as there). validate=False: the output is not a native store (an
+    export to another format); it is moved into place unchecked, with the same atomicity.
 
     On any exception, an invalid store included, the temporary store is deleted and `out` is left
     untouched.
@@ -72,7 +75,8 @@ def staged_output(out: str | Path, overwrite: bool, deep: bool = False) -> Itera
         yield tmp
         if not tmp.exists():
             raise RuntimeError(f"{out}: the importer wrote nothing to {tmp}")
-        check_staged(tmp, out, deep=deep)
+        if validate:
+            check_staged(tmp, out, deep=deep)
         # Checked again: another run may have created `out` while this one was converting.
         check_destination(out, overwrite)
         if out.exists():
