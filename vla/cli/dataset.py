@@ -7,6 +7,7 @@ Plain argparse (not a Hydra entry point): each subcommand takes a store path.
     vla-dataset import-dp SRC DST [--camera front] [--fps 10] [--robot NAME] [--instruction TEXT]
     vla-dataset stats PATH [--keys state action]
     vla-dataset export --format lerobot_v3 SRC DST [--fps-from-store] [--overwrite]
+    vla-dataset export --format mcap SRC DST [--episode N] [--images raw|png|jpeg] [--overwrite]
 """
 
 from __future__ import annotations
@@ -165,8 +166,32 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _wire_names(path: str) -> dict[str, str]:
+    """The store's robot description (configs/robot/<robot>.yaml): dataset joint name -> wire name."""
+    from omegaconf import OmegaConf
+
+    from vla.data import ReplayBuffer
+    from vla.paths import CONFIG_DIR
+
+    robot = CONFIG_DIR / "robot" / f"{ReplayBuffer.open(path).meta.robot}.yaml"
+    if not robot.is_file():
+        return {}
+    cfg = OmegaConf.to_container(OmegaConf.load(robot))
+    ds, wire = cfg.get("dataset_joint_names") or [], cfg.get("joint_names") or []
+    return dict(zip(ds, wire)) if len(ds) == len(wire) else {}
+
+
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.format == "mcap":
+        from vla.convert.export_mcap import McapExportOptions, export_mcap
+
+        mopts = McapExportOptions(episode=args.episode, images=args.images, wire_names=_wire_names(args.src))
+        print(export_mcap(args.src, args.dst, mopts, overwrite=args.overwrite, progress=False))
+        return 0
     from vla.convert.export_lerobot import ExportOptions, export_lerobot
+
+    if args.episode is not None:
+        raise SystemExit("vla-dataset export: --episode is only supported with --format mcap")
 
     opts = ExportOptions(fps_from_store=args.fps_from_store, crf=args.crf, pix_fmt=args.pix_fmt)
     print(export_lerobot(args.src, args.dst, opts, overwrite=args.overwrite, progress=False))
@@ -226,16 +251,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser(
         "export",
-        help="write a native store in another format (LeRobotDataset v3: parquet + H.264 MP4)",
+        help="write a native store in another format (LeRobotDataset v3: parquet + H.264 MP4; "
+        "mcap: rosbag2 bags viewable in Foxglove)",
         description="Write the native store SRC as a LeRobotDataset v3.0 directory DST (meta/, data/, "
-        "videos/; `vla.convert.export_lerobot`). Low-dim keys are exact, images go through H.264 (lossy).",
-        epilog="example:\n  vla-dataset export --format lerobot_v3 outputs/demos/pick_cube.zarr "
-        "outputs/demos/pick_cube_lerobot",
+        "videos/; `vla.convert.export_lerobot`). Low-dim keys are exact, images go through H.264 (lossy). "
+        "--format mcap: a directory of rosbag2 bags with mcap storage, one per episode, viewable in "
+        "Foxglove and read back by `vla-convert convert=ur5e_rosbag` (`vla.convert.export_mcap`; "
+        "/joint_states, /arm/command, /camera/<cam>/image_raw, /instruction; exact with raw or png images).",
+        epilog="examples:\n  vla-dataset export --format lerobot_v3 outputs/demos/pick_cube.zarr "
+        "outputs/demos/pick_cube_lerobot\n  vla-dataset export --format mcap outputs/demos/pick_cube.zarr "
+        "outputs/demos/pick_cube_mcap --episode 0",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     s.add_argument("src", help="native store (directory)")
     s.add_argument("dst", help="destination directory (written to a temporary sibling, then renamed)")
-    s.add_argument("--format", required=True, choices=["lerobot_v3"], help="output format")
+    s.add_argument("--format", required=True, choices=["lerobot_v3", "mcap"], help="output format")
     s.add_argument(
         "--fps-from-store",
         action="store_true",
@@ -247,6 +277,15 @@ def build_parser() -> argparse.ArgumentParser:
         default="yuv444p",
         choices=["yuv444p", "yuv420p"],
         help="video pixel format (default yuv444p: full colour; yuv420p: for hardware decoders)",
+    )
+    s.add_argument(
+        "--episode", type=int, default=None, metavar="N", help="mcap: export only episode N (default: all)"
+    )
+    s.add_argument(
+        "--images",
+        default="raw",
+        choices=["raw", "png", "jpeg"],
+        help="mcap: sensor_msgs/Image rgb8 (raw, default) or CompressedImage png (lossless) / jpeg",
     )
     s.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     s.set_defaults(func=cmd_export)
