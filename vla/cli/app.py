@@ -69,6 +69,10 @@ def debug_enabled(argv: Sequence[str] = ()) -> bool:
     return "--debug" in argv or os.environ.get("VLA_DEBUG", "") not in ("", "0", "false")
 
 
+class _ProjectLogHandler(logging.StreamHandler):
+    """The stdout handler `quiet_third_party` installs once (recognised by its class)."""
+
+
 def quiet_third_party() -> None:
     """Silence output nobody can act on; keep the project's own INFO logs on stdout."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -76,10 +80,9 @@ def quiet_third_party() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     root = logging.getLogger()
-    if not any(getattr(h, "_vla", False) for h in root.handlers):
-        h = logging.StreamHandler(sys.stdout)
+    if not any(isinstance(h, _ProjectLogHandler) for h in root.handlers):
+        h = _ProjectLogHandler(sys.stdout)
         h.setFormatter(logging.Formatter("[%(name)s] %(message)s"))
-        h._vla = True  # type: ignore[attr-defined]
         root.addHandler(h)
     root.setLevel(logging.WARNING)
     for name in ("vla", "sim", "policies", "ros_bridge"):
@@ -90,7 +93,9 @@ def quiet_third_party() -> None:
 
     # torchvision's "video_reader backend" / image-extension notes arrive through transformers imports.
     warnings.filterwarnings("ignore", module=r"torchvision(\..*)?")
-    if "transformers" in sys.modules or _importable("transformers"):
+    # The environment variables above take effect when transformers is imported; only an already
+    # imported one needs telling (importing it here would cost every command ~0.7 s).
+    if "transformers" in sys.modules:
         try:
             from transformers.utils import logging as hf_logging
 
@@ -98,12 +103,6 @@ def quiet_third_party() -> None:
             hf_logging.disable_progress_bar()
         except Exception:  # an old transformers without these: its noise is only cosmetic
             pass
-
-
-def _importable(name: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(name) is not None
 
 
 # ------------------------------------------------------------------------------------ composition
