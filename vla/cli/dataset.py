@@ -8,6 +8,7 @@ Plain argparse (not a Hydra entry point): each subcommand takes a store path.
     vla-dataset stats PATH [--keys state action]
     vla-dataset export --format lerobot_v3 SRC DST [--fps-from-store] [--overwrite]
     vla-dataset export --format mcap SRC DST [--episode N] [--images raw|png|jpeg] [--overwrite]
+    vla-dataset view PATH [episode=N] [--out FILE.rrd] [--spawn]
 """
 
 from __future__ import annotations
@@ -198,6 +199,32 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_view(args: argparse.Namespace) -> int:
+    from vla.data.viewer import ViewOptions, view_episode
+
+    opts = ViewOptions(episode=args.episode, out=args.out, spawn=args.spawn, max_frames=args.max_frames)
+    print(view_episode(args.path, opts))
+    return 0
+
+
+# `vla-dataset view PATH episode=3 out=x.rrd`: the key=value spelling of the other vla-* commands.
+_VIEW_KEYS = {"episode": "--episode", "out": "--out", "max_frames": "--max-frames"}
+
+
+def _view_argv(argv: list[str]) -> list[str]:
+    """`view` arguments in key=value form (episode=3) rewritten as options (--episode 3)."""
+    if not argv or argv[0] != "view":
+        return argv
+    out = []
+    for a in argv:
+        key, eq, value = a.partition("=")
+        if eq and key in _VIEW_KEYS:
+            out += [_VIEW_KEYS[key], value]
+        else:
+            out.append(a)
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="vla-dataset",
@@ -289,6 +316,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser(
+        "view",
+        help="show an episode in the rerun viewer: cameras, state vs action per joint, other keys, "
+        "the instruction (headless: writes an .rrd file)",
+        description="Show one episode of a native store with rerun (`vla.data.viewer`; optional extra: "
+        "pip install -e '.[viz]'): each camera, one plot per joint with measured state and commanded "
+        "action, the other low-dim keys, and the instruction, on `frame` and `time` timelines. With a "
+        "display it opens a viewer window; without one (or with --out) it writes an .rrd file to open "
+        "later with `rerun FILE.rrd`.",
+        epilog="examples:\n  vla-dataset view outputs/demos/pick_cube.zarr episode=3\n  vla-dataset view "
+        "outputs/demos/pick_cube.zarr --episode -1 --out last.rrd   # then: rerun last.rrd",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    s.add_argument("path", help="native store (directory)")
+    s.add_argument(
+        "--episode", type=int, default=0, metavar="N", help="episode index, negative from the end (default 0)"
+    )
+    s.add_argument(
+        "--out",
+        default=None,
+        metavar="FILE.rrd",
+        help="write the recording here (default without a display: ./<store>_episode<N>.rrd)",
+    )
+    s.add_argument("--spawn", action="store_true", help="open a viewer window (needs a display)")
+    s.add_argument("--max-frames", type=int, default=None, metavar="N", help="only the first N frames")
+    s.set_defaults(func=cmd_view)
     return p
 
 
@@ -297,7 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = debug_enabled(argv)
-    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    args = build_parser().parse_args(_view_argv([a for a in argv if a != "--debug"]))
     # One line per refusal, quiet on a closed pipe (`vla-dataset info X | head`), 130 on Ctrl-C.
     return guarded("vla-dataset", lambda: int(args.func(args)), debug)
 
