@@ -106,6 +106,22 @@ class LoopController:
             "latency_p50_ms": ms(s["latency_p50_s"]),
             "latency_p99_ms": ms(s["latency_p99_s"]),
             "latencies_ms": [1e3 * c.latency_s for c in stats.chunks if np.isfinite(c.latency_s)],
+            # Where the misses fell and what each chunk cost: what a person reads to find the cause
+            # (a slow first chunk, a compute spike, the gate's time, a re-gate).
+            "miss_steps": [r.step for r in stats.steps if r.status in (MISS, LATE)],
+            "chunk_timing": [
+                {
+                    "request_step": c.request_step,
+                    "installed_step": c.installed_step,
+                    "prefix": c.prefix_len,
+                    "compute_ms": ms(c.compute_s),
+                    "gate_ms": ms(c.gate_s),
+                    "latency_ms": ms(c.latency_s),
+                    "regates": c.regates,
+                    "outcome": c.outcome,
+                }
+                for c in stats.chunks
+            ],
         }
 
     def close(self) -> None:

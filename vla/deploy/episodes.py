@@ -210,6 +210,8 @@ def episode_record(
         extra={
             **dict(final.get("diagnostics") or {}),  # the task's, as vla-eval records them
             "missed": {k: int(ctrl.get(k, 0)) for k in ("missed_dry", "missed_late", "skipped")},
+            "miss_steps": [int(k) for k in ctrl.get("miss_steps", [])],
+            "chunk_timing": list(ctrl.get("chunk_timing", [])),
             "estop_requested": any(bool(st.get("estop_requested")) for st in statuses),
             "timed_out": timed_out,
             "sim_time_s": float(final["sim_time"]),

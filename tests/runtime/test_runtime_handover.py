@@ -1,0 +1,101 @@
+"""Real-time chunking hand-over with the gate on the worker: never planned past the queued plan.
+
+With a delay estimate plus margin longer than what is left of the queue (300 ms injected at 20 Hz:
+7 + 2 steps against 8), the loop once planned the hand-over one step after the queue's end, so every
+chunk left a step with nothing queued (a missed period) even when it was ready in time. The oracle
+is the step statuses and the gate's inputs; the policy and gate here are plain arrays, no simulator.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vla.runtime import ControlLoop, RuntimeConfig, SimulatedClock
+from vla.runtime.stats import MISS, OK
+
+PERIOD, H, DA = 0.05, 16, 7
+
+
+class RampPolicy:
+    """Chunk of H targets ramping joint 0 from the latest state; keeps a committed prefix as given."""
+
+    def __call__(self, obs, prefix):
+        start = np.asarray(obs["state"][-1], np.float32)
+        chunk = np.repeat(start[None], H, axis=0)
+        chunk[:, 0] += 0.01 * np.arange(1, H + 1)
+        if prefix is not None:
+            chunk[: len(prefix)] = prefix
+        return chunk
+
+
+class PassGate:
+    """Certifies every plan as it is; records the plans it was asked about."""
+
+    def __init__(self) -> None:
+        self.plans: list[np.ndarray] = []
+
+    def __call__(self, q, qd, plan, command=None):
+        self.plans.append(np.array(plan, copy=True))
+
+        class D:
+            actions, hold, reason = plan, False, "safe"
+
+        return D()
+
+
+# (first latencies, later latency, margin): the estimate grows by a step at the step a chunk goes in,
+# the step the next request is due, so estimate + margin exceeds what is left of the queue (the
+# first three gave missed periods before; the later latency stays within what a 16-step horizon
+# can carry with one worker, 8 steps).
+@pytest.mark.parametrize(
+    "first, later, margin", [(0.35, 0.45, 2), (0.3, 0.4, 3), (0.35, 0.4, 3), (0.2, 0.2, 2), (0.3, 0.35, 0)]
+)
+def test_hand_over_is_never_planned_after_the_queue_ends(first: float, later: float, margin: int) -> None:
+    gate = PassGate()
+    cfg = RuntimeConfig(mode="async", smoothing="rtc", n_action_steps=8, margin_steps=margin)
+    loop = ControlLoop(RampPolicy(), cfg, SimulatedClock(PERIOD, [first, first, later]), gate)
+    state = np.zeros(DA, np.float32)
+    with loop:
+        loop.reset()
+        for _ in range(80):
+            r = loop.step({"state": state.copy(), "qvel": np.zeros(DA - 1, np.float32)})
+            state = r.action.copy()  # a robot that reaches its target every period
+        statuses = [s.status for s in loop.stats.steps]
+    assert MISS not in statuses, [i for i, s in enumerate(statuses) if s == MISS]
+    assert set(statuses) == {OK}
+    # Every plan the worker gated runs without a held (repeated) row before the new chunk's ramp:
+    # a hold-filled gap would repeat the last queued action.
+    assert len(gate.plans) >= 8
+    for plan in gate.plans[1:]:
+        steps = np.diff(plan[:, 0])
+        assert np.all(steps > 0), steps
+
+
+def test_a_chunk_requested_while_holding_runs_from_its_first_action() -> None:
+    """The robot held while the chunk was computed, so its observation is still the robot's state:
+    the chunk starts at its first action. Skipping the actions "whose time passed" would start it
+    d actions into a plan made for a robot that did not move (a jump of d ramp steps)."""
+    cfg = RuntimeConfig(mode="async", smoothing="rtc", n_action_steps=8, margin_steps=2)
+    # The third chunk takes 0.9 s: it comes too late to be used, the queue runs dry and the next
+    # request is made while the robot holds; the latency estimate then still carries the slow one.
+    loop = ControlLoop(RampPolicy(), cfg, SimulatedClock(PERIOD, [0.2, 0.2, 0.9, 0.2]), PassGate())
+    state = np.zeros(DA, np.float32)
+    actions = []
+    with loop:
+        loop.reset()
+        for _ in range(40):
+            r = loop.step({"state": state.copy(), "qvel": np.zeros(DA - 1, np.float32)})
+            actions.append(r.action.copy())
+            state = r.action.copy()
+        steps = loop.stats.steps
+    held = [s.step for s in steps if s.status == MISS]
+    assert held, "the slow chunk should have left the queue dry"
+    resume = next(s.step for s in steps if s.step > held[0] and s.status == OK)
+    dry = loop.stats.chunks[3]
+    assert dry.request_step in held and dry.prefix_len == 0, dry  # requested while holding
+    # In as soon as it is ready (0.2 s = 3 steps), not after the estimate that includes the 0.9 s.
+    assert resume == dry.request_step + 3 == dry.installed_step, (resume, dry)
+    # The first action after the hold is the new chunk's first: one ramp step from where it held.
+    np.testing.assert_allclose(actions[resume][0] - actions[resume - 1][0], 0.01, atol=1e-6)
+    assert np.all(np.diff([a[0] for a in actions[resume:]]) <= 0.01 + 1e-6)
