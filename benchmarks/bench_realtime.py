@@ -34,6 +34,20 @@ RESULTS = Path(__file__).resolve().parent / "results"
 MODES = {"async+rtc": ("async", "rtc"), "sync": ("sync", "none")}
 
 
+def _sim_robot_node() -> RobotNodeConfig:
+    """The simulated robot's rates as `vla-deploy robot=sim` runs it (configs/robot/sim.yaml)."""
+    from omegaconf import OmegaConf
+
+    from vla.paths import CONFIG_DIR
+
+    r = OmegaConf.load(CONFIG_DIR / "robot" / "sim.yaml")
+    return RobotNodeConfig(
+        command_rate_hz=float(r.command_rate_hz),
+        joint_state_rate_hz=float(r.joint_state_rate_hz),
+        camera_rate_hz=float(r.camera_rate_hz),
+    )
+
+
 def run_cell(args: argparse.Namespace, mode: str, delay_ms: float, out: Path) -> dict:
     loop_mode, smoothing = MODES[mode]
     cfg = DeployConfig(
@@ -49,7 +63,7 @@ def run_cell(args: argparse.Namespace, mode: str, delay_ms: float, out: Path) ->
             smoothing=smoothing,
             max_input_age_s=0.5,
         ),
-        robot_node=RobotNodeConfig(command_rate_hz=100.0, joint_state_rate_hz=50.0, camera_rate_hz=20.0),
+        robot_node=_sim_robot_node(),
         inject=InferenceDelay(
             delay_s=delay_ms / 1e3, jitter_s=args.jitter_ms / 1e3, distribution=args.distribution
         ),

@@ -19,6 +19,10 @@ def test_sim_expert_composes() -> None:
     assert (d.robot, d.source, d.task, d.n_episodes) == ("sim", "expert", "pick_cube", 2)
     assert d.policy.camera_names == ("front",) and d.robot_node_config().camera_names == ("front",)
     assert d.robot_node.command_rate_hz == 100.0 and d.policy.control_rate_hz == 20.0
+    # Images with every joint state (as simultaneous as in the training data), not once a period.
+    assert d.robot_node.camera_rate_hz == d.robot_node.joint_state_rate_hz == 50.0
+    camera_20 = to_deploy_config(_compose(["source=expert", "robot.camera_rate_hz=20"]))
+    assert camera_20.robot_node.camera_rate_hz == 20.0
     assert "image_size" not in d.env_overrides and d.env_overrides["max_steps"] == 100
     assert d.safety_config.endswith("configs/safety/ur5e_default.yaml")
     # vla-eval's seeds and the deployment recipe: the async loop with real-time chunking.

@@ -81,7 +81,7 @@ def to_deploy_config(cfg: DictConfig) -> Any:
             camera_names=tuple(node.get("camera_names") or ()),
             command_rate_hz=float(robot["command_rate_hz"]),
             joint_state_rate_hz=float(robot["joint_state_rate_hz"]),
-            camera_rate_hz=float(node["control_rate_hz"]),
+            camera_rate_hz=float(robot.get("camera_rate_hz") or node["control_rate_hz"]),
             sensor_latency_s=float(inject.pop("sensor_latency_ms", 0)) / 1e3,
             actuation_latency_s=float(inject.pop("actuation_latency_ms", 0)) / 1e3,
         )
