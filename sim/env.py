@@ -136,6 +136,11 @@ class TabletopEnv(gym.Env):
         """(6,) int: the arm joints' dof addresses in `data.qvel` (the layout of `obs["qvel"]`)."""
         return self._dadr
 
+    @property
+    def arm_qpos_ids(self) -> np.ndarray:
+        """(6,) int: the arm joints' addresses in `data.qpos`."""
+        return self._qadr
+
     def robot_state(self) -> np.ndarray:
         """(7,) float32: 6 arm joint positions + gripper closure in [0, 1]."""
         q = self.data.qpos[self._qadr]

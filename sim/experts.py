@@ -100,7 +100,7 @@ class WaypointExpert:
 
     def _anchor(self) -> None:
         """The commanded pose (joints, pinch position, yaw) from where the arm is now."""
-        self.q_cmd = self.env.data.qpos[self.env._qadr].copy()
+        self.q_cmd = self.env.data.qpos[self.env.arm_qpos_ids].copy()
         self.p_cmd = self.task.pinch_pos()
         self.yaw_cmd = self._current_yaw()
 
