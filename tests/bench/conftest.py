@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-TESTS = Path(__file__).resolve().parents[1]
+from module_loader import load_helper
 
 
 @pytest.fixture(scope="session")
 def tiny_siglip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    spec = importlib.util.spec_from_file_location("tiny_encoders", TESTS / "encoders" / "tiny_encoders.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.make_tiny("siglip", tmp_path_factory.mktemp("bench_encoder"))
+    return load_helper("tiny_encoders", "encoders/tiny_encoders.py").make_tiny(
+        "siglip", tmp_path_factory.mktemp("bench_encoder")
+    )
 
 
 @pytest.fixture(autouse=True)

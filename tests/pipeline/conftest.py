@@ -3,21 +3,16 @@ checkpoint (the encoder tests' builder), and a debug-trained run of each head (b
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 from hydra_helpers import compose
+from module_loader import load_helper
 from pipeline_helpers import IMAGE_SIZE, train_overrides
-
-TESTS = Path(__file__).resolve().parents[1]
 
 
 def _tiny_encoders():
-    spec = importlib.util.spec_from_file_location("tiny_encoders", TESTS / "encoders" / "tiny_encoders.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_helper("tiny_encoders", "encoders/tiny_encoders.py")
 
 
 @pytest.fixture(scope="session")

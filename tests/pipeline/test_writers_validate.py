@@ -13,11 +13,8 @@ module with one is missing from `WRITERS`: a new writer must get a case here.
 from __future__ import annotations
 
 import ast
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -25,6 +22,7 @@ import pytest
 import torch
 import zarr
 from hydra_helpers import compose
+from module_loader import load_helper
 from pipeline_helpers import IMAGE_SIZE
 
 from vla.cli import convert as convert_cli
@@ -35,19 +33,8 @@ TESTS = Path(__file__).resolve().parents[1]
 REPO = TESTS.parent
 
 
-def _load(name: str, path: Path) -> ModuleType:
-    # tests/convert is not on sys.path here; load its builders the way conftest.py loads tiny_encoders.
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    # Registered before it runs: its dataclasses look their module up in sys.modules. A private name,
-    # so tests/convert's own `import convert_fixtures` is not affected.
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-cf = _load("_writers_convert_fixtures", TESTS / "convert" / "convert_fixtures.py")
+# A private name, so tests/convert's own `import convert_fixtures` is not affected.
+cf = load_helper("_writers_convert_fixtures", "convert/convert_fixtures.py")
 
 # Module (repo-relative) that writes stores -> the tests below that drive it through a command.
 WRITERS: dict[str, tuple[str, ...]] = {
