@@ -5,18 +5,34 @@ from the task's objects. Every control step a commanded pinch pose moves toward 
 waypoint with a trapezoidal speed profile (bounded speed and acceleration, so motion is smooth),
 and :class:`sim.ik.ArmIK` turns it into the 6 absolute joint targets of the action.
 Positions may be callables so they track objects that move (e.g. the cube while it is carried).
+
+Re-plannable: :meth:`WaypointExpert.plan` reads the simulator state, not the episode's start, so the
+expert can take over from any state (cube displaced, gripper closed on nothing, cube already in the
+hand, arm anywhere): it re-opens, re-approaches, re-grasps or continues as the state requires. While
+it runs it watches the preconditions of the phase it is in (the cube still in the hand while
+lifting or carrying, the cube where the approach was planned to, the pushed cube still in front of
+the fingers) and plans again from the state when one fails for ``FAIL_STEPS`` observed steps, at
+most ``max_replans`` times per episode. ``replans`` lists why and when (provenance for recovery
+demos). From a reset the plan is the one the expert always made: the demos do not change.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import mujoco
 import numpy as np
 
 from sim.ik import ArmIK, IKConfig, down_quat
 from sim.tasks.base import CUBE_HALF, Task
+
+# Heights of the pinch point above the table [m]: the grasp height (cube centre + a little) and the
+# height a picked cube is lifted to before it is carried.
+GRASP_Z = CUBE_HALF + 0.002
+LIFT_Z = GRASP_Z + 0.12
 
 Vec = np.ndarray | Callable[[], np.ndarray]
 
@@ -64,14 +80,45 @@ def grasp_yaw(cube_yaw: float, reference: float = 0.0) -> float:
 
 
 class WaypointExpert:
-    """Base expert: subclasses implement :meth:`plan` (waypoints from the task's sampled state).
+    """Base expert: subclasses implement :meth:`plan` (waypoints from the simulator's current state)
+    and may name the phases whose preconditions :meth:`check` watches.
 
-    Usage: ``expert.reset()`` after ``env.reset()``, then ``action = expert.act(obs)`` each step.
+    Usage: ``expert.reset()`` after ``env.reset()`` (or after putting the simulator in any state),
+    then ``action = expert.act(obs)`` each step.
     """
 
     accel: float = 1.5  # m/s^2, commanded pinch acceleration bound
     max_wait: int = 40  # control steps to wait at a waypoint for the arm to catch up before moving on
     GRIP_STALL = 0.01  # closure change per control step below which the gripper counts as stopped
+    # Observed control steps a phase's precondition must fail in a row before the expert plans again:
+    # contacts flicker for a step while the fingers settle, a lost cube stays lost.
+    FAIL_STEPS = 3
+    max_replans: int = 8  # per episode; past it the expert keeps its plan (no endless retry loop)
+    # Phases that need the target cube in the hand, and approach phases planned to where it lay.
+    HOLDING_PHASES: tuple[str, ...] = ("lift", "carry", "lower")
+    APPROACH_PHASES: tuple[str, ...] = ("pregrasp", "descend")
+    MOVED_TOL = 0.015  # [m] the cube moved this far from where the approach was planned: plan again
+    # Attributes that change from one act() call to the next (snapshot() / restore()).
+    STATE_ATTRS = (
+        "waypoints",
+        "yaw",
+        "index",
+        "wait",
+        "held",
+        "speed",
+        "q_cmd",
+        "p_cmd",
+        "yaw_cmd",
+        "grip",
+        "grip_state",
+        "grip_time",
+        "grip_change",
+        "check_time",
+        "failing",
+        "planned_at",
+        "replans",
+        "steps",
+    )
 
     def __init__(self, env, ik_cfg: IKConfig | None = None) -> None:
         self.env = env.unwrapped
@@ -80,16 +127,67 @@ class WaypointExpert:
         self.dt = 1.0 / self.env.cfg.control_rate_hz
         self.waypoints: list[Waypoint] = []
         self.yaw = 0.0
+        self.replans: list[dict[str, Any]] = []
 
+    # -- planning from the state ------------------------------------------------------------------
     def plan(self) -> tuple[list[Waypoint], float]:
-        """Waypoints and the gripper yaw for this episode."""
+        """Waypoints and the gripper yaw from the simulator's current state."""
         raise NotImplementedError
 
+    def target_cube(self) -> str | None:
+        """The cube whose position the approach phases were planned to (None: none)."""
+        return getattr(self.task, "target", None)
+
+    def closure(self) -> float:
+        """Measured gripper closure in [0 open, 1 closed]."""
+        return float(self.env.robot_state()[6])
+
+    def holding(self) -> bool:
+        """Whether the target cube is in the hand (both fingers touch it)."""
+        name = self.target_cube()
+        return name is not None and self.task.grasped(name)
+
+    def approach(self, first: np.ndarray, grip: float) -> list[Waypoint]:
+        """Waypoints that make the arm ready to start toward ``first`` (a pinch position) from wherever
+        it is: re-open a gripper closed on nothing (when ``grip`` is open), and rise straight up
+        first when the pinch is low and away from ``first`` (a diagonal move there sweeps the table
+        and the other cubes). None from the start pose, open and high above the table."""
+        pinch = self.task.pinch_pos()
+        out = []
+        if grip < 0.5 and self.closure() > 0.15:
+            up = np.array([pinch[0], pinch[1], max(pinch[2] + 0.03, GRASP_Z + 0.04)])
+            out.append(Waypoint(up, grip=0.0, speed=0.1, tol=0.02, hold=12, name="reopen", settle_grip=True))
+            pinch = up
+        if pinch[2] < first[2] - 0.04 and np.linalg.norm(pinch[:2] - first[:2]) > 0.03:
+            rise = np.array([pinch[0], pinch[1], first[2]])
+            out.append(Waypoint(rise, grip=grip, speed=0.2, tol=0.02, name="clear", blend=True))
+        return out
+
+    def lift_in_hand(self) -> list[Waypoint]:
+        """The cube is in the hand: lift it straight up to the carry height from where it is."""
+        pinch = self.task.pinch_pos()
+        return [Waypoint(np.array([pinch[0], pinch[1], LIFT_Z]), grip=1.0, speed=0.2, tol=0.02, name="lift")]
+
+    def check(self) -> str | None:
+        """Why the current plan no longer fits the state (None: it does). Called once per observed step."""
+        if self.done:
+            return None if self.task.is_success() else "plan finished without success"
+        phase = self.phase
+        if phase in self.HOLDING_PHASES and not self.holding():
+            return f"cube not in the hand during {phase}"
+        name = self.target_cube()
+        if phase in self.APPROACH_PHASES and name is not None and self.planned_at is not None:
+            moved = float(np.linalg.norm(self.task.cube_pos(name)[:2] - self.planned_at[:2]))
+            if moved > self.MOVED_TOL:
+                return f"cube moved {100 * moved:.1f} cm during {phase}"
+        return None
+
+    # -- episode ---------------------------------------------------------------------------------
     def reset(self) -> None:
-        self.waypoints, self.yaw = self.plan()
-        self.index = 0
-        self.wait = 0
-        self.held = 0
+        """Start an episode from the simulator's current state (a reset or any other state)."""
+        self.replans = []
+        self.steps = 0
+        self._new_plan()
         self.speed = 0.0
         self._anchor()
         self.grip = 0.0
@@ -97,6 +195,31 @@ class WaypointExpert:
         # before (inf until the simulation has advanced: no evidence that the fingers stopped).
         self.grip_state, self.grip_time = float(self.env.robot_state()[6]), float(self.env.data.time)
         self.grip_change = np.inf
+        self.check_time = float(self.env.data.time)
+        self.failing = 0
+
+    def _new_plan(self) -> None:
+        self.waypoints, self.yaw = self.plan()
+        name = self.target_cube()
+        self.planned_at = self.task.cube_pos(name) if name is not None else None
+        self.index = 0
+        self.wait = 0
+        self.held = 0
+
+    def replan(self, reason: str) -> None:
+        """Plan again from the current state, the command continuing from where the arm is."""
+        self.replans.append({"step": int(self.steps), "phase": self.phase, "reason": reason})
+        self._new_plan()
+        self.reanchor()
+        self.failing = 0
+
+    def snapshot(self) -> dict[str, Any]:
+        """The expert's per-step state (to roll it forward and come back, e.g. to imagine a chunk)."""
+        return {a: copy.copy(getattr(self, a)) for a in self.STATE_ATTRS}
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        for a, v in snap.items():
+            setattr(self, a, copy.copy(v))
 
     def _anchor(self) -> None:
         """The commanded pose (joints, pinch position, yaw) from where the arm is now."""
@@ -128,20 +251,30 @@ class WaypointExpert:
 
     @property
     def phase(self) -> str:
-        """Name of the waypoint being tracked ("pregrasp", "descend", ...)."""
+        """Name of the waypoint being tracked ("pregrasp", "descend", ...); "" without a plan."""
+        if not self.waypoints:
+            return ""
         return self.waypoints[min(self.index, len(self.waypoints) - 1)].name
 
     def act(self, obs: dict | None = None) -> np.ndarray:
         """(7,) float32 action: joint targets [rad] + gripper command."""
-        # A new gripper reading only when the simulation advanced: rolled forward without stepping
-        # (vla.runtime.ExpertChunkPolicy imagines a chunk this way) the fingers are not seen to stop,
-        # and the hold falls back to its fixed length.
+        # New readings (gripper, phase preconditions) only when the simulation advanced: rolled
+        # forward without stepping (vla.runtime.ExpertChunkPolicy imagines a chunk this way) the
+        # fingers are not seen to stop, the hold falls back to its fixed length, and the state the
+        # checks would read is the one the imagined steps started from.
         now = float(self.env.data.time)
         if now != self.grip_time:
             g = float(self.env.robot_state()[6])
             self.grip_change, self.grip_state, self.grip_time = abs(g - self.grip_state), g, now
         else:
             self.grip_change = np.inf
+        if now != self.check_time:
+            self.check_time = now
+            reason = self.check() if len(self.replans) < self.max_replans else None
+            self.failing = self.failing + 1 if reason else 0
+            if reason and self.failing >= self.FAIL_STEPS:
+                self.replan(reason)
+        self.steps += 1
         if not self.done:
             self._advance()
         wp = self.waypoints[min(self.index, len(self.waypoints) - 1)]
@@ -218,59 +351,127 @@ def place_waypoints(target_xy: Vec, release_z: float) -> list[Waypoint]:
 
 
 class PickExpert(WaypointExpert):
-    """pick_cube: pick the named cube and lift it."""
+    """pick_cube: pick the named cube and lift it (re-open and re-grasp when it is not in the hand)."""
+
+    def pick(self) -> list[Waypoint]:
+        """From any state to the cube lifted in the hand: lift it when it is already held, else
+        (re-open,) approach, descend, close and lift at where it lies now."""
+        t = self.task
+        if self.holding():
+            return self.lift_in_hand()
+        wps = pick_waypoints(t.cube_pos(t.target))
+        return self.approach(wps[0].target(), grip=0.0) + wps
 
     def plan(self) -> tuple[list[Waypoint], float]:
         t = self.task
-        return pick_waypoints(t.cube_pos(t.target)), grasp_yaw(t.cube_yaw(t.target))
+        return self.pick(), grasp_yaw(t.cube_yaw(t.target))
 
 
-class PlaceExpert(WaypointExpert):
+class _PlaceOnto(PickExpert):
+    """Pick the target cube, then put it down at a place (a pad, another cube) and retreat."""
+
+    def place_xy(self) -> Vec:
+        raise NotImplementedError
+
+    def release_z(self) -> float:
+        raise NotImplementedError
+
+    def placed(self) -> bool:
+        """The cube is where it belongs and the fingers let go (the task's success)."""
+        return bool(self.task.is_success())
+
+    def plan(self) -> tuple[list[Waypoint], float]:
+        if self.placed():
+            pinch = self.task.pinch_pos()
+            up = np.array([pinch[0], pinch[1], pinch[2] + 0.08])
+            return [Waypoint(up, grip=0.0, speed=0.2, tol=0.02, name="retreat")], self._current_yaw()
+        return self.pick() + place_waypoints(self.place_xy(), self.release_z()), self.grasp_yaw()
+
+    def grasp_yaw(self) -> float:
+        t = self.task
+        return grasp_yaw(t.cube_yaw(t.target))
+
+
+class PlaceExpert(_PlaceOnto):
     """place_cube: pick the named cube, put it on the centre of the named pad."""
 
-    def plan(self) -> tuple[list[Waypoint], float]:
+    def place_xy(self) -> Vec:
         t = self.task
-        pad = t.pad_pos(t.target_pad)
-        release_z = pad[2] + 0.003 + CUBE_HALF + 0.002  # pad top + cube half + a little air
-        wps = pick_waypoints(t.cube_pos(t.target)) + place_waypoints(pad[:2].copy(), release_z)
-        return wps, grasp_yaw(t.cube_yaw(t.target))
+        return t.pad_pos(t.target_pad)[:2].copy()
+
+    def release_z(self) -> float:
+        t = self.task
+        return float(t.pad_pos(t.target_pad)[2] + 0.003 + CUBE_HALF + 0.002)  # pad top + cube half + air
 
 
-class StackExpert(WaypointExpert):
+class StackExpert(_PlaceOnto):
     """stack_cubes: pick the named cube, put it on the other named cube (tracked live)."""
 
-    def plan(self) -> tuple[list[Waypoint], float]:
+    def place_xy(self) -> Vec:
         t = self.task
-        base = t.cube_pos(t.base)
-        release_z = base[2] + 2 * CUBE_HALF + 0.003
-        wps = pick_waypoints(t.cube_pos(t.target)) + place_waypoints(
-            lambda: t.cube_pos(t.base)[:2], release_z
-        )
+        return lambda: t.cube_pos(t.base)[:2]
+
+    def release_z(self) -> float:
+        t = self.task
+        return float(t.cube_pos(t.base)[2] + 2 * CUBE_HALF + 0.003)
+
+    def grasp_yaw(self) -> float:
         # Both cubes are 90-degree symmetric: grasp yaw close to the base's yaw so the stack lines up.
-        yaw = grasp_yaw(t.cube_yaw(t.target), reference=grasp_yaw(t.cube_yaw(t.base)))
-        return wps, yaw
+        t = self.task
+        return grasp_yaw(t.cube_yaw(t.target), reference=grasp_yaw(t.cube_yaw(t.base)))
 
 
 class PushExpert(WaypointExpert):
-    """push_cube: closed gripper down behind the cube, sweep it sideways, lift."""
+    """push_cube: closed gripper down behind the cube, sweep it sideways, lift.
+
+    Re-planned from the cube's current position; the sweep always ends where the cube must get to
+    (``push_distance`` past where it started, plus the fingers' reach), so a cube knocked along or
+    against the push direction is pushed the remaining distance."""
+
+    HOLDING_PHASES = ()
+    APPROACH_PHASES = ("above", "descend")
+    BEHIND = 0.075  # [m] the pinch starts this far behind the cube centre (fingers clear of it)
+
+    def in_lane(self) -> bool:
+        """The closed fingers are down behind the cube, ready to push it (or pushing it)."""
+        t = self.task
+        cube, pinch, s = t.cube_pos(t.target), t.pinch_pos(), t.direction
+        ahead = (cube[1] - pinch[1]) * s
+        return abs(cube[0] - pinch[0]) < 0.02 and 0.0 < ahead < self.BEHIND + 0.02 and pinch[2] < 0.05
+
+    def check(self) -> str | None:
+        if self.phase == "push" and not self.in_lane():
+            return "cube no longer in front of the fingers"
+        return super().check()
 
     def plan(self) -> tuple[list[Waypoint], float]:
         t = self.task
         cube, s = t.cube_pos(t.target), t.direction
         z = CUBE_HALF + 0.004
-        behind = np.array([cube[0], cube[1] - s * 0.075, z])
-        beyond = np.array([cube[0], cube[1] + s * (t.cfg.push_distance + 0.035), z])
-        return [
-            Waypoint(
-                behind + np.array([0, 0, 0.1]), grip=1.0, speed=0.35, tol=0.02, name="above", blend=True
-            ),
-            Waypoint(behind, grip=1.0, speed=0.15, tol=0.006, name="descend"),
-            Waypoint(beyond, grip=1.0, speed=0.12, tol=0.01, name="push"),
-            Waypoint(beyond + np.array([0, 0, 0.1]), grip=1.0, speed=0.2, tol=0.02, name="lift"),
-        ], np.pi / 2  # fingers close along x: their flat outer faces push along y
+        behind = np.array([cube[0], cube[1] - s * self.BEHIND, z])
+        end_y = t.start[1] + s * (t.cfg.push_distance + 0.035)
+        beyond = np.array([cube[0], end_y, z])
+        lift = Waypoint(beyond + np.array([0, 0, 0.1]), grip=1.0, speed=0.2, tol=0.02, name="lift")
+        if t.is_success():
+            pinch = t.pinch_pos()
+            return [
+                Waypoint(pinch + np.array([0, 0, 0.1]), grip=1.0, speed=0.2, tol=0.02, name="lift")
+            ], np.pi / 2
+        push = Waypoint(beyond, grip=1.0, speed=0.12, tol=0.01, name="push")
+        if self.in_lane():
+            return [push, lift], np.pi / 2
+        above = Waypoint(
+            behind + np.array([0, 0, 0.1]), grip=1.0, speed=0.35, tol=0.02, name="above", blend=True
+        )
+        wps = [above, Waypoint(behind, grip=1.0, speed=0.15, tol=0.006, name="descend"), push, lift]
+        return self.approach(
+            above.target(), grip=1.0
+        ) + wps, np.pi / 2  # fingers close along x: their flat outer faces push along y
 
 
 __all__ = [
+    "GRASP_Z",
+    "LIFT_Z",
     "PickExpert",
     "PlaceExpert",
     "PushExpert",

@@ -1,8 +1,9 @@
 """The simulator's scripted expert as a `ChunkPolicy` (for runtime tests and sync/async benchmarks).
 
 A `sim` waypoint expert produces one action per call and keeps a small internal state (commanded
-pinch pose, speed, waypoint progress). To produce a chunk it is rolled forward H times from the
-state it had after the last action the robot actually executed, so the chunk continues exactly
+pinch pose, speed, plan and waypoint progress: `expert.snapshot()` / `expert.restore()`). To
+produce a chunk it is rolled forward H times from the state it had after the last action the robot
+actually executed, so the chunk continues exactly
 what was commanded, whatever the loop's mode skipped, held or committed. The expert reads the
 live simulator, so run it with `RuntimeConfig(threaded=False)` (the `SimulatedClock` still
 accounts the injected latency, so the control timeline is that of a background worker).
@@ -12,25 +13,9 @@ action it produced: its chunks then disagree more than a learned policy's would.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import numpy as np
-
-# The attributes of sim.experts.WaypointExpert that change from one act() call to the next.
-EXPERT_STATE = (
-    "index",
-    "wait",
-    "held",
-    "speed",
-    "q_cmd",
-    "p_cmd",
-    "yaw_cmd",
-    "grip",
-    "grip_state",
-    "grip_time",
-    "grip_change",
-)
 
 
 class ExpertChunkPolicy:
@@ -52,14 +37,16 @@ class ExpertChunkPolicy:
         self._traces: list[tuple[int, list[tuple[np.ndarray, dict[str, Any]]]]] = []
 
     def reset(self) -> None:
-        self.expert.reset()
-        missing = [a for a in EXPERT_STATE if not hasattr(self.expert, a)]
+        missing = [
+            m for m in ("reset", "act", "snapshot", "restore") if not callable(getattr(self.expert, m, None))
+        ]
         if missing:
             raise TypeError(f"ExpertChunkPolicy: expert {type(self.expert).__name__} lacks {missing}")
+        self.expert.reset()
         self._traces = []
 
     def _snapshot(self) -> dict[str, Any]:
-        return {a: copy.copy(getattr(self.expert, a)) for a in EXPERT_STATE}
+        return self.expert.snapshot()
 
     def _find(self, action: np.ndarray, last_index_step: int, exact: bool) -> dict[str, Any] | None:
         """Expert state after `action`, executed at a step <= last_index_step.
@@ -82,8 +69,7 @@ class ExpertChunkPolicy:
         return best
 
     def _restore(self, snapshot: dict[str, Any]) -> None:
-        for a, v in snapshot.items():
-            setattr(self.expert, a, copy.copy(v))
+        self.expert.restore(snapshot)
 
     def __call__(self, obs: dict[str, Any], prefix: np.ndarray | None) -> np.ndarray:
         step = int(obs["step"])
