@@ -2,7 +2,10 @@
 
 Runs ``sim``'s expert for a task, episode after episode with seeds ``seed, seed + 1, ...``, keeps the
 successful ones (or all, with ``keep_failures``) and appends each to a :class:`vla.data.ReplayBuffer`
-with its instruction. Same config and seed -> same dataset (MuJoCo is deterministic on one machine).
+with its instruction. With ``recovery`` a share of the episodes get an injected failure
+(`sim.failures`: the cube knocked away, dropped, half-grasped, the gripper closed on nothing) that
+the re-plannable expert recovers from: demos that show a retry, stored as ordinary episodes whose
+info says what was injected and how the expert re-planned (``info["recovery"]``). Same config and seed -> same dataset (MuJoCo is deterministic on one machine).
 
 Per episode of T steps the store gets, time-aligned (observation at t, action applied at t):
 ``state (T, 7) f32``, ``qvel (T, 6) f32``, ``action (T, 7) f32``, ``image_<cam> (T, H, W, 3) u8``.
@@ -47,6 +50,7 @@ class CollectConfig:
         progress: show a tqdm progress bar.
         extra_meta: JSON-able provenance stored in the dataset attributes (e.g. the resolved config).
         action_noise: DART-style noise on the executed arm targets (`ActionNoise`); None: clean demos.
+        recovery: recovery demos (`Recovery`): a share of episodes with an injected failure.
         workers: processes running episodes; 1 runs them in this process. The stored dataset does not
             depend on it (episodes are appended in seed order either way).
         robot / joint_names: the robot description's name and dataset names of the 7 state/action
@@ -69,6 +73,7 @@ class CollectConfig:
     extra_meta: dict[str, Any] = field(default_factory=dict)
     workers: int = 1
     action_noise: ActionNoise | None = None
+    recovery: Recovery | None = None
     robot: str = "ur5e_2f85"
     joint_names: tuple[str, ...] | None = None
 
@@ -108,6 +113,45 @@ class CollectResult:
 
 
 @dataclass(frozen=True)
+class Recovery:
+    """Recovery demos: episodes started by the expert into which a failure is injected.
+
+    fraction: share of the episodes (drawn per seed, so collection stays deterministic) that get a
+        failure; the rest are ordinary demos.
+    kinds: failure kinds to draw from (`sim.failures.failure_kinds`); empty: every kind of the task.
+    max_steps_scale: the episode step limit is the task's (with env_overrides) times this: a retry
+        takes longer, and a successful episode ends at its success anyway.
+    Why: a cloned policy whose grasp slips lifts an empty gripper and never retries, because no
+    demonstration shows a retry; these do.
+    """
+
+    fraction: float = 0.3
+    kinds: tuple[str, ...] = ()
+    max_steps_scale: float = 2.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.fraction <= 1.0:
+            raise ValueError(f"Recovery.fraction must be in [0, 1], got {self.fraction}")
+        if self.max_steps_scale < 1.0:
+            raise ValueError(f"Recovery.max_steps_scale must be >= 1, got {self.max_steps_scale}")
+        from sim.failures import FAILURE_KINDS
+
+        bad = [k for k in self.kinds if k not in FAILURE_KINDS]
+        if bad:
+            raise ValueError(f"Recovery.kinds: unknown {bad} (known: {list(FAILURE_KINDS)})")
+
+    def draw(self, task: str, seed: int) -> str | None:
+        """The failure kind of the episode with this seed (None: an ordinary demo)."""
+        from sim.failures import failure_kinds
+
+        kinds = [k for k in failure_kinds(task) if not self.kinds or k in self.kinds]
+        rng = np.random.default_rng([seed, 0x5245])
+        if not kinds or rng.random() >= self.fraction:
+            return None
+        return str(kinds[int(rng.integers(len(kinds)))])
+
+
+@dataclass(frozen=True)
 class ActionNoise:
     """DART-style noise on the EXECUTED arm targets; the stored `action` stays the expert's command.
 
@@ -144,10 +188,20 @@ def run_episode(
     seed: int,
     video_frames: list[np.ndarray] | None = None,
     noise: ActionNoise | None = None,
+    failure: str | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> tuple[dict, bool]:
     """Roll out the expert once: ({key: (T, ...)} arrays, success). With `noise`, the executed arm
-    targets are the expert's plus an OU process; `action` stores the expert's own command."""
+    targets are the expert's plus an OU process; `action` stores the expert's own command. With
+    `failure` (a `sim.failures` kind) that failure is injected; `provenance` (a dict) then receives
+    what was injected and the expert's re-plans (as do the re-plans of any episode)."""
     obs, _ = env.reset(seed=seed)
+    injector = None
+    if failure is not None:
+        from sim.failures import FailureInjector
+
+        injector = FailureInjector(env, expert, failure, np.random.default_rng([seed, 0x4641]))
+        obs = injector.start(obs)
     expert.reset()
     frames: dict[str, list[np.ndarray]] = {}
     success = False
@@ -172,10 +226,18 @@ def run_episode(
             drift = (decay * drift + np.sqrt(1 - decay**2) * kick) if active else settle * drift
             executed = action.copy()
             executed[:6] += drift.astype(action.dtype)
+        if injector is not None:
+            executed = injector.execute(executed)
         obs, _, terminated, truncated, info = env.step(executed)
         success = success or bool(info["is_success"])
         if terminated or truncated:
             break
+    if provenance is not None:
+        if injector is not None:
+            provenance["injected"] = {**injector.info, "fired": bool(injector.fired)}
+        replans = list(getattr(expert, "replans", []))
+        if replans:
+            provenance["replans"] = replans
     return {k: np.stack(v) for k, v in frames.items()}, success
 
 
@@ -192,13 +254,23 @@ class Attempt:
     success: bool
     instruction: str
     video: np.ndarray | None
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
-def _rollout(env, expert, seed: int, want_video: bool, noise: ActionNoise | None = None) -> Attempt:
+def _rollout(
+    env,
+    expert,
+    seed: int,
+    want_video: bool,
+    noise: ActionNoise | None = None,
+    recovery: Recovery | None = None,
+) -> Attempt:
     frames: list[np.ndarray] | None = [] if want_video else None
-    data, success = run_episode(env, expert, seed, frames, noise)
+    failure = recovery.draw(env.unwrapped.task.name, seed) if recovery is not None else None
+    prov: dict[str, Any] = {}
+    data, success = run_episode(env, expert, seed, frames, noise, failure=failure, provenance=prov)
     video = np.stack(frames) if frames else None
-    return Attempt(seed, data, success, env.task.instruction, video)
+    return Attempt(seed, data, success, env.task.instruction, video, prov)
 
 
 class _Runner(Protocol):
@@ -214,8 +286,10 @@ class _Runner(Protocol):
 class _SerialRunner:
     """Runs each attempt in this process when it is asked for (workers=1)."""
 
-    def __init__(self, env, expert, noise: ActionNoise | None = None) -> None:
-        self.env, self.expert, self.noise = env, expert, noise
+    def __init__(
+        self, env, expert, noise: ActionNoise | None = None, recovery: Recovery | None = None
+    ) -> None:
+        self.env, self.expert, self.noise, self.recovery = env, expert, noise, recovery
         self._queue: deque[tuple[int, bool]] = deque()
 
     @property
@@ -227,7 +301,7 @@ class _SerialRunner:
 
     def next(self) -> Attempt:
         seed, want_video = self._queue.popleft()
-        return _rollout(self.env, self.expert, seed, want_video, self.noise)
+        return _rollout(self.env, self.expert, seed, want_video, self.noise, self.recovery)
 
     def close(self) -> None:
         self._queue.clear()
@@ -238,7 +312,12 @@ _WORKER_ENV: dict[str, Any] = {}
 
 
 def _worker_attempt(
-    task: str, env_overrides: dict[str, Any], seed: int, want_video: bool, noise: ActionNoise | None = None
+    task: str,
+    env_overrides: dict[str, Any],
+    seed: int,
+    want_video: bool,
+    noise: ActionNoise | None = None,
+    recovery: Recovery | None = None,
 ) -> Attempt:
     """Worker-process entry point: one rollout with this process's env (built on first use)."""
     if "env" not in _WORKER_ENV:
@@ -246,7 +325,7 @@ def _worker_attempt(
 
         env = sim.make(task, **env_overrides)
         _WORKER_ENV.update(env=env, expert=sim.make_expert(env))
-    return _rollout(_WORKER_ENV["env"], _WORKER_ENV["expert"], seed, want_video, noise)
+    return _rollout(_WORKER_ENV["env"], _WORKER_ENV["expert"], seed, want_video, noise, recovery)
 
 
 class _PoolRunner:
@@ -263,12 +342,13 @@ class _PoolRunner:
         workers: int,
         attempt_fn=_worker_attempt,
         noise: ActionNoise | None = None,
+        recovery: Recovery | None = None,
     ) -> None:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
         self.task, self.env_overrides, self._fn = task, dict(env_overrides), attempt_fn
-        self.noise = noise
+        self.noise, self.recovery = noise, recovery
         self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
         self._pending: deque[tuple[int, Any]] = deque()
 
@@ -278,7 +358,11 @@ class _PoolRunner:
 
     def submit(self, seed: int, want_video: bool) -> None:
         args = (self.task, self.env_overrides, seed, want_video)
-        fut = self._pool.submit(self._fn, *args, *((self.noise,) if self.noise is not None else ()))
+        # Only the extras that are set: a custom attempt_fn (tests) need not take them.
+        extra = (
+            (self.noise, self.recovery) if self.recovery is not None else (self.noise,) if self.noise else ()
+        )
+        fut = self._pool.submit(self._fn, *args, *extra)
         self._pending.append((seed, fut))
 
     def next(self) -> Attempt:
@@ -334,7 +418,13 @@ def collect(cfg: CollectConfig) -> CollectResult:
 
     # Built in the main process with workers too: validates env_overrides before any worker starts and
     # gives the dataset metadata; it only renders when workers == 1 (renderers are created lazily).
-    env = sim.make(cfg.task, **cfg.env_overrides)
+    env_overrides = dict(cfg.env_overrides)
+    env = sim.make(cfg.task, **env_overrides)
+    if cfg.recovery is not None:
+        # A retry takes longer than the demo the task's step limit was set for.
+        env_overrides["max_steps"] = int(np.ceil(cfg.recovery.max_steps_scale * env.cfg.max_steps))
+        env.close()
+        env = sim.make(cfg.task, **env_overrides)
     if not env.cfg.render_images:
         env.close()
         raise ValueError(
@@ -387,9 +477,11 @@ def collect(cfg: CollectConfig) -> CollectResult:
         runner: _Runner | None = None
         try:
             if cfg.workers == 1:
-                runner = _SerialRunner(env, sim.make_expert(env), cfg.action_noise)
+                runner = _SerialRunner(env, sim.make_expert(env), cfg.action_noise, cfg.recovery)
             else:
-                runner = _PoolRunner(cfg.task, cfg.env_overrides, cfg.workers, noise=cfg.action_noise)
+                runner = _PoolRunner(
+                    cfg.task, env_overrides, cfg.workers, noise=cfg.action_noise, recovery=cfg.recovery
+                )
             while n_saved < cfg.n_episodes:
                 # Never more in flight than episodes still needed: if they all succeed we are done, so no
                 # attempt runs that one worker would not have run (same n_attempts, never > n_episodes).
@@ -416,6 +508,8 @@ def collect(cfg: CollectConfig) -> CollectResult:
                         "success": ep.success,
                         "length": len(ep.data["action"]),
                     }
+                    if ep.provenance:  # an injected failure and/or the expert's re-plans
+                        info["recovery"] = ep.provenance
                     rb.add_episode(ep.data, instruction=ep.instruction, info=info)
                     if n_saved < cfg.video_episodes and ep.video is not None:
                         video.extend(ep.video)  # only stored episodes go in the video

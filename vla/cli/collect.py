@@ -11,7 +11,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from vla.cli.app import Command, entry
-from vla.collect import ActionNoise, CollectConfig, collect
+from vla.collect import ActionNoise, CollectConfig, Recovery, collect
 
 COMMAND = Command(
     prog="vla-collect",
@@ -21,6 +21,7 @@ COMMAND = Command(
         "vla-collect task=pick_cube n_episodes=100 out=outputs/demos/pick_cube.zarr",
         "vla-collect task=pick_cube n_episodes=100 out=outputs/demos/pick_cube.zarr resume=true   # after Ctrl-C",
         "vla-collect task=push_cube n_episodes=200 workers=2 'action_noise={std: 0.03, tau_s: 0.5}'",
+        "vla-collect task=pick_cube n_episodes=200 'recovery={fraction: 0.3}'   # 30% show a retry",
     ),
 )
 
@@ -32,6 +33,18 @@ def _noise(values: dict | None) -> ActionNoise | None:
     if "phases" in values:
         values["phases"] = tuple(values["phases"])
     return ActionNoise(**values)
+
+
+def _recovery(values: dict | None) -> Recovery | None:
+    if not values:
+        return None
+    values = dict(values)
+    if "kinds" in values:
+        values["kinds"] = tuple(values["kinds"] or ())
+    try:
+        return Recovery(**values)
+    except TypeError as e:
+        raise ValueError(f"configs/collect.yaml: recovery: {e}") from e
 
 
 def to_collect_config(cfg: DictConfig) -> CollectConfig:
@@ -55,6 +68,7 @@ def to_collect_config(cfg: DictConfig) -> CollectConfig:
         extra_meta={"collect_config": resolved},
         workers=resolved.get("workers", 1),  # CollectConfig validates it (an int >= 1)
         action_noise=_noise(resolved.get("action_noise")),
+        recovery=_recovery(resolved.get("recovery")),
         robot=str(resolved["robot"]["name"]),
         joint_names=tuple(resolved["robot"]["dataset_joint_names"]),
     )
