@@ -335,3 +335,46 @@ def test_training_data_refuses_damaged_stores_up_front(dataset, tiny_dirs) -> No
         DatasetError, match=r"data/action: non-finite value \(nan\) at frame 9 \(step 1 of episode 2\)"
     ):
         build_train_data(spec, enc)
+
+
+@pytest.mark.parametrize("family", ["siglip", "paligemma"])
+def test_appended_episodes_are_encoded_alone_and_match_a_full_run(family: str, tmp_path, tiny_dirs) -> None:
+    """DAgger appends episodes: the stored group grows by the new frames only, and holds what a
+    from-scratch run over the whole dataset holds (separable and per-frame-text encoders)."""
+    enc = build(family, tiny_dirs[family])
+    paths = [tmp_path / "grown.zarr", tmp_path / "whole.zarr"]
+    for p in paths:
+        rb = ReplayBuffer.create(p, DatasetMeta(fps=20.0, robot="ur5e_2f85", camera_names=["front", "wrist"]))
+        for i, (t, s) in enumerate(zip(LENGTHS, INSTR)):
+            add_episode(rb, t, s, seed=i)
+    grown = ReplayBuffer.open(paths[0], mode="a")
+    precompute_embeddings(grown, enc, batch_size=4, dtype="float32")
+    add_episode(grown, 6, "stack the blue cube", seed=7)
+    add_episode(grown, 2, "open the drawer", seed=8)
+    with pytest.raises(StaleEmbeddingsError, match="cover 12 frames"):
+        EmbeddingStore(grown, enc.fingerprint)
+    seen: list[int] = []
+    name = "encode_images" if enc.separable else "encode"
+    method = getattr(enc, name)
+
+    def counted(images, *args, **kw):
+        seen.append(sum(len(v) for v in images.values()))
+        return method(images, *args, **kw)
+
+    setattr(enc, name, counted)
+    precompute_embeddings(grown, enc, batch_size=4, dtype="float32")
+    setattr(enc, name, method)
+    # 8 new frames x 2 cameras, in batches of 4 frames; none of the 12 old frames again.
+    assert seen == [8, 8], seen
+    whole = ReplayBuffer.open(paths[1], mode="a")
+    add_episode(whole, 6, "stack the blue cube", seed=7)
+    add_episode(whole, 2, "open the drawer", seed=8)
+    precompute_embeddings(whole, enc, batch_size=4, dtype="float32")
+    a = EmbeddingStore(ReplayBuffer.open(paths[0]), enc.fingerprint)
+    b = EmbeddingStore(ReplayBuffer.open(paths[1]), enc.fingerprint)
+    a.verify()
+    frames = np.arange(grown.n_frames)
+    torch.testing.assert_close(
+        a.encoder_output(frames).tokens, b.encoder_output(frames).tokens, atol=1e-5, rtol=1e-5
+    )
+    assert a.attrs["n_episodes"] == 5 and a.attrs["complete"]

@@ -172,6 +172,14 @@ def _compose(cmd: Command, overrides: list[str]) -> Any:
     return cfg
 
 
+def compose_command(cmd: Command, overrides: list[str]) -> Any:
+    """`cmd`'s config composed with `overrides` and resolved, as its entry point would see it (for an
+    entry point that runs another one's body in process, e.g. vla-dagger training with vla-train's)."""
+    cfg = _compose(cmd, list(overrides))
+    _resolve(cfg)
+    return cfg
+
+
 def _check_key(cmd: Command, key: str, base: Any, known: Sequence[str], groups: Sequence[str]) -> None:
     """Refuse `key=value` for a key the command does not have, before Hydra misreads it (e.g. a
     config group of another command: `safety=false` would select a group)."""

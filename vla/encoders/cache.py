@@ -99,13 +99,29 @@ def find_groups(emb: Any, fingerprint: str) -> list[str]:
     return sorted((n for n in names if same_encoder(n, fingerprint)), key=lambda n: (n != fingerprint, n))
 
 
-def episodes_digest(rb: DatasetLike) -> str:
-    """Hash of episode boundaries + instructions: changes when episodes are added or rewritten."""
+def episodes_digest(rb: DatasetLike, n_episodes: int | None = None) -> str:
+    """Hash of episode boundaries + instructions (of the first `n_episodes`; None: all): changes
+    when episodes are added or rewritten."""
+    n = rb.n_episodes if n_episodes is None else int(n_episodes)
     h = hashlib.sha256()
-    h.update(np.asarray(rb.episode_ends[: rb.n_episodes], dtype=np.int64).tobytes())
-    for s in rb.instructions[: rb.n_episodes]:
+    h.update(np.asarray(rb.episode_ends[:n], dtype=np.int64).tobytes())
+    for s in rb.instructions[:n]:
         h.update(s.encode() + b"\0")
     return h.hexdigest()[:16]
+
+
+def _extendable(emb: Any, name: str, rb: DatasetLike) -> int | None:
+    """Episodes a complete group covers when they are a strict prefix of `rb`'s episodes (appended
+    episodes, e.g. DAgger rounds: only the new frames need encoding); None otherwise."""
+    try:
+        a = dict(emb[name].attrs)
+        n_ep = int(a["n_episodes"])
+        ok = bool(a.get("complete")) and 0 < n_ep < rb.n_episodes
+        ok = ok and a.get("episodes_digest") == episodes_digest(rb, n_ep)
+        ok = ok and int(a["n_frames"]) == int(rb.episode_ends[n_ep - 1])
+    except Exception:  # unreadable or foreign attributes: recompute from scratch
+        return None
+    return n_ep if ok else None
 
 
 def frame_episodes(rb: DatasetLike, frames: np.ndarray) -> np.ndarray:
@@ -130,7 +146,9 @@ def precompute_embeddings(
     Returns the name of the group written or reused: the encoder's fingerprint, or the stored name of
     the same encoder under another folder name (`same_encoder`). An existing complete, up-to-date
     group that reads back whole is reused unless `overwrite`; one that cannot be read raises
-    DatasetError naming the array (recompute it with `overwrite=True`).
+    DatasetError naming the array (recompute it with `overwrite=True`). A complete group of a dataset
+    that has since had episodes appended (and no other change) is extended: only the new frames are
+    encoded (marked incomplete while that runs, so an interrupted extension is recomputed whole).
 
     direct_reads: read image chunk files through `rb.read_frames` (the sampler's direct chunk reader,
         ~3x faster than zarr's API for one-frame chunks); False reads slices through zarr.
@@ -164,6 +182,11 @@ def precompute_embeddings(
     # One group per encoder identity: recompute into the stored name a renamed copy already uses.
     name = found[0] if found else fp
     n, n_img, d, L = rb.n_frames, enc.tokens_per_image, enc.dim, enc.cfg.max_text_len
+    done_eps = _extendable(emb, name, rb) if found and not overwrite else None
+    if done_eps is not None:
+        return _extend(
+            rb, enc, emb[name], name, done_eps, batch_size, dtype, progress, direct_reads, prefetch
+        )
     try:
         g = emb.create_group(name, overwrite=True)
     except OSError as e:
@@ -185,17 +208,67 @@ def precompute_embeddings(
     }
     g.attrs.update(attrs)
     chunk = max(1, min(batch_size, n))
-    arrays = {
-        c: g.create_array(f"image_{c}", shape=(n, n_img, d), chunks=(chunk, n_img, d), dtype=dtype)
-        for c in cams
-    }
+    for c in cams:
+        g.create_array(f"image_{c}", shape=(n, n_img, d), chunks=(chunk, n_img, d), dtype=dtype)
     n_text = rb.n_episodes if enc.separable else n
-    text = g.create_array(
-        "text", shape=(n_text, L, d), chunks=(max(1, min(chunk, n_text)), L, d), dtype=dtype
-    )
-    text_mask = g.create_array(
-        "text_mask", shape=(n_text, L), chunks=(max(1, min(chunk, n_text)), L), dtype="bool"
-    )
+    g.create_array("text", shape=(n_text, L, d), chunks=(max(1, min(chunk, n_text)), L, d), dtype=dtype)
+    g.create_array("text_mask", shape=(n_text, L), chunks=(max(1, min(chunk, n_text)), L), dtype="bool")
+    _encode_into(rb, enc, g, name, 0, 0, batch_size, dtype, progress, direct_reads, prefetch)
+    g.attrs["complete"] = True
+    return name
+
+
+def _extend(
+    rb: DatasetLike,
+    enc: FrozenEncoder,
+    g: Any,
+    name: str,
+    done_eps: int,
+    batch_size: int,
+    dtype: str,
+    progress: Callable[[int, int], None] | None,
+    direct_reads: bool,
+    prefetch: bool,
+) -> str:
+    """Grow a complete group over `done_eps` episodes to all of `rb`'s, encoding the new frames only."""
+    if g.attrs.get("dtype") != dtype:
+        dtype = str(g.attrs.get("dtype"))  # one dtype per group: keep the stored one
+    start_frame = int(rb.episode_ends[done_eps - 1])
+    n = rb.n_frames
+    g.attrs["complete"] = False  # until every new row is written
+    for c in rb.meta.camera_names:
+        arr = g[f"image_{c}"]
+        arr.resize((n, *arr.shape[1:]))
+    n_text = rb.n_episodes if enc.separable else n
+    for key in ("text", "text_mask"):
+        arr = g[key]
+        arr.resize((n_text, *arr.shape[1:]))
+    _encode_into(rb, enc, g, name, start_frame, done_eps, batch_size, dtype, progress, direct_reads, prefetch)
+    g.attrs.update({"n_frames": n, "n_episodes": rb.n_episodes, "episodes_digest": episodes_digest(rb)})
+    g.attrs["complete"] = True
+    log.info("embeddings %s extended from %d to %d episodes", name, done_eps, rb.n_episodes)
+    return name
+
+
+def _encode_into(
+    rb: DatasetLike,
+    enc: FrozenEncoder,
+    g: Any,
+    name: str,
+    start_frame: int,
+    start_episode: int,
+    batch_size: int,
+    dtype: str,
+    progress: Callable[[int, int], None] | None,
+    direct_reads: bool,
+    prefetch: bool,
+) -> None:
+    """Encode frames `start_frame..` and (separable encoders) the instructions of episodes
+    `start_episode..` of `rb` into the group `g`'s arrays (already of the full size)."""
+    cams = list(rb.meta.camera_names)
+    n = rb.n_frames
+    arrays = {c: g[f"image_{c}"] for c in cams}
+    text, text_mask = g["text"], g["text_mask"]
 
     def stored(key: str, tokens: torch.Tensor, s: int, row: str = "frame") -> np.ndarray:
         """Tokens as stored; refuses NaN/Inf (a float16 overflow or a broken encoder) before training."""
@@ -217,7 +290,7 @@ def precompute_embeddings(
 
     instructions = list(rb.instructions[: rb.n_episodes])
     if enc.separable:
-        for s in range(0, rb.n_episodes, batch_size):
+        for s in range(start_episode, rb.n_episodes, batch_size):
             out = enc.encode_text(instructions[s : s + batch_size])
             text[s : s + out.batch_size] = stored("text", out.tokens, s, "episode")
             text_mask[s : s + out.batch_size] = out.mask.cpu().numpy()
@@ -236,7 +309,7 @@ def precompute_embeddings(
     # One I/O thread reads batch k+1 and writes batch k-1 while the encoder runs batch k in this
     # thread. Writes complete in order; one write is in flight at a time (bounded memory), and its
     # error surfaces on the next wait. `complete` is set only after the last write returned.
-    spans = [(s, min(n, s + batch_size)) for s in range(0, n, batch_size)]
+    spans = [(s, min(n, s + batch_size)) for s in range(start_frame, n, batch_size)]
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vla-embed-io") as io:
         submit = io.submit if prefetch else _run_now
         next_read = submit(read, *spans[0]) if spans else None
@@ -265,8 +338,6 @@ def precompute_embeddings(
         except BaseException:
             io.shutdown(wait=True, cancel_futures=True)
             raise
-    g.attrs["complete"] = True
-    return name
 
 
 def _run_now(fn: Callable[..., T], *args: Any) -> Future[T]:

@@ -26,7 +26,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -87,18 +87,35 @@ class EvalConfig:
             raise ValueError(f"EvalConfig.n_videos must be >= 0, got {self.n_videos}")
 
 
+class EpisodeObserver(Protocol):
+    """Sees every episode of `evaluate` as it runs (e.g. `vla.dagger.LabelRecorder`).
+
+    on_reset: the env was just reset (`obs` its first observation), before the policy is asked.
+    on_step: `action` (Da,) is about to be executed in the state `obs` was observed in.
+    finish: after the last episode.
+    """
+
+    def on_reset(self, env: Any, obs: dict[str, Any]) -> None: ...
+    def on_step(self, obs: dict[str, Any], action: np.ndarray) -> None: ...
+    def finish(self) -> None: ...
+
+
 class _Recorder:
     """Gymnasium env wrapper that keeps the episode's instruction and (optionally) rendered frames,
-    and hands every gripper command to the task's diagnostics (`Task.on_gripper_command`, before the
-    action runs; `Task.diagnostics()` reads them at the episode's end)."""
+    hands every gripper command to the task's diagnostics (`Task.on_gripper_command`, before the
+    action runs; `Task.diagnostics()` reads them at the episode's end) and to an `EpisodeObserver`."""
 
-    def __init__(self, env: Any, instruction: str | None = None) -> None:
+    def __init__(
+        self, env: Any, instruction: str | None = None, observer: EpisodeObserver | None = None
+    ) -> None:
         self.env = env
         self.override = instruction
+        self.observer = observer
         self.record = False
         self.frames: list[np.ndarray] = []
         self.instruction = ""
         self._steps = 0
+        self._obs: dict[str, Any] = {}
 
     def reset(self, **kw: Any) -> tuple[dict, dict]:
         obs, info = self.env.reset(**kw)  # clears the task's diagnostics
@@ -107,15 +124,21 @@ class _Recorder:
         self.instruction = str(obs.get("instruction", info.get("instruction", "")))
         self.frames = [self.env.render()] if self.record else []
         self._steps = 0
+        self._obs = obs
+        if self.observer is not None:
+            self.observer.on_reset(self.env, obs)
         return obs, info
 
     def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
         self._steps += 1
         if len(action) > 6:
             self.env.unwrapped.task.on_gripper_command(self._steps, float(action[6]) > GRIPPER_CLOSED)
+        if self.observer is not None:
+            self.observer.on_step(self._obs, action)
         out = self.env.step(action)
         if self.override:
             out = ({**out[0], "instruction": self.override}, *out[1:])
+        self._obs = out[0]
         if self.record:
             self.frames.append(self.env.render())
         return out
@@ -141,8 +164,11 @@ def _make_gate(env: Any, cfg: EvalConfig):
     return gate, check
 
 
-def evaluate(policy: ChunkPolicy, cfg: EvalConfig) -> dict[str, Any]:
-    """Run `cfg.n_episodes` closed-loop episodes; write eval.json, eval.png, videos; return the results."""
+def evaluate(policy: ChunkPolicy, cfg: EvalConfig, observer: EpisodeObserver | None = None) -> dict[str, Any]:
+    """Run `cfg.n_episodes` closed-loop episodes; write eval.json, eval.png, videos; return the results.
+
+    `observer` sees every reset and every executed action (DAgger records and labels the episodes).
+    """
     import sim
 
     out = Path(cfg.out_dir)
@@ -167,7 +193,7 @@ def evaluate(policy: ChunkPolicy, cfg: EvalConfig) -> dict[str, Any]:
     )
     gate, check = _make_gate(env, cfg) if cfg.safety else (None, None)
     loop = ControlLoop(policy, rcfg, clock=SimulatedClock(period, latency_s=cfg.latency_s), gate=check)
-    rec = _Recorder(env, cfg.instruction)
+    rec = _Recorder(env, cfg.instruction, observer)
     episodes: list[EpisodeRecord] = []
     videos: list[str] = []
     compute: list[float] = []
@@ -218,6 +244,8 @@ def evaluate(policy: ChunkPolicy, cfg: EvalConfig) -> dict[str, Any]:
                     flush=True,
                 )
     finally:
+        if observer is not None:
+            observer.finish()
         loop.close()
         env.close()
         if gate is not None:
