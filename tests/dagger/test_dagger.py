@@ -142,3 +142,20 @@ def test_vla_dagger_help_and_missing_checkpoint(capsys) -> None:
     with pytest.raises(SystemExit) as ex:
         cli.main([])
     assert ex.value.code == 2 and "checkpoint" in capsys.readouterr().err
+
+
+def test_repeat_sources_oversamples_dagger_episodes(tmp_path: Path) -> None:
+    from vla.data import DatasetMeta, ReplayBuffer
+    from vla.training.batches import repeat_episodes
+
+    rb = ReplayBuffer.create(tmp_path / "r.zarr", DatasetMeta(fps=20.0, robot="ur5e_2f85", camera_names=[]))
+    for i, source in enumerate([None, "dagger", None, "dagger"]):
+        info = {"source": source} if source else {}
+        rb.add_episode(
+            {"state": np.zeros((3, 7), np.float32), "action": np.zeros((3, 7), np.float32)},
+            f"t{i}",
+            info=info,
+        )
+    assert repeat_episodes(rb, [0, 1, 2, 3], {}) == [0, 1, 2, 3]
+    assert repeat_episodes(rb, [0, 1, 2, 3], {"dagger": 3}) == [0, 1, 1, 1, 2, 3, 3, 3]
+    assert repeat_episodes(rb, [0, 2], {"dagger": 3}) == [0, 2]

@@ -68,6 +68,7 @@ def to_job(cfg: DictConfig, run_dir: Path) -> TrainJob:
         val_fraction=float(d["val_fraction"]),
         split_seed=int(d["split_seed"]),
         embeddings=str(d["embeddings"]),
+        repeat_sources={str(k): int(v) for k, v in (d.get("repeat_sources") or {}).items()},
     )
     t = dict(r["train"])
     t["betas"] = tuple(t.get("betas", (0.95, 0.999)))

@@ -45,6 +45,9 @@ class DaggerConfig:
     rollout_seed: round r rolls out seeds rollout_seed + 10_000 r + i (disjoint from demos and eval).
     task / env_overrides: the simulator task and its config fields (the checkpoint's, normally).
     safety: the world-model gate on every chunk, as in evaluation and deployment.
+    repeat: the DAgger episodes' training windows appear this many times per epoch while fine-tuning
+        (`data.repeat_sources`): a few hundred labelled episodes beside thousands of demos would
+        otherwise be a few percent of every batch.
     train_overrides: extra `key=value` for the fine-tuning runs (e.g. `train.lr=1e-4`).
     n_videos: videos of the first rollouts and evaluation episodes per round.
     """
@@ -64,12 +67,13 @@ class DaggerConfig:
     rollout_seed: int = 300_000
     max_steps: int | None = None
     safety: bool = True
+    repeat: int = 4
     train_overrides: tuple[str, ...] = ()
     n_videos: int = 1
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("rounds", "episodes_per_round", "finetune_steps", "eval_episodes"):
+        for name in ("rounds", "episodes_per_round", "finetune_steps", "eval_episodes", "repeat"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"DaggerConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.beta <= 1.0 or not 0.0 <= self.beta_decay <= 1.0:
@@ -173,7 +177,12 @@ def _finetune(
             shutil.copy2(src_run / name, dst / name)
     shutil.copytree(prev, dst / "checkpoints" / prev.name)
     step = int(prev.name)
-    overrides = [f"train.steps={step + cfg.finetune_steps}", f"dataset={dataset}", *cfg.train_overrides]
+    overrides = [
+        f"train.steps={step + cfg.finetune_steps}",
+        f"dataset={dataset}",
+        f"data.repeat_sources.dagger={cfg.repeat}",
+        *cfg.train_overrides,
+    ]
     log(f"fine-tune: vla-train resume={dst} {' '.join(overrides)}")
     resume(dst, overrides)
     ckpt = latest_checkpoint(dst)

@@ -46,6 +46,9 @@ class DataSpec:
         each offset (clamped to the episode's last frame), for the heads' auxiliary future-state loss.
     embeddings: "auto" (precomputed when present, else on the fly), "precomputed" (raise when
         missing or stale) or "on_the_fly".
+    repeat_sources: {episode info "source": n}: the training windows of those episodes appear n times
+        per epoch (e.g. {"dagger": 4}: a few hundred DAgger episodes beside thousands of demos still
+        make a share of every batch). Statistics count each episode once.
     """
 
     dataset: str
@@ -59,8 +62,12 @@ class DataSpec:
     split_seed: int = 0
     embeddings: str = "auto"
     future_offsets: tuple[int, ...] = ()
+    repeat_sources: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        bad = {k: v for k, v in self.repeat_sources.items() if int(v) < 1}
+        if bad:
+            raise ValueError(f"DataSpec.repeat_sources: repeats must be integers >= 1, got {bad}")
         if any(int(o) < 1 for o in self.future_offsets):
             raise ValueError(f"DataSpec.future_offsets must all be >= 1, got {self.future_offsets}")
         if self.embeddings not in ("auto", "precomputed", "on_the_fly"):
@@ -251,6 +258,16 @@ class TrainData:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def repeat_episodes(rb: ReplayBuffer, episodes: list[int], repeats: dict[str, int]) -> list[int]:
+    """`episodes`, each repeated `repeats[info["source"]]` times (1 for other sources)."""
+    if not repeats:
+        return list(episodes)
+    out: list[int] = []
+    for e in episodes:
+        out += [e] * int(repeats.get(str(rb.episode_info(e).get("source", "")), 1))
+    return out
+
+
 def build_train_data(spec: DataSpec, enc: FrozenEncoder) -> TrainData:
     """Open `spec.dataset`, split episodes, compute normalization statistics on the training split,
     and pick the token source (precomputed embeddings for `enc.fingerprint`, or on-the-fly encoding).
@@ -268,6 +285,7 @@ def build_train_data(spec: DataSpec, enc: FrozenEncoder) -> TrainData:
             raise KeyError(f"{spec.dataset}: DataSpec.cameras has {c!r} but the store has no data/image_{c}")
     train_eps, val_eps = split_episodes(rb.n_episodes, spec.val_fraction, spec.split_seed)
     stats = compute_stats(rb, [spec.state_key, spec.action_key], episodes=train_eps)
+    sampled = repeat_episodes(rb, train_eps, spec.repeat_sources)
 
     source: TokenSource
     if spec.embeddings == "on_the_fly":
@@ -303,7 +321,7 @@ def build_train_data(spec: DataSpec, enc: FrozenEncoder) -> TrainData:
         action_key=spec.action_key,
     )
     fut = tuple(spec.future_offsets)
-    ds = TokenWindowDataset(windows(train_eps), source, processor, fut)
+    ds = TokenWindowDataset(windows(sampled), source, processor, fut)
     val = TokenWindowDataset(windows(val_eps), source, processor, fut) if val_eps else None
     return TrainData(
         dataset=ds,
