@@ -30,7 +30,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "bench_threads.json"
 _WORKER = r"""
 import sys, time, torch
 from policies import DiffusionConfig, make_policy
-threads, seconds, bs = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+threads, seconds, bs, adaptive = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
 torch.set_num_threads(threads)
 torch.manual_seed(0)
 cfg = DiffusionConfig(token_dim=128, n_tokens=144)
@@ -44,9 +44,16 @@ def step():
     opt.step()
 for _ in range(3):
     step()
+gov = None
+if adaptive:
+    from vla.training.threads import ThreadGovernor
+    gov = ThreadGovernor(threads, window=5, probe_every=40)
 n, t0 = 0, time.perf_counter()
 while time.perf_counter() - t0 < seconds:
+    t = time.perf_counter()
     step()
+    if gov is not None:
+        gov.tick(time.perf_counter() - t)
     n += 1
 print(n / (time.perf_counter() - t0))
 """
@@ -58,6 +65,8 @@ POLICIES = {
     "default": {},
     "PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
     "GOMP_SPINCOUNT=10000": {"GOMP_SPINCOUNT": "10000"},
+    # The training loop's default: vla.training.threads.ThreadGovernor picks threads or 1 by step time.
+    "adaptive (ThreadGovernor)": {},
 }
 
 
@@ -67,7 +76,15 @@ def _cell(threads: int, policy: str, busy: bool, seconds: float, bs: int) -> flo
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
     try:
         out = subprocess.run(
-            [sys.executable, "-c", _WORKER, str(threads), str(seconds), str(bs)],
+            [
+                sys.executable,
+                "-c",
+                _WORKER,
+                str(threads),
+                str(seconds),
+                str(bs),
+                str(int(policy.startswith("adaptive"))),
+            ],
             env=env,
             capture_output=True,
             text=True,
@@ -84,10 +101,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--out", type=Path, default=RESULTS, help="JSON file to write")
     args = ap.parse_args()
     rows = []
     for threads in (1, 2):
-        for policy in POLICIES:
+        for policy in POLICIES if threads > 1 else ["default"]:
             for busy in (False, True):
                 sps = _cell(threads, policy, busy, args.seconds, args.batch_size)
                 rows.append(
@@ -115,8 +133,8 @@ def main() -> None:
             f"| {r['threads']} | {r['omp_wait_policy']} | {'yes' if r['busy'] else 'no'} | "
             f"{r['steps_per_s']:.2f} | {r['ratio_to_idle_default']:.2f}x |"
         )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
         json.dumps(
             {
                 "rows": rows,
@@ -129,7 +147,7 @@ def main() -> None:
         )
         + "\n"
     )
-    print(f"\n{RESULTS}")
+    print(f"\n{args.out}")
 
 
 if __name__ == "__main__":

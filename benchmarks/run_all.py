@@ -137,6 +137,12 @@ def _stack(r: dict) -> str:
     return f"{dev}: observation -> gated action p50 {total:.0f} ms; gate {gate['check']} p50 {gate['p50_ms']:.1f} ms"
 
 
+def _threads(r: dict) -> str:
+    cells = {(x["threads"], x["omp_wait_policy"], x["busy"]): x["steps_per_s"] for x in r["rows"]}
+    busy = [f"{k[1].split(' ')[0]} {v:.1f}" for k, v in cells.items() if k[0] == 2 and k[2]]
+    return "2 threads beside a busy process, steps/s: " + ", ".join(busy)
+
+
 def _probe(r: dict) -> str:
     res = "; ".join(
         f"{x['front_end']} {100 * x['target_identified']:.0f}% ({x['mean_err_cm']:.1f} cm)"
@@ -224,6 +230,7 @@ QUICK: dict[str, Bench] = {
         _sampler,
     ),
     "bench_sim": Bench(("--frames", "2", "--steps", "2", "--episodes", "1"), _sim),
+    "bench_threads": Bench(("--seconds", "1", "--batch-size", "8"), _threads),
     "bench_stack": Bench(("--quick", "--encoder", "{encoder}"), _stack, needs=("encoder",)),
     "probe_grounding": Bench(("--quick", "--encoder", "{encoder}"), _probe, needs=("encoder",)),
 }

@@ -28,6 +28,10 @@ class TrainConfig:
     seed: int = 0
     progress: bool = True  # tqdm bar
     wandb: bool = False
+    # CPU: switch between the configured torch threads and 1 by measured step time
+    # (vla.training.threads.ThreadGovernor), so a competing process slows training gracefully. Off
+    # by default: results then depend on the machine's load (1 and 2 threads round differently).
+    adaptive_threads: bool = False
     wandb_project: str = "vla"
 
     def __post_init__(self) -> None:

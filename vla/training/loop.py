@@ -280,6 +280,11 @@ def train(
         return path
 
     batches = _batches(data, start)
+    governor = None
+    if cfg.adaptive_threads and device.type == "cpu" and torch.get_num_threads() > 1:
+        from vla.training.threads import ThreadGovernor
+
+        governor = ThreadGovernor(torch.get_num_threads(), log=lambda m: print(f"[train] {m}", flush=True))
     bar = progress_bar(total=end, initial=start, disable=not cfg.progress, desc=policy.name, unit="step")
     policy.train()
     window_loss, window_steps, window_samples = 0.0, 0, 0
@@ -290,6 +295,7 @@ def train(
     try:
         with stop:
             for step in range(start, end):
+                t_step = time.perf_counter()
                 batch = _to_device(next(batches), device)
                 lr = lr_at(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
                 for group in optimizer.param_groups:
@@ -309,6 +315,8 @@ def train(
                 scaler.update()
                 if ema is not None:
                     ema.update(policy)
+                if governor is not None:
+                    governor.tick(time.perf_counter() - t_step)
                 done = step + 1
                 bar.update(1)
 
