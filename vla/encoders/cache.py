@@ -166,6 +166,14 @@ def precompute_embeddings(
         raise StaleEmbeddingsError(f"{_where(rb)}: meta.camera_names is empty; nothing to embed")
     emb = embeddings_group(rb, create=True)
     found = find_groups(emb, fp)
+    # One group per encoder identity: (re)compute into the stored name a renamed copy already uses.
+    name = found[0] if found else fp
+    n, n_img, d, L = rb.n_frames, enc.tokens_per_image, enc.dim, enc.cfg.max_text_len
+    done_eps = _extendable(emb, name, rb) if found and not overwrite else None
+    if done_eps is not None:  # episodes were appended since: encode those alone
+        return _extend(
+            rb, enc, emb[name], name, done_eps, batch_size, dtype, progress, direct_reads, prefetch
+        )
     if found and not overwrite:
         # Reuse only after reading everything training will read: metadata and attributes of the
         # group and of each array, and every chunk (decodes, finite). Stale (interrupted, or the
@@ -179,14 +187,6 @@ def precompute_embeddings(
             return store.name
         except StaleEmbeddingsError as e:
             log.info("recomputing embeddings: %s", e)
-    # One group per encoder identity: recompute into the stored name a renamed copy already uses.
-    name = found[0] if found else fp
-    n, n_img, d, L = rb.n_frames, enc.tokens_per_image, enc.dim, enc.cfg.max_text_len
-    done_eps = _extendable(emb, name, rb) if found and not overwrite else None
-    if done_eps is not None:
-        return _extend(
-            rb, enc, emb[name], name, done_eps, batch_size, dtype, progress, direct_reads, prefetch
-        )
     try:
         g = emb.create_group(name, overwrite=True)
     except OSError as e:
