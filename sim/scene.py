@@ -332,3 +332,13 @@ def arm_qpos_ids(model: mujoco.MjModel) -> np.ndarray:
 def arm_dof_ids(model: mujoco.MjModel) -> np.ndarray:
     """dof addresses of the 6 arm joints, in :data:`ARM_JOINTS` order."""
     return np.array([model.jnt_dofadr[model.joint(j).id] for j in ARM_JOINTS])
+
+
+def servo_lag_s(model: mujoco.MjModel) -> np.ndarray:
+    """(6,) [s] per arm joint: a position servo (force = kp (target - q) - kv qd) trails a target
+    moving at speed v by (kv / kp) v, so the target it tracks now is about ``q + lag * qd``
+    (0 for an actuator without position feedback)."""
+    act = np.array([model.actuator(a).id for a in ARM_ACTUATORS])
+    kp = -model.actuator_biasprm[act, 1]
+    kv = -model.actuator_biasprm[act, 2]
+    return np.where(kp > 0, kv / np.where(kp > 0, kp, 1.0), 0.0)

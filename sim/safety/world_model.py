@@ -44,6 +44,7 @@ from sim.scene import (
     arm_qpos_ids,
     build_scene,
     robot_geom_ids,
+    servo_lag_s,
 )
 
 STATE_SPEC = mujoco.mjtState.mjSTATE_FULLPHYSICS
@@ -135,11 +136,8 @@ class WorldModel:
         self.dadr = arm_dof_ids(model)
         self.arm_act = np.array([model.actuator(a).id for a in ARM_ACTUATORS])
         self.grip_act = model.actuator(GRIPPER_ACTUATOR).id
-        # Position servos (force = kp * (target - q) - kv * qd) trail a target moving at speed v by
-        # (kv / kp) * v: (6,) [s], 0 for an actuator without position feedback.
-        kp = -model.actuator_biasprm[self.arm_act, 1]
-        kv = -model.actuator_biasprm[self.arm_act, 2]
-        self.servo_lag_s = np.where(kp > 0, kv / np.where(kp > 0, kp, 1.0), 0.0)
+        # Position servos trail a target moving at speed v by (kv / kp) * v: (6,) [s].
+        self.servo_lag_s = servo_lag_s(model)
         self.pinch_site = model.site(PINCH_SITE).id
         self.joint_names = ARM_JOINTS
         self.geom_names = tuple(model.geom(i).name for i in range(model.ngeom))

@@ -1,9 +1,9 @@
 """The simulator's expert as a teacher: labels for the states a learned policy visits (DAgger).
 
 `ExpertLabeler` keeps a re-plannable `sim` expert beside an episode that another controller drives.
-At every step it is told what was executed last (`expert.follow`) and answers with the command it
-would give next from the true simulator state: one expert step from the command in force, as every
-action of the demonstrations is. The stored episodes pair the policy's observations with these
+At every step it takes the command the arm is tracking (`expert.follow`: ``q + lag * qd``) as its
+own and answers with the command it would give next from the true simulator state: one expert
+step from the command in force, as every action of the demonstrations is. The stored episodes pair the policy's observations with these
 labels, so a training window's action chunk is the expert's answer at each state the policy reached.
 
 `MixedPolicy` runs DAgger's mixture (Ross et al. 2011): each chunk comes from the expert with
@@ -35,9 +35,11 @@ class ExpertLabeler:
         self.expert.reset()
 
     def label(self, executed: np.ndarray | None) -> np.ndarray:
-        """(7,) float32: the expert's next command after `executed` (7,), from the current state."""
+        """(7,) float32: the expert's next command from the current state; `executed` (7,) is what
+        ran in the previous step (None at the episode's first step, when the expert has just
+        planned from the arm at rest). The arm's state, not the executed command, anchors the label."""
         if executed is not None:
-            self.expert.follow(np.asarray(executed, np.float64))
+            self.expert.follow()
         return np.asarray(self.expert.act(), np.float32)
 
     def imagine(self, executed: np.ndarray | None, horizon: int) -> np.ndarray:
