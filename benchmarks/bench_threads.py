@@ -126,7 +126,7 @@ def main() -> None:
     for r in rows:
         r["ratio_to_idle_default"] = r["steps_per_s"] / base[r["threads"]]
     print(
-        "\n| threads | OMP_WAIT_POLICY | competing process | steps/s | vs idle default |\n|---|---|---|---|---|"
+        "\n| threads | OpenMP waiting | competing process | steps/s | vs idle default |\n|---|---|---|---|---|"
     )
     for r in rows:
         print(

@@ -45,6 +45,7 @@ WRITERS: dict[str, tuple[str, ...]] = {
     "vla/convert/sink.py": ("test_convert_rosbag", "test_convert_aloha", "test_convert_lerobot"),
     "vla/convert/dp.py": ("test_dataset_import_dp", "test_convert_dp"),
     "vla/record.py": ("test_record_sink",),
+    "vla/dagger/rounds.py": ("test_dagger_round",),
 }
 # Packages whose modules commands import (pyproject's packages, less benchmarks/: timing scripts that
 # write scratch stores, not commands).
@@ -133,6 +134,40 @@ def test_embed(
     g = root["embeddings"][fp]
     assert g.attrs["complete"] is True and g.attrs["n_episodes"] == 3
     assert g.attrs["n_frames"] == int(root["meta"].attrs["n_frames"])
+
+
+# ---------------------------------------------------------------------------------------- vla-dagger
+def test_dagger_round(
+    tiny_dataset: Path, debug_runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One DAgger round appends its labelled rollouts (and extends the embeddings) validly."""
+    from vla.cli import dagger as dagger_cli
+
+    path = _copy(tiny_dataset, tmp_path)
+    threads = torch.get_num_threads()
+    try:
+        with pytest.raises(SystemExit) as ex:
+            dagger_cli.main(
+                [
+                    f"checkpoint={debug_runs['diffusion']}",
+                    f"dataset={path}",
+                    f"out_dir={tmp_path / 'dagger'}",
+                    "dagger.rounds=1",
+                    "dagger.episodes_per_round=2",
+                    "dagger.finetune_steps=2",
+                    "dagger.eval_episodes=1",
+                    "dagger.n_videos=0",
+                    "dagger.repeat=2",
+                ]
+            )
+    finally:
+        torch.set_num_threads(threads)
+    assert ex.value.code == 0
+    root = assert_valid(path, 5, capsys)
+    groups = list(root["embeddings"].group_keys())
+    assert len(groups) == 1
+    g = root["embeddings"][groups[0]]
+    assert g.attrs["complete"] is True and g.attrs["n_episodes"] == 5
 
 
 # ------------------------------------------------------------------------------------- vla-dataset
