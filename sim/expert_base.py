@@ -200,9 +200,7 @@ class WaypointExpert:
         mat = np.zeros(9)
         mujoco.mju_quat2Mat(mat, quat)
         self.yaw_cmd = float(np.arctan2(mat[3], mat[0]))
-        vel = np.zeros(6)
-        mujoco.mj_objectVelocity(self.env.model, d, mujoco.mjtObj.mjOBJ_SITE, self.ik.site, vel, 0)
-        self.speed = float(np.linalg.norm(vel[3:]))
+        self.speed = self._pinch_speed()
 
     def snapshot(self) -> dict[str, Any]:
         """The expert's per-step state (to roll it forward and come back, e.g. to imagine a chunk)."""
@@ -226,11 +224,15 @@ class WaypointExpert:
         command would make ever larger jumps. Waypoint progress and the gripper are kept.
         """
         self._anchor()
+        self.speed = min(self.speed, self._pinch_speed())
+
+    def _pinch_speed(self) -> float:
+        """The pinch site's linear speed [m/s] now."""
         vel = np.zeros(6)
         mujoco.mj_objectVelocity(
             self.env.model, self.env.data, mujoco.mjtObj.mjOBJ_SITE, self.ik.site, vel, 0
         )
-        self.speed = min(self.speed, float(np.linalg.norm(vel[3:])))
+        return float(np.linalg.norm(vel[3:]))
 
     def _current_yaw(self) -> float:
         mat = self.env.data.site_xmat[self.ik.site].reshape(3, 3)

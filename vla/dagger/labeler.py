@@ -3,8 +3,9 @@
 `ExpertLabeler` keeps a re-plannable `sim` expert beside an episode that another controller drives.
 At every step it takes the command the arm is tracking (`expert.follow`: ``q + lag * qd``) as its
 own and answers with the command it would give next from the true simulator state: one expert
-step from the command in force, as every action of the demonstrations is. The stored episodes pair the policy's observations with these
-labels, so a training window's action chunk is the expert's answer at each state the policy reached.
+step from the command in force, as every action of the demonstrations is. The stored episodes pair
+the policy's observations with these labels, so a training window's action chunk is the expert's
+answer at each state the policy reached.
 
 `MixedPolicy` runs DAgger's mixture (Ross et al. 2011): each chunk comes from the expert with
 probability beta (its imagined chunk from the same labeller), else from the learned policy.
@@ -20,8 +21,8 @@ import numpy as np
 class ExpertLabeler:
     """The task's expert, labelling the states of an episode someone else drives.
 
-    Per episode: `start()` right after the env was reset, then per step `label(prev)` with the
-    action executed in the previous step (None at the first) before the step runs.
+    Per episode: `start()` right after the env was reset, then `label()` in every state before
+    its step runs.
     """
 
     def __init__(self, env: Any) -> None:
@@ -34,20 +35,18 @@ class ExpertLabeler:
         """A new episode: the expert plans from the simulator's current state."""
         self.expert.reset()
 
-    def label(self, executed: np.ndarray | None) -> np.ndarray:
-        """(7,) float32: the expert's next command from the current state; `executed` (7,) is what
-        ran in the previous step (None at the episode's first step, when the expert has just
-        planned from the arm at rest). The arm's state, not the executed command, anchors the label."""
-        if executed is not None:
-            self.expert.follow()
+    def label(self) -> np.ndarray:
+        """(7,) float32: the expert's next command from the current state. The arm's state (the
+        command it tracks), not what the policy executed, anchors it."""
+        self.expert.follow()
         return np.asarray(self.expert.act(), np.float32)
 
-    def imagine(self, executed: np.ndarray | None, horizon: int) -> np.ndarray:
+    def imagine(self, horizon: int) -> np.ndarray:
         """(horizon, 7) float32: the chunk the expert would command from here (the labeller's state is
-        unchanged: the first row equals what `label(executed)` returns next)."""
+        unchanged: the first row equals what `label()` returns next)."""
         snap = self.expert.snapshot()
         try:
-            first = self.label(executed)
+            first = self.label()
             rest = [np.asarray(self.expert.act(), np.float32) for _ in range(horizon - 1)]
             return np.stack([first, *rest])
         finally:
@@ -90,7 +89,7 @@ class MixedPolicy:
     def __call__(self, obs: dict[str, Any], prefix: np.ndarray | None) -> np.ndarray:
         if self.labeler is not None and self.beta > 0.0 and self.rng.random() < self.beta:
             self.expert_chunks += 1
-            chunk = self.labeler.imagine(obs.get("prev_action"), self.horizon)
+            chunk = self.labeler.imagine(self.horizon)
             if prefix is not None and len(prefix):
                 chunk[: len(prefix)] = prefix  # committed actions run as they are
             return chunk
@@ -111,7 +110,6 @@ class LabelRecorder:
         self.labeler: ExpertLabeler | None = None
         self.episodes: list[tuple[dict[str, np.ndarray], str, list[dict[str, Any]]]] = []
         self._frames: dict[str, list[np.ndarray]] | None = None
-        self._prev: np.ndarray | None = None
         self._instruction = ""
 
     def on_reset(self, env: Any, obs: dict[str, Any]) -> None:
@@ -121,17 +119,16 @@ class LabelRecorder:
             if self.mixed is not None:
                 self.mixed.labeler = self.labeler
         self.labeler.start()
-        self._frames, self._prev = {}, None
+        self._frames = {}
         self._instruction = str(obs.get("instruction", ""))
 
     def on_step(self, obs: dict[str, Any], action: np.ndarray) -> None:
         assert self.labeler is not None and self._frames is not None, "on_step before on_reset"
-        label = self.labeler.label(self._prev)
+        label = self.labeler.label()
         for k, v in obs.items():
             if k != "instruction":
                 self._frames.setdefault(k, []).append(np.asarray(v))
         self._frames.setdefault("action", []).append(label)
-        self._prev = np.asarray(action, np.float32).copy()
 
     def finish(self) -> None:
         """Close the episode being recorded (called by the next `on_reset`, and once at the end)."""

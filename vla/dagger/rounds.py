@@ -248,6 +248,7 @@ def run_dagger(
         rdir = out / f"round_{r}"
         secs: dict[str, float] = {}
         pending = state.get("pending") or {}
+        policy = None
         if pending.get("round") == r and "appended" in pending:
             appended = pending["appended"]  # rolled out and appended before an interrupt
             roll = pending["rollouts"]
@@ -256,7 +257,7 @@ def run_dagger(
             t = time.perf_counter()
             rec = LabelRecorder()
             rng = np.random.default_rng([cfg.rollout_seed, r])
-            res, _policy, mixed = _evaluate(
+            res, policy, mixed = _evaluate(
                 prev,
                 cfg,
                 rdir / "rollouts",
@@ -285,9 +286,11 @@ def run_dagger(
                 f"({roll['frames']} frames) to {cfg.dataset}"
             )
         t = time.perf_counter()
-        from vla.policy import VLAPolicy
+        if policy is None:  # rolled out before an interrupt: load the policy for its encoder
+            from vla.policy import VLAPolicy
 
-        encoder = VLAPolicy.from_checkpoint(prev).encoder
+            policy = VLAPolicy.from_checkpoint(prev)
+        encoder = policy.encoder
         precompute_embeddings(ReplayBuffer.open(cfg.dataset, mode="a"), encoder)
         secs["embed"] = time.perf_counter() - t
         t = time.perf_counter()
