@@ -88,6 +88,23 @@ class Policy(ReplaceableNetworks, nn.Module, ABC):
         pred = self.aux_future(pooled.flatten(1)).view(want)
         return F.mse_loss(pred, fut)
 
+    def loss_noise(
+        self, batch_size: int, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The random draws `compute_loss` makes for a batch of `batch_size` samples (CPU tensors from
+        `generator`, else the global torch RNG), each with the batch on dim 0 (keys start "noise_").
+
+        Why: `compute_loss(batch | noise[lo:hi])` uses these instead of drawing its own, so a batch
+        split over processes or gradient-accumulation micro-batches sees the same per-sample noise
+        as the whole batch in one process (the trainer draws them once per step for the global
+        batch and slices). Without them in the batch, `compute_loss` draws as before.
+        Base: the state noise (B, To, Ds) when `state_noise_std` > 0.
+        """
+        c = self.config
+        if float(c.state_noise_std) <= 0:
+            return {}
+        return {"noise_state": torch.randn(batch_size, c.n_obs_steps, c.state_dim, generator=generator)}
+
     def augment_state(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Training-time state noise: a shallow copy of `batch` with N(0, state_noise_std^2) added to
         the normalized state (B, To, Ds), each step independently; `batch` itself is not mutated.
@@ -101,7 +118,10 @@ class Policy(ReplaceableNetworks, nn.Module, ABC):
         if std <= 0 or not self.training:
             return batch
         state = batch["state"]
-        return {**batch, "state": state + torch.randn_like(state) * std}
+        eps = batch.get("noise_state")
+        if eps is None:
+            eps = torch.randn_like(state)
+        return {**batch, "state": state + eps.to(state) * std}
 
     # ------------------------------------------------------------------ shared checks
     def check_inputs(self, batch: dict[str, torch.Tensor], need_action: bool) -> None:

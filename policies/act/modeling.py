@@ -110,6 +110,16 @@ class TransformerPolicy(Policy):
         mu, logvar = self.vae_out(h[:, 0]).chunk(2, dim=-1)
         return mu, logvar
 
+    def loss_noise(
+        self, batch_size: int, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        """State noise (base) and, with the CVAE, the latent's reparameterization noise (B, latent_dim).
+        Dropout is not among them: with dropout > 0, split batches differ from the whole batch."""
+        out = super().loss_noise(batch_size, generator)
+        if self.config.use_vae:
+            out["noise_latent"] = torch.randn(batch_size, self.config.latent_dim, generator=generator)
+        return out
+
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """L1 between predicted and demonstrated chunk (+ kl_weight * KL with the CVAE)."""
         self.check_inputs(batch, need_action=True)
@@ -118,7 +128,9 @@ class TransformerPolicy(Policy):
         kl = None
         if self.config.use_vae:
             mu, logvar = self._encode_latent(batch)
-            latent = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+            eps = batch.get("noise_latent")
+            eps = torch.randn_like(mu) if eps is None else eps.to(mu)
+            latent = mu + eps * (0.5 * logvar).exp()
             kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).sum(-1).mean()
         # Pool once: the chunk and the auxiliary future-state loss read the same pooled tokens.
         pooled, mask = self.pool(batch["tokens"], batch["token_mask"], batch.get("text_mask"))

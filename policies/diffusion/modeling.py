@@ -81,6 +81,16 @@ class DiffusionPolicy(Policy):
         return self.denoiser(x, t, pooled, pooled_mask, state)
 
     # ------------------------------------------------------------------ contract
+    def loss_noise(
+        self, batch_size: int, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        """State noise (base), the chunk noise (B, T, Da) and the diffusion timesteps (B,)."""
+        c = self.config
+        out = super().loss_noise(batch_size, generator)
+        out["noise_action"] = torch.randn(batch_size, c.horizon, c.action_dim, generator=generator)
+        out["noise_timestep"] = torch.randint(0, c.num_train_timesteps, (batch_size,), generator=generator)
+        return out
+
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """MSE between the denoiser output and its target (noise or clean chunk) at random timesteps."""
         self.check_inputs(batch, need_action=True)
@@ -88,8 +98,12 @@ class DiffusionPolicy(Policy):
         action = batch["action"]
         b = action.shape[0]
         pooled, pooled_mask = self.condition(batch)
-        noise = torch.randn_like(action)
-        t = torch.randint(0, self.config.num_train_timesteps, (b,), device=action.device)
+        noise = batch.get("noise_action")
+        noise = torch.randn_like(action) if noise is None else noise.to(action)
+        t = batch.get("noise_timestep")
+        if t is None:
+            t = torch.randint(0, self.config.num_train_timesteps, (b,), device=action.device)
+        t = t.to(action.device)
         noisy = self.train_scheduler.add_noise(action, noise, t)
         pred = self.denoise(noisy, t, pooled, pooled_mask, batch["state"])
         target = noise if self.config.prediction_type == "epsilon" else action

@@ -5,8 +5,11 @@
     vla-train experiment=debug                  # tiny model, 4 steps
     vla-train -m policy=diffusion,transformer   # one run dir per head under outputs/train/multirun/
     vla-train resume=outputs/train/<run> train.steps=6000   # continue a run (its saved config + overrides)
+    torchrun --standalone --nproc_per_node=2 -m vla.cli.train experiment=debug   # DDP (gloo on CPU)
 
-Saves the resolved config as `<run dir>/config.yaml` before training.
+Saves the resolved config as `<run dir>/config.yaml` before training. Under torchrun every process
+runs this; they join one process group (NCCL for train.device=cuda, else gloo), take rank 0's run
+directory (its name has rank 0's timestamp), and rank 0 alone writes it (vla.training.distributed).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from vla.cli.app import Command, entry
 from vla.encoders import EncoderConfig
 from vla.paths import config_dir
-from vla.training import TrainConfig
+from vla.training import TrainConfig, distributed
 from vla.training.batches import DataSpec
 from vla.training.job import TrainJob, TrainOutcome, fresh_run_dir, run_training
 
@@ -47,6 +50,7 @@ COMMAND = Command(
         "vla-train policy=transformer experiment=debug",
         "vla-train resume=outputs/train/<run> train.steps=6000   # continue (also after Ctrl-C)",
         "vla-train -m policy=diffusion,transformer                # one run dir per head",
+        "torchrun --standalone --nproc_per_node=2 -m vla.cli.train experiment=debug   # 2 processes (DDP)",
     ),
     multirun=_sweep,
 )
@@ -115,24 +119,47 @@ def resume_config(run_dir: Path, overrides: list[str]) -> DictConfig:
 def run(
     cfg: DictConfig, run_dir: str | Path | None = None, overrides: list[str] | None = None
 ) -> TrainOutcome:
-    """Train from a composed config (the body of `main`, callable with the compose API)."""
+    """Train from a composed config (the body of `main`, callable with the compose API).
+
+    Launched by torchrun (WORLD_SIZE > 1 in the environment), this joins the job's process group
+    first and leaves it at the end."""
+    ctx = distributed.init_from_env(str(cfg.train.device))
+    try:
+        out = _run(cfg, run_dir, overrides, ctx)
+    finally:
+        if ctx.enabled:
+            distributed.shutdown()
+    return out
+
+
+def _run(
+    cfg: DictConfig, run_dir: str | Path | None, overrides: list[str] | None, ctx: distributed.DistContext
+) -> TrainOutcome:
+    main = ctx.is_main
     if cfg.get("resume"):
         rd = Path(cfg.resume)
         cfg = resume_config(rd, overrides or [])
-        # The run dir's config says what the run now is (e.g. the new train.steps); the first
-        # one is kept beside it.
-        first = rd / "config.initial.yaml"
-        if not first.exists():
-            first.write_text((rd / "config.yaml").read_text())
-        (rd / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        ctx.barrier()  # every rank has read the saved config before rank 0 rewrites it
+        if main:
+            # The run dir's config says what the run now is (e.g. the new train.steps); the first
+            # one is kept beside it.
+            first = rd / "config.initial.yaml"
+            if not first.exists():
+                first.write_text((rd / "config.yaml").read_text())
+            (rd / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         out = run_training(to_job(cfg, rd))
     else:
-        rd = Path(run_dir if run_dir is not None else cfg.run_dir)
+        # Every rank resolved ${now:...} itself: rank 0's name is the run's.
+        rd = Path(ctx.broadcast_object(str(run_dir if run_dir is not None else cfg.run_dir)))
+        if not main:
+            return run_training(to_job(cfg, rd))
         # A run that fails before its first checkpoint (bad dataset, bad config, Ctrl-C) leaves no
         # directory behind.
         with fresh_run_dir(rd):
             (rd / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
             out = run_training(to_job(cfg, rd))
+    if not main:
+        return out
     resumed = f" (resumed at step {out.start_step})" if out.start_step else ""
     print(
         f"[vla-train] done: step {out.step}{resumed}: {out.steps_run} steps in {out.seconds:.0f} s "

@@ -80,6 +80,11 @@ def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(f for f in found if (f[1] / "config.json").is_file())
 
 
+def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
+    """Where `save_checkpoint` puts the checkpoint of `step`."""
+    return Path(run_dir) / CKPT_SUBDIR / str(step)
+
+
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     ckpts = list_checkpoints(run_dir)
     return ckpts[-1][1] if ckpts else None
@@ -216,9 +221,9 @@ def save_checkpoint(
     processor: dict[str, Any] | None = None,
 ) -> Path:
     """Write `run_dir/checkpoints/<step>/` atomically and return its path."""
-    root = Path(run_dir) / CKPT_SUBDIR
+    final = checkpoint_dir(run_dir, step)
+    root = final.parent
     root.mkdir(parents=True, exist_ok=True)
-    final = root / str(step)
     tmp = root / f"{_TMP_PREFIX}{step}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)

@@ -33,10 +33,13 @@ class TrainConfig:
     # by default: results then depend on the machine's load (1 and 2 threads round differently).
     adaptive_threads: bool = False
     wandb_project: str = "vla"
+    # Micro-batches per optimizer step (gradients summed before the step): the batch a process
+    # computes at once is batch_size / (processes * grad_accum_steps); the optimizer sees batch_size.
+    grad_accum_steps: int = 1
 
     def __post_init__(self) -> None:
         n = type(self).__name__
-        for f in ("steps", "log_every"):
+        for f in ("steps", "log_every", "grad_accum_steps"):
             if getattr(self, f) < 1:
                 raise ValueError(f"{n}.{f} must be >= 1, got {getattr(self, f)}")
         for f in ("warmup_steps", "ckpt_every", "eval_every", "keep_last_ckpts", "grad_clip", "weight_decay"):

@@ -26,6 +26,7 @@ from vla.encoders import EncoderConfig, build_encoder
 from vla.policy import PolicyMeta, VLAPolicy
 from vla.training import ResumableLoader, TrainConfig, seed_everything, train
 from vla.training.batches import DataSpec, build_train_data, collate
+from vla.training.distributed import current, main_first
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +105,15 @@ def _remove_if_only_config(run_dir: Path, config_names: tuple[str, ...]) -> None
 
 
 def run_training(job: TrainJob) -> TrainOutcome:
-    """Build data, encoder and head; train (resuming from `job.run_dir` if it has checkpoints)."""
+    """Build data, encoder and head; train (resuming from `job.run_dir` if it has checkpoints).
+
+    Under torchrun (an initialized process group, `vla.training.distributed`), every rank runs this:
+    rank 0 prepares the data first (it may write cached embeddings into the dataset), the others
+    then read it; each trains on its part of every global batch; rank 0 writes the run directory.
+    """
     if job.threads:
         torch.set_num_threads(int(job.threads))
+    ctx = current()
     t0 = time.perf_counter()
     encoder = build_encoder(job.encoder)
     spec = job.data
@@ -114,7 +121,8 @@ def run_training(job: TrainJob) -> TrainOutcome:
         # The head's auxiliary future-state loss reads future_state at its offsets from the data.
         offsets = job.policy_values.get("aux_future_offsets", DEFAULT_AUX_FUTURE_OFFSETS)
         spec = dataclasses.replace(spec, future_offsets=tuple(int(o) for o in offsets))
-    data = build_train_data(spec, encoder)
+    with main_first(ctx):
+        data = build_train_data(spec, encoder)
     n_windows = len(data.dataset)
     if job.batch_size > n_windows:
         raise ValueError(
@@ -153,12 +161,19 @@ def run_training(job: TrainJob) -> TrainOutcome:
         action_key=job.data.action_key,
         task=dict(job.task),
     )
+    per_rank = job.batch_size // ctx.world_size
+    if ctx.world_size * job.train.grad_accum_steps > 1 and per_rank % job.train.grad_accum_steps:
+        raise ValueError(
+            f"batch_size={job.batch_size}: the global batch must split evenly over {ctx.world_size} "
+            f"process(es) x train.grad_accum_steps={job.train.grad_accum_steps} micro-batches"
+        )
     loader = ResumableLoader(
         data.dataset,
         batch_size=job.batch_size,
         seed=job.train.seed,
         num_workers=job.num_workers,
         collate_fn=collate,
+        part=ctx.shard_slice(job.batch_size),
     )
     eval_fn = None
     if job.eval_episodes > 0:
@@ -167,13 +182,20 @@ def run_training(job: TrainJob) -> TrainOutcome:
     if job.eval_every and job.eval_episodes:
         cfg = TrainConfig(**{**cfg.to_dict(), "eval_every": job.eval_every})
     prep_s = time.perf_counter() - t0
-    print(
-        f"[vla-train] {job.policy_name}: {sum(p.numel() for p in head.parameters()) / 1e6:.2f} M params | "
-        f"{len(data.dataset)} windows from {len(data.train_episodes)} episodes | tokens {data.n_tokens} x "
-        f"{data.token_dim} ({data.token_source}) | To={job.data.n_obs_steps} T={job.data.horizon} "
-        f"Ta={job.n_action_steps} | setup {prep_s:.1f} s",
-        flush=True,
+    dist_note = (
+        f" | {ctx.world_size} processes ({ctx.backend}) x {per_rank // job.train.grad_accum_steps} "
+        f"samples x {job.train.grad_accum_steps} micro-batches"
+        if ctx.enabled or job.train.grad_accum_steps > 1
+        else ""
     )
+    if ctx.is_main:
+        print(
+            f"[vla-train] {job.policy_name}: {sum(p.numel() for p in head.parameters()) / 1e6:.2f} M params | "
+            f"{len(data.dataset)} windows from {len(data.train_episodes)} episodes | tokens {data.n_tokens} x "
+            f"{data.token_dim} ({data.token_source}) | To={job.data.n_obs_steps} T={job.data.horizon} "
+            f"Ta={job.n_action_steps} | setup {prep_s:.1f} s{dist_note}",
+            flush=True,
+        )
     t1 = time.perf_counter()
     result = train(
         head,
@@ -212,9 +234,13 @@ def run_training(job: TrainJob) -> TrainOutcome:
         "n_windows": len(data.dataset),
         "n_train_episodes": len(data.train_episodes),
         "eval": outcome.eval_metrics,
+        "world_size": ctx.world_size,
+        "grad_accum_steps": job.train.grad_accum_steps,
+        "samples_per_s": outcome.steps_per_s * job.batch_size,
     }
-    job.run_dir.mkdir(parents=True, exist_ok=True)
-    (job.run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if ctx.is_main:
+        job.run_dir.mkdir(parents=True, exist_ok=True)
+        (job.run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return outcome
 
 

@@ -31,10 +31,17 @@ class _StepBatchSampler(Sampler[list[int]]):
     """Infinite sampler of index lists starting at a given step."""
 
     def __init__(
-        self, n: int, batch_size: int, seed: int, start_step: int, shuffle: bool, drop_last: bool
+        self,
+        n: int,
+        batch_size: int,
+        seed: int,
+        start_step: int,
+        shuffle: bool,
+        drop_last: bool,
+        part: slice = slice(None),
     ) -> None:
         self.n, self.bs, self.seed, self.start = n, batch_size, seed, start_step
-        self.shuffle, self.drop_last = shuffle, drop_last
+        self.shuffle, self.drop_last, self.part = shuffle, drop_last, part
         self.per_epoch = n // batch_size if drop_last else -(-n // batch_size)
 
     def __iter__(self) -> Iterator[list[int]]:
@@ -43,7 +50,7 @@ class _StepBatchSampler(Sampler[list[int]]):
         while True:
             order = epoch_permutation(self.n, self.seed, epoch) if self.shuffle else torch.arange(self.n)
             for k in range(pos, self.per_epoch):
-                yield order[k * self.bs : (k + 1) * self.bs].tolist()
+                yield order[k * self.bs : (k + 1) * self.bs][self.part].tolist()
             epoch, pos = epoch + 1, 0
 
 
@@ -58,6 +65,9 @@ class ResumableLoader:
 
     Exact resume also needs the dataset's `__getitem__` to be deterministic per index (random
     augmentation inside worker processes is seeded per iterator, not per step).
+
+    part: distributed training: this process's slice of each global batch of `batch_size` indices
+        (`DistContext.shard_slice`); every rank draws the same global batch and keeps its part.
     """
 
     def __init__(
@@ -70,6 +80,7 @@ class ResumableLoader:
         num_workers: int = 0,
         collate_fn: Callable[[list[Any]], Any] | None = None,
         pin_memory: bool = False,
+        part: slice = slice(None),
     ) -> None:
         n = len(dataset)  # type: ignore[arg-type]
         if batch_size < 1:
@@ -81,6 +92,7 @@ class ResumableLoader:
         self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
         self.shuffle, self.drop_last = shuffle, drop_last
         self.num_workers, self.collate_fn, self.pin_memory = num_workers, collate_fn, pin_memory
+        self.part = part
 
     @property
     def steps_per_epoch(self) -> int:
@@ -95,6 +107,7 @@ class ResumableLoader:
             step,
             self.shuffle,
             self.drop_last,  # type: ignore[arg-type]
+            self.part,
         )
         loader = DataLoader(
             self.dataset,  # type: ignore[arg-type]

@@ -10,10 +10,17 @@ Resume: call `train` again with the same run_dir; it continues from the latest c
 Ctrl-C (SIGINT, on the main thread): the step in progress finishes, a checkpoint of that step is
 written and `KeyboardInterrupt` is raised saying where it is and how to continue; a second Ctrl-C
 stops at once (no checkpoint). The resumed run reaches the same parameters as an uninterrupted one.
+
+Distributed (`vla.training.distributed`, under torchrun): the head is wrapped in
+DistributedDataParallel, each rank computes its slice of the global batch (the loader's `part`),
+rank 0 alone logs, checkpoints and evaluates, and every rank resumes from the checkpoint rank 0
+chose. Per step, the loss noise of the whole global batch is drawn from a generator seeded by
+(seed, step) and sliced, so any split of the batch (ranks, `grad_accum_steps`) trains alike.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -34,6 +41,7 @@ from policies import Policy
 from policies.ema import EMA
 from vla.progress import progress_bar
 from vla.training.checkpoint import (
+    checkpoint_dir,
     latest_checkpoint,
     list_checkpoints,
     load_training_state,
@@ -44,6 +52,7 @@ from vla.training.checkpoint import (
     set_rng_state,
 )
 from vla.training.config import TrainConfig
+from vla.training.distributed import DistContext, current, device_for
 from vla.training.loader import StepIterable
 from vla.training.schedule import lr_at
 
@@ -158,6 +167,41 @@ class _StopRequest:
         )
 
 
+class _LossModule(torch.nn.Module):
+    """`forward(batch) = policy.compute_loss(batch)`: DistributedDataParallel synchronizes the
+    gradients of what runs through its wrapped module's forward, and a head's loss is a method."""
+
+    def __init__(self, policy: Policy) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.policy.compute_loss(batch)
+
+
+def step_noise(policy: Policy, global_batch: int, seed: int, step: int) -> dict[str, torch.Tensor]:
+    """The loss noise of step `step` for the whole global batch: a function of (seed, step) only,
+    so every rank draws the same and a resumed run the same as an uninterrupted one."""
+    g = torch.Generator().manual_seed((int(seed) * 1_000_003 + int(step)) % 2**63)
+    return policy.loss_noise(global_batch, g)
+
+
+def _micro_batches(batch: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    """Split a batch into n equal micro-batches along dim 0 (tensors; other values are shared)."""
+    if n == 1:
+        return [batch]
+    b = int(batch["action"].shape[0])
+    if b % n:
+        raise ValueError(
+            f"TrainConfig.grad_accum_steps={n} does not divide the per-process batch of {b} samples"
+        )
+    m = b // n
+    return [
+        {k: v[i * m : (i + 1) * m] if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        for i in range(n)
+    ]
+
+
 def _run_eval(eval_fn: EvalFn, policy: Policy, ema: EMA | None, step: int) -> dict[str, float]:
     """Evaluate the inference copy (EMA when present) without disturbing the training RNG streams."""
     target = ema.averaged if ema is not None else policy
@@ -185,6 +229,7 @@ def train(
     encoder_fingerprint: Any = None,
     resume: bool = True,
     until_step: int | None = None,
+    dist_ctx: DistContext | None = None,
 ) -> TrainResult:
     """Train `policy` for `cfg.steps` optimizer steps, writing checkpoints and logs under `run_dir`.
 
@@ -196,14 +241,19 @@ def train(
         each checkpoint (normalizer.json / processor.json / shape_meta.json / encoder.json).
     resume: continue from the latest checkpoint in `run_dir` if there is one.
     until_step: stop (with a checkpoint) after this step although the schedule runs to cfg.steps.
+    dist_ctx: this process's place in a torchrun job (default: the initialized process group, if
+        any); `data` must then yield this rank's part of each global batch (`ResumableLoader.part`).
 
     Raises:
         KeyboardInterrupt: on Ctrl-C (SIGINT; main thread only), after finishing the step in progress
             and checkpointing it; the message names the step, the checkpoint and how to continue.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    device = torch.device(cfg.device)
+    ctx = dist_ctx if dist_ctx is not None else current()
+    main = ctx.is_main
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device(device_for(cfg.device, ctx))
     policy.to(device)
 
     # Mixed precision only on CUDA: bf16 where supported (no loss scaling needed), else fp16.
@@ -218,7 +268,8 @@ def train(
 
     # ---- resume or start fresh
     start = 0
-    ckpt = latest_checkpoint(run_dir) if resume else None
+    # Rank 0 picks the checkpoint and every rank loads that one (the directory is shared).
+    ckpt = ctx.broadcast_object(latest_checkpoint(run_dir) if resume and main else None)
     if ckpt is not None:
         _check_resumable(policy, ckpt)
         load_weights(policy, ckpt / "model.safetensors")
@@ -238,12 +289,22 @@ def train(
     if start >= end:
         return TrainResult(step=start, last_loss=float("nan"), checkpoint=ckpt, start_step=start)
 
-    # ---- logging
+    # ---- distributed: DDP syncs (averages) the gradients in backward; it also broadcasts rank 0's
+    # weights at construction (they are equal already: same seed or same checkpoint).
+    loss_module: torch.nn.Module = _LossModule(policy)
+    if ctx.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device.index] if device.type == "cuda" else None
+        loss_module = DistributedDataParallel(loss_module, device_ids=ids)
+    accum = cfg.grad_accum_steps
+
+    # ---- logging (rank 0)
     from torch.utils.tensorboard import SummaryWriter  # imported here: tensorboard is slow to import
 
-    writer = SummaryWriter(str(run_dir / "tb"), purge_step=start + 1 if start else None)
+    writer = SummaryWriter(str(run_dir / "tb"), purge_step=start + 1 if start else None) if main else None
     wandb_run = None
-    if cfg.wandb:
+    if cfg.wandb and main:
         try:
             import wandb
         except ImportError as e:
@@ -256,12 +317,14 @@ def train(
         )
 
     def log(scalars: dict[str, float], step: int) -> None:
+        if writer is None:
+            return
         for k, v in scalars.items():
             writer.add_scalar(k, v, step)
         if wandb_run is not None:
             wandb_run.log(scalars, step=step)
 
-    loss_fn = torch.compile(policy.compute_loss) if cfg.compile else policy.compute_loss
+    loss_fn = torch.compile(loss_module) if cfg.compile else loss_module
     ckpt_kwargs = {
         "train_config": cfg.to_dict(),
         "normalizer": normalizer_state,
@@ -271,12 +334,17 @@ def train(
     }
 
     def checkpoint(done: int) -> Path:
-        path = save_checkpoint(
-            run_dir, done, policy, ema=ema, optimizer=optimizer, scaler=scaler, **ckpt_kwargs
-        )
-        if cfg.keep_last_ckpts:
-            for _, old in list_checkpoints(run_dir)[: -cfg.keep_last_ckpts]:
-                shutil.rmtree(old)
+        # Rank 0 writes (every rank holds the same weights); the others wait until it is complete,
+        # so no rank runs ahead of the last checkpoint a restarted job would resume from.
+        path = checkpoint_dir(run_dir, done)
+        if main:
+            path = save_checkpoint(
+                run_dir, done, policy, ema=ema, optimizer=optimizer, scaler=scaler, **ckpt_kwargs
+            )
+            if cfg.keep_last_ckpts:
+                for _, old in list_checkpoints(run_dir)[: -cfg.keep_last_ckpts]:
+                    shutil.rmtree(old)
+        ctx.barrier()
         return path
 
     batches = _batches(data, start)
@@ -285,7 +353,9 @@ def train(
         from vla.training.threads import ThreadGovernor
 
         governor = ThreadGovernor(torch.get_num_threads(), log=lambda m: print(f"[train] {m}", flush=True))
-    bar = progress_bar(total=end, initial=start, disable=not cfg.progress, desc=policy.name, unit="step")
+    bar = progress_bar(
+        total=end, initial=start, disable=not (cfg.progress and main), desc=policy.name, unit="step"
+    )
     policy.train()
     window_loss, window_steps, window_samples = 0.0, 0, 0
     window_t0 = time.perf_counter()
@@ -296,17 +366,29 @@ def train(
         with stop:
             for step in range(start, end):
                 t_step = time.perf_counter()
-                batch = _to_device(next(batches), device)
+                batch = next(batches)
+                n_local = int(batch["action"].shape[0])
+                part = ctx.shard_slice(n_local * ctx.world_size)
+                noise = step_noise(policy, n_local * ctx.world_size, cfg.seed, step)
+                batch = _to_device(batch | {k: v[part] for k, v in noise.items()}, device)
                 lr = lr_at(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
 
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                    loss, metrics = loss_fn(batch)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"train(): non-finite loss at step {step}: {metrics}")
                 optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
+                step_loss = 0.0
+                for i, micro in enumerate(_micro_batches(batch, accum)):
+                    # DDP all-reduces in the last micro-batch's backward only.
+                    last = i == accum - 1
+                    sync = contextlib.nullcontext() if last or not ctx.enabled else loss_module.no_sync()
+                    with sync:
+                        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                            loss, metrics = loss_fn(micro)
+                        if not torch.isfinite(loss):
+                            raise FloatingPointError(f"train(): non-finite loss at step {step}: {metrics}")
+                        # Each micro-batch loss is a mean over its samples: / accum gives the batch mean.
+                        scaler.scale(loss / accum).backward()
+                    step_loss += float(loss.detach()) / accum
                 grad_norm = None
                 if cfg.grad_clip > 0:
                     scaler.unscale_(optimizer)
@@ -320,12 +402,12 @@ def train(
                 done = step + 1
                 bar.update(1)
 
-                window_loss += float(loss.detach())
+                window_loss += step_loss
                 window_steps += 1
-                window_samples += int(batch["action"].shape[0])
+                window_samples += n_local * ctx.world_size
                 if done % cfg.log_every == 0 or done == end:
                     dt = time.perf_counter() - window_t0
-                    last_loss = window_loss / window_steps
+                    last_loss = ctx.mean(window_loss / window_steps)
                     scalars = {f"train/{k}": v for k, v in metrics.items()}
                     scalars |= {
                         "train/loss": last_loss,
@@ -339,7 +421,7 @@ def train(
                         scalars["train/ema_decay"] = ema.decay()
                     log(scalars, done)
                     bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr:.1e}", sps=f"{window_samples / dt:.0f}")
-                    if not cfg.progress:  # no bar: the log_every line is the progress
+                    if not cfg.progress and main:  # no bar: the log_every line is the progress
                         print(
                             f"[train] step {done}/{end}: loss {last_loss:.4f} lr {lr:.1e} "
                             f"{window_samples / dt:.0f} samples/s",
@@ -353,16 +435,23 @@ def train(
                     last_ckpt = checkpoint(done)
                 at_eval = cfg.eval_every and done % cfg.eval_every == 0
                 if eval_fn is not None and (at_eval or done == cfg.steps):
-                    eval_metrics = _run_eval(eval_fn, policy, ema, done)
-                    log({f"eval/{k}": float(v) for k, v in eval_metrics.items()}, done)
-                    bar.write(f"step {done}: " + ", ".join(f"{k}={v:.4g}" for k, v in eval_metrics.items()))
-                if stop.requested:  # Ctrl-C during this step: keep it, then stop
+                    if main:
+                        eval_metrics = _run_eval(eval_fn, policy, ema, done)
+                        log({f"eval/{k}": float(v) for k, v in eval_metrics.items()}, done)
+                        bar.write(
+                            f"step {done}: " + ", ".join(f"{k}={v:.4g}" for k, v in eval_metrics.items())
+                        )
+                    ctx.barrier()  # the other ranks wait for rank 0's evaluation
+                # Ctrl-C during this step (on any rank: torchrun forwards it to all): keep it, then stop.
+                if ctx.any_true(stop.requested):
+                    stop.requested = True
                     if last_ckpt is None or last_ckpt.name != str(done):
                         last_ckpt = checkpoint(done)
                     break
     finally:
         bar.close()
-        writer.close()
+        if writer is not None:
+            writer.close()
         if wandb_run is not None:
             wandb_run.finish()
     if stop.requested and done < end:  # (a Ctrl-C during the last step: the run is complete)

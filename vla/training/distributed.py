@@ -1,0 +1,156 @@
+"""Multi-process training with PyTorch's own engine: torchrun + DistributedDataParallel.
+
+    torchrun --standalone --nproc_per_node=2 -m vla.cli.train experiment=debug        # CPU: gloo
+    torchrun --nproc_per_node=8 -m vla.cli.train train.device=cuda                     # GPUs: NCCL
+    torchrun --nnodes=2 --node_rank=$R --rdzv_backend=c10d --rdzv_endpoint=$HOST:29500 \\
+        --nproc_per_node=8 -m vla.cli.train train.device=cuda                          # 2 nodes
+
+torchrun sets RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR in each process's environment;
+`init_from_env` joins the process group they describe (a no-op `DistContext` without them).
+
+The global batch is what `batch_size` says, whatever the number of processes: each step, the
+sampler draws the same `batch_size` indices on every rank (a function of seed and step) and rank r
+takes the r-th contiguous slice; gradient accumulation splits that slice again. The loss noise
+(diffusion noise, timesteps, state noise) is drawn for the whole global batch from the shared RNG
+stream and sliced the same way. So N ranks x B/N samples follow the same parameter trajectory as
+1 rank x B (up to float summation order), and a checkpoint resumes under any number of ranks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process stands in the job. A single process is rank 0 of world size 1."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    backend: str | None = None  # "gloo" / "nccl" when a process group is up
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one process that logs, checkpoints and evaluates."""
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    def broadcast_object(self, obj: Any) -> Any:
+        """Rank 0's `obj` on every rank (e.g. the run directory, whose name has a timestamp)."""
+        if not self.enabled:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def any_true(self, flag: bool) -> bool:
+        """True on every rank if it is true on any (e.g. a Ctrl-C seen by one process)."""
+        if not self.enabled:
+            return flag
+        t = torch.tensor([1.0 if flag else 0.0], device=self.reduce_device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item() > 0)
+
+    def mean(self, value: float) -> float:
+        """The mean of a float over ranks (for logging)."""
+        if not self.enabled:
+            return value
+        t = torch.tensor([float(value)], dtype=torch.float64, device=self.reduce_device)
+        dist.all_reduce(t)
+        return float(t.item()) / self.world_size
+
+    @property
+    def reduce_device(self) -> torch.device:
+        # NCCL reduces CUDA tensors only; gloo CPU tensors.
+        return (
+            torch.device("cuda", torch.cuda.current_device())
+            if self.backend == "nccl"
+            else torch.device("cpu")
+        )
+
+    def shard_slice(self, global_batch: int, what: str = "batch_size") -> slice:
+        """This rank's contiguous part of a global batch of `global_batch` samples."""
+        if global_batch % self.world_size:
+            raise ValueError(
+                f"{what}={global_batch} is not divisible by the {self.world_size} training processes: "
+                f"use a multiple of {self.world_size} (it is the global batch, split over the processes)"
+            )
+        per = global_batch // self.world_size
+        return slice(self.rank * per, (self.rank + 1) * per)
+
+
+SINGLE = DistContext()
+
+
+def env_world_size() -> int:
+    """WORLD_SIZE of the launcher's environment (1 when not launched by torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def device_for(device: str, ctx: DistContext) -> str:
+    """The device of this rank: `cuda` -> `cuda:<local_rank>` (one GPU per process); others unchanged."""
+    if ctx.enabled and device == "cuda":
+        return f"cuda:{ctx.local_rank}"
+    return device
+
+
+def current() -> DistContext:
+    """The context of an already initialized process group (SINGLE when there is none)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return SINGLE
+    return DistContext(
+        rank=dist.get_rank(),
+        world_size=dist.get_world_size(),
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+        backend=str(dist.get_backend()),
+    )
+
+
+def init_from_env(device: str = "cpu", timeout_s: float = 1800.0) -> DistContext:
+    """Join the process group torchrun describes in the environment (NCCL for `device=cuda`, else
+    gloo); SINGLE when WORLD_SIZE is unset or 1. Idempotent: an initialized group is reused."""
+    if env_world_size() <= 1:
+        return SINGLE
+    if not dist.is_available():
+        raise RuntimeError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
+    if not dist.is_initialized():
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
+    return current()
+
+
+def shutdown() -> None:
+    """Leave the process group (end of a torchrun job)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def main_first(ctx: DistContext) -> Iterator[None]:
+    """Rank 0 runs the body first (e.g. writing cached embeddings into the dataset), the other ranks
+    after it (they then read what it wrote). Single process: just the body."""
+    if ctx.enabled and not ctx.is_main:
+        dist.barrier()
+    try:
+        yield
+    finally:
+        if ctx.enabled and ctx.is_main:
+            dist.barrier()
