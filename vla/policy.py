@@ -149,6 +149,12 @@ class VLAPolicy:
     def reset(self) -> None:
         self.head.reset()
 
+    def seed_sampling(self, seed: int) -> None:
+        """Restart the sampling noise (diffusion heads) from `seed`: `evaluate` seeds each episode
+        with its own seed, so an episode's result does not depend on the episodes run before it
+        (what makes a sharded evaluation equal the unsharded one)."""
+        self.generator = torch.Generator(device=self.device).manual_seed(int(seed))
+
     # ------------------------------------------------------------------ inference
     def batch(self, obs: dict[str, Any]) -> dict[str, torch.Tensor]:
         """The head's input batch of one observation (through the processor, as in training)."""

@@ -27,6 +27,8 @@ COMMAND = Command(
         "vla-eval checkpoint=outputs/train/<run> n_episodes=50",
         "vla-eval checkpoint=outputs/train/<run> mode=async smoothing=rtc margin_steps=2 latency_s=0.18",
         "vla-eval checkpoint=outputs/train/<run> task=push_cube instruction='push the red cube left'",
+        "vla-eval checkpoint=outputs/train/<run> num_shards=4 shard=0 out_dir=outputs/eval/x   # one of 4 shards",
+        "vla-eval checkpoint=outputs/train/<run> num_shards=4 merge=true out_dir=outputs/eval/x   # join them",
     ),
 )
 
@@ -51,11 +53,27 @@ def eval_task(recorded: dict[str, Any] | None, chosen: dict[str, Any] | None, ck
 def run(cfg: DictConfig) -> dict[str, Any]:
     import torch
 
-    from vla.evaluation.simulator import EvalConfig, evaluate
+    from vla.evaluation.simulator import EvalConfig, evaluate, merge_shards
     from vla.policy import VLAPolicy
+    from vla.shards import check_shard, shard_dir
     from vla.training.checkpoint import resolve_checkpoint
 
     r: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    shard, num_shards = int(r.get("shard") or 0), int(r.get("num_shards") or 1)
+    check_shard(shard, num_shards)
+    if (num_shards > 1 or r.get("merge")) and not r.get("out_dir"):
+        raise ValueError(
+            "num_shards > 1 / merge=true need out_dir=<dir>, the same for every shard and the merge"
+        )
+    if r.get("merge"):
+        res = merge_shards(r["out_dir"], num_shards)
+        lo, hi = res["success_ci95"]
+        print(
+            f"[vla-eval] merged {num_shards} shards: success {res['successes']}/{res['n_episodes']} = "
+            f"{res['success_rate']:.0%} (95% CI {lo:.0%}-{hi:.0%}) | results {r['out_dir']}/eval.json",
+            flush=True,
+        )
+        return res
     if r.get("threads"):
         torch.set_num_threads(int(r["threads"]))
     ckpt = resolve_checkpoint(r["checkpoint"])
@@ -71,6 +89,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     out_dir = r.get("out_dir") or str(
         run_dir / "eval" / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_step{ckpt.name}"
     )
+    if num_shards > 1:
+        out_dir = str(shard_dir(out_dir, shard, num_shards))
     ecfg = EvalConfig(
         task=str(task_name),
         env_overrides=env,
@@ -89,6 +109,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         n_videos=int(r["n_videos"]),
         out_dir=out_dir,
         progress=bool(r["progress"]),
+        shard=shard,
+        num_shards=num_shards,
     )
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     (Path(out_dir) / "eval_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -101,8 +123,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         if g
         else ""
     )
+    part = f" (shard {shard} of {num_shards})" if num_shards > 1 else ""
     print(
-        f"[vla-eval] {ckpt}: success {res['successes']}/{res['n_episodes']} = {res['success_rate']:.0%} "
+        f"[vla-eval] {ckpt}{part}: success {res['successes']}/{res['n_episodes']} = {res['success_rate']:.0%} "
         f"(95% CI {lo:.0%}-{hi:.0%}) | mean length {res['mean_episode_length']:.1f} | final progress {res['mean_final_progress']:.2f} | "
         f"missed periods {res['misses']} | chunk latency "
         f"p50 {res['chunk_latency_p50_s'] * 1e3:.0f} ms p99 {res['chunk_latency_p99_s'] * 1e3:.0f} ms | "

@@ -33,6 +33,10 @@ import numpy as np
 from sim.tasks.base import GRIPPER_CLOSED
 from vla.evaluation import EpisodeRecord, summarize
 from vla.runtime import ChunkPolicy, ControlLoop, RuntimeConfig, SimulatedClock, run_episode
+from vla.shards import check_shard, shard_range
+
+# The per-episode records of a shard (beside its eval.json), which `merge_shards` reads.
+SHARD_RECORDS = "shard_records.json"
 
 
 @dataclass
@@ -51,6 +55,9 @@ class EvalConfig:
     latency_s: inference latency charged per chunk in control time (None: measured).
     safety: run every chunk through the world-model safety gate (`safety_config`).
     n_videos: episodes recorded to mp4 (front view, `env.render()`).
+    shard / num_shards: run only shard `shard`'s contiguous block of the n_episodes (`vla.shards`;
+        episode i keeps seed `seed + i`); `merge_shards` joins the shards' results into the report
+        the unsharded evaluation writes.
     """
 
     task: str = "pick_cube"
@@ -71,6 +78,8 @@ class EvalConfig:
     video_fps: int | None = None
     out_dir: str = "outputs/eval"
     progress: bool = True
+    shard: int = 0
+    num_shards: int = 1
 
     def __post_init__(self) -> None:
         if self.n_episodes < 1:
@@ -85,6 +94,9 @@ class EvalConfig:
             raise ValueError("EvalConfig.smoothing='rtc' needs mode='async'")
         if self.n_videos < 0:
             raise ValueError(f"EvalConfig.n_videos must be >= 0, got {self.n_videos}")
+        check_shard(self.shard, self.num_shards)
+        if self.num_shards > self.n_episodes:
+            raise ValueError(f"EvalConfig.num_shards={self.num_shards} > n_episodes={self.n_episodes}")
 
 
 class EpisodeObserver(Protocol):
@@ -198,11 +210,17 @@ def evaluate(policy: ChunkPolicy, cfg: EvalConfig, observer: EpisodeObserver | N
     videos: list[str] = []
     compute: list[float] = []
     t0 = time.perf_counter()
+    todo = shard_range(cfg.n_episodes, cfg.shard, cfg.num_shards)
     try:
-        for i in range(cfg.n_episodes):
+        for i in todo:
             rec.record = i < cfg.n_videos
             if gate is not None:
                 gate.reset_stats()
+            reseed = getattr(policy, "seed_sampling", None)
+            if callable(reseed):
+                # Episode i's sampling noise depends on its seed alone, not on the episodes before
+                # it: a shard that starts at episode i runs it exactly as the whole evaluation does.
+                reseed(cfg.seed + i)
             res = run_episode(rec, loop, max_steps=max_steps, seed=cfg.seed + i)
             s = res.stats.summary()
             compute += [c.compute_s for c in res.stats.chunks if np.isfinite(c.compute_s)]
@@ -240,7 +258,7 @@ def evaluate(policy: ChunkPolicy, cfg: EvalConfig, observer: EpisodeObserver | N
                 n_ok = sum(e.success for e in episodes)
                 print(
                     f"[vla-eval] episode {i + 1}/{cfg.n_episodes}: {'success' if res.success else 'failure'} "
-                    f"in {res.steps} steps ({res.wall_time_s:.1f} s) | {n_ok}/{i + 1} so far",
+                    f"in {res.steps} steps ({res.wall_time_s:.1f} s) | {n_ok}/{len(episodes)} so far",
                     flush=True,
                 )
     finally:
@@ -250,14 +268,93 @@ def evaluate(policy: ChunkPolicy, cfg: EvalConfig, observer: EpisodeObserver | N
         env.close()
         if gate is not None:
             gate.close()
-    results = _summarise(episodes, compute, cfg, time.perf_counter() - t0, ta)
-    results["videos"] = videos
-    # Which weights were evaluated: EMA or raw (None: not a checkpoint policy, or not known).
-    results["used_ema"] = getattr(policy, "used_ema", None)
+    seconds = time.perf_counter() - t0
     ckpt = getattr(policy, "checkpoint", None)
-    results["checkpoint"] = str(ckpt) if ckpt is not None else None
+    # Which weights were evaluated: EMA or raw (None: not a checkpoint policy, or not known).
+    about = {"used_ema": getattr(policy, "used_ema", None), "checkpoint": str(ckpt) if ckpt else None}
+    if cfg.num_shards > 1:
+        raw = {
+            "config": asdict(cfg),
+            "episodes": [asdict(e) for e in episodes],
+            "compute_s": compute,
+            "videos": videos,
+            "seconds": seconds,
+            "n_action_steps": ta,
+            **about,
+        }
+        _write_json(out / SHARD_RECORDS, raw)
+    return _report(episodes, compute, cfg, seconds, ta, videos, about, out)
+
+
+def _report(
+    episodes: list[EpisodeRecord],
+    compute: list[float],
+    cfg: EvalConfig,
+    seconds: float,
+    ta: int,
+    videos: list[str],
+    about: dict[str, Any],
+    out: Path,
+) -> dict[str, Any]:
+    """Summary + plot -> out/eval.json, out/eval.png; returns the results."""
+    results = _summarise(episodes, compute, cfg, seconds, ta)
+    results["videos"] = videos
+    results.update(about)
     results["plot"] = str(_plot(results, results["episodes"], compute, out / "eval.png"))
-    (out / "eval.json").write_text(json.dumps(results, indent=2, allow_nan=True) + "\n")
+    _write_json(out / "eval.json", results)
+    return results
+
+
+def _write_json(path: Path, data: Any) -> None:
+    # Atomic: a scheduler that reads a shard's results while it is written sees the old file or the new.
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, allow_nan=True) + "\n")
+    tmp.replace(path)
+
+
+def merge_shards(out_dir: str | Path, num_shards: int) -> dict[str, Any]:
+    """Join the results of `evaluate` shards 0..num_shards-1 (written to `vla.shards.shard_dir(
+    out_dir, i, num_shards)`) into `out_dir/eval.json` + `eval.png`: the report the unsharded
+    evaluation writes (same episodes, success, Wilson CI, per-instruction table), with the shards'
+    summed run time. Refuses missing shards and shards of different settings (naming the file)."""
+    from vla.shards import shard_dir
+
+    out = Path(out_dir)
+    parts = []
+    for i in range(num_shards):
+        path = shard_dir(out, i, num_shards) / SHARD_RECORDS
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: shard {i} of {num_shards} has not finished (no results)")
+        parts.append((path, json.loads(path.read_text())))
+    first_path, first = parts[0]
+    common = {k: v for k, v in first["config"].items() if k not in ("shard", "out_dir")}
+    episodes: list[EpisodeRecord] = []
+    compute: list[float] = []
+    videos: list[str] = []
+    for i, (path, part) in enumerate(parts):
+        pc = part["config"]
+        diff = sorted(k for k in common if pc.get(k) != common[k])
+        if part["checkpoint"] != first["checkpoint"]:
+            diff.append("checkpoint")
+        if diff or pc.get("shard") != i:
+            raise ValueError(
+                f"{path}: shard {pc.get('shard')} differs from {first_path} in {diff or ['shard index']}; "
+                "merge the shards of one evaluation"
+            )
+        want = list(shard_range(common["n_episodes"], i, num_shards))
+        got = [int(e["episode"]) for e in part["episodes"]]
+        if got != want:
+            raise ValueError(f"{path}: episodes {got[:3]}... are not shard {i}'s {want[:3]}...")
+        episodes += [EpisodeRecord(**e) for e in part["episodes"]]
+        compute += [float(c) for c in part["compute_s"]]
+        videos += part["videos"]
+    cfg = EvalConfig(**{**common, "out_dir": str(out)})
+    about = {"used_ema": first["used_ema"], "checkpoint": first["checkpoint"]}
+    seconds = sum(float(p["seconds"]) for _, p in parts)
+    out.mkdir(parents=True, exist_ok=True)
+    results = _report(episodes, compute, cfg, seconds, int(first["n_action_steps"]), videos, about, out)
+    results["merged_shards"] = [str(p.parent) for p, _ in parts]
+    _write_json(out / "eval.json", results)
     return results
 
 
