@@ -27,6 +27,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from vla.shards import check_shard, shard_range
+
 
 @dataclass(frozen=True)
 class CollectConfig:
@@ -56,6 +58,11 @@ class CollectConfig:
         robot / joint_names: the robot description's name and dataset names of the 7 state/action
             dims (configs/robot/<robot>.yaml dataset_joint_names); None: the simulator model's arm
             joints + "gripper". The arm names must be the simulated model's.
+        shard / num_shards: run only the attempts of shard `shard`'s contiguous block of attempts
+            0..n_episodes-1 (`vla.shards.shard_range`; attempt i keeps seed ``seed + i``), storing
+            its successes without replacing failures; `merge_shards` joins the shard stores and
+            makes up the failures with attempts n_episodes, n_episodes + 1, ... as the unsharded
+            run does, so the merged store equals the unsharded one.
     """
 
     task: str = "pick_cube"
@@ -76,6 +83,8 @@ class CollectConfig:
     recovery: Recovery | None = None
     robot: str = "ur5e_2f85"
     joint_names: tuple[str, ...] | None = None
+    shard: int = 0
+    num_shards: int = 1
 
     def __post_init__(self) -> None:
         if self.n_episodes < 1:
@@ -92,6 +101,14 @@ class CollectConfig:
             raise ValueError(f"CollectConfig.video_episodes must be >= 0, got {self.video_episodes}")
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
             raise ValueError(f"CollectConfig.workers must be an integer >= 1, got {self.workers!r}")
+        check_shard(self.shard, self.num_shards)
+        if self.num_shards > self.n_episodes:
+            raise ValueError(f"CollectConfig.num_shards={self.num_shards} > n_episodes={self.n_episodes}")
+        if self.num_shards > 1 and self.resume:
+            raise ValueError(
+                "CollectConfig: resume=true is not supported for one shard (num_shards > 1); rerun the "
+                "shard with overwrite=true (it takes 1/num_shards of the time)"
+            )
 
 
 @dataclass(frozen=True)
@@ -447,6 +464,13 @@ def collect(cfg: CollectConfig) -> CollectResult:
         keys={},
         extra={"task": cfg.task, "seed": cfg.seed, "source": "sim scripted expert", **cfg.extra_meta},
     )
+    block = shard_range(cfg.n_episodes, cfg.shard, cfg.num_shards)
+    sharded = cfg.num_shards > 1
+    if sharded:
+        meta.extra["shard"] = {
+            "index": cfg.shard, "num_shards": cfg.num_shards, "n_episodes": cfg.n_episodes,
+            "attempts": [block.start, block.stop],
+        }  # fmt: skip
     with contextlib.ExitStack() as stack:
         target = Path(cfg.out)
         if cfg.overwrite and target.exists():
@@ -460,15 +484,20 @@ def collect(cfg: CollectConfig) -> CollectResult:
             attempts = submitted
         else:
             rb = ReplayBuffer.create(target, meta, overwrite=False)
-            n_saved = n_success = attempts = submitted = 0
+            n_saved = n_success = attempts = 0
+            submitted = block.start  # the next attempt's index (its seed: cfg.seed + index)
         max_attempts = cfg.max_attempts or 2 * cfg.n_episodes + 10
+        # A shard runs its block of attempts and no more (the merge makes up its failures).
+        n_wanted = len(block) if sharded else cfg.n_episodes
+        if sharded:
+            max_attempts = block.stop
         video_path = Path(cfg.video_path) if cfg.video_path else Path(cfg.out).with_suffix(".mp4")
         video: list[np.ndarray] = []
         # Two per worker keeps every worker busy while the main process writes the previous episode.
         window = 1 if cfg.workers == 1 else 2 * cfg.workers
         t0 = time.perf_counter()
         bar = progress_bar(
-            total=cfg.n_episodes,
+            total=n_wanted,
             initial=n_saved,
             desc=f"collect {cfg.task}",
             unit="ep",
@@ -482,17 +511,19 @@ def collect(cfg: CollectConfig) -> CollectResult:
                 runner = _PoolRunner(
                     cfg.task, env_overrides, cfg.workers, noise=cfg.action_noise, recovery=cfg.recovery
                 )
-            while n_saved < cfg.n_episodes:
+            while n_saved < n_wanted:
                 # Never more in flight than episodes still needed: if they all succeed we are done, so no
                 # attempt runs that one worker would not have run (same n_attempts, never > n_episodes).
                 while (
                     runner.in_flight < window
                     and submitted < max_attempts
-                    and n_saved + runner.in_flight < cfg.n_episodes
+                    and n_saved + runner.in_flight < n_wanted
                 ):
                     # Frames for every attempt that may become one of the first `video_episodes` stored.
                     runner.submit(cfg.seed + submitted, want_video=n_saved < cfg.video_episodes)
                     submitted += 1
+                if runner.in_flight == 0 and sharded:
+                    break  # the block is done; its failures are made up by merge_shards
                 if runner.in_flight == 0:
                     raise RuntimeError(
                         f"collect({cfg.task}): only {n_saved}/{cfg.n_episodes} episodes after {attempts} attempts "
@@ -530,3 +561,70 @@ def collect(cfg: CollectConfig) -> CollectResult:
         imageio.mimwrite(video_path, video, fps=env.metadata["render_fps"], macro_block_size=1)
         written = video_path
     return CollectResult(Path(cfg.out), n_saved, attempts, n_success, seconds, written)
+
+
+def shard_store(out: str | Path, shard: int, num_shards: int) -> Path:
+    """Where shard `shard` of a collection into `out` writes: `<name>.shard_<i>_of_<n>.zarr` beside it."""
+    out = Path(out)
+    stem = out.name[: -len(".zarr")] if out.name.endswith(".zarr") else out.name
+    return out.with_name(f"{stem}.shard_{shard}_of_{num_shards}.zarr")
+
+
+def merge_shards(cfg: CollectConfig) -> CollectResult:
+    """Join the shard stores of `cfg` (`shard_store(cfg.out, i, cfg.num_shards)`) into `cfg.out`.
+
+    Their episodes are appended in shard order (each shard: its block's successes, in attempt order).
+    When shards failed attempts, the merge goes on collecting from the last stored attempt, exactly as
+    the unsharded run goes on after attempt n_episodes - 1, until n_episodes are stored. So the merged
+    store holds the unsharded store's episodes, bit for bit. Written atomically (`staged_output`):
+    refused shards or an interrupted top-up leave `cfg.out` as it was.
+    """
+    import dataclasses
+
+    from vla.data import DatasetMeta, ReplayBuffer
+    from vla.data.merge import append_episodes, check_compatible
+    from vla.data.staging import staged_output
+
+    n = cfg.num_shards
+    if n < 2:
+        raise ValueError("merge_shards: num_shards must be >= 2 (the number of shards collected)")
+    rbs = []
+    for k in range(n):
+        path = shard_store(cfg.out, k, n)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: shard {k} of {n} has not been collected (no store)")
+        rb = ReplayBuffer.open(path)
+        have = dict(rb.meta.extra.get("shard") or {})
+        want = {"index": k, "num_shards": n, "n_episodes": cfg.n_episodes}
+        diffs = [f"shard.{f} {have.get(f)!r} != {v!r}" for f, v in want.items() if have.get(f) != v]
+        diffs += [
+            f"{f} {rb.meta.extra.get(f)!r} != {v!r}"
+            for f, v in (("task", cfg.task), ("seed", cfg.seed))
+            if rb.meta.extra.get(f) != v
+        ]
+        if diffs:
+            raise ValueError(f"{path}: not shard {k} of this collection ({'; '.join(diffs)})")
+        rbs.append(rb)
+    check_compatible(rbs)
+    m = rbs[0].meta
+    extra = {"task": cfg.task, "seed": cfg.seed, "source": m.extra.get("source"), **cfg.extra_meta}
+    extra["merged_from"] = [str(rb.path) for rb in rbs]
+    meta = DatasetMeta(
+        fps=m.fps, robot=m.robot, joint_names=list(m.joint_names), camera_names=list(m.camera_names),
+        keys=dict(m.keys), extra=extra,
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    n_made_up = 0
+    with staged_output(cfg.out, overwrite=cfg.overwrite) as tmp:
+        dest = ReplayBuffer.create(tmp, meta)
+        for rb in rbs:
+            append_episodes(dest, rb)
+        if dest.n_episodes < cfg.n_episodes:
+            have = dest.n_episodes
+            top_up = dataclasses.replace(
+                cfg, out=str(tmp), resume=True, overwrite=False, shard=0, num_shards=1, video_episodes=0
+            )
+            res = collect(top_up)
+            n_made_up = res.n_saved - have
+    seconds = time.perf_counter() - t0
+    return CollectResult(Path(cfg.out), cfg.n_episodes, n_made_up, n_made_up, seconds, None)

@@ -2,6 +2,10 @@
 
 Composes `configs/collect.yaml` (+ `configs/task/<name>.yaml`), saves the resolved config beside the
 store as `<out>.collect.yaml`, and calls :func:`vla.collect.collect`.
+
+Sharded (any scheduler): `num_shards=n shard=i` writes `<out stem>.shard_i_of_n.zarr`; the same
+command with `merge=true` instead of `shard=` joins them into `out` (:func:`vla.collect.merge_shards`),
+equal to the unsharded store.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from vla.cli.app import Command, entry
-from vla.collect import ActionNoise, CollectConfig, Recovery, collect
+from vla.collect import ActionNoise, CollectConfig, Recovery, collect, merge_shards, shard_store
 
 COMMAND = Command(
     prog="vla-collect",
@@ -22,6 +26,8 @@ COMMAND = Command(
         "vla-collect task=pick_cube n_episodes=100 out=outputs/demos/pick_cube.zarr resume=true   # after Ctrl-C",
         "vla-collect task=push_cube n_episodes=200 workers=2 'action_noise={std: 0.03, tau_s: 0.5}'",
         "vla-collect task=pick_cube n_episodes=200 'recovery={fraction: 0.3}'   # 30% show a retry",
+        "vla-collect task=pick_cube n_episodes=1000 num_shards=4 shard=0   # one of 4 shards (any machine)",
+        "vla-collect task=pick_cube n_episodes=1000 num_shards=4 merge=true   # join them into out=",
     ),
 )
 
@@ -71,6 +77,8 @@ def to_collect_config(cfg: DictConfig) -> CollectConfig:
         recovery=_recovery(resolved.get("recovery")),
         robot=str(resolved["robot"]["name"]),
         joint_names=tuple(resolved["robot"]["dataset_joint_names"]),
+        shard=resolved.get("shard", 0),
+        num_shards=resolved.get("num_shards", 1),
     )
 
 
@@ -90,6 +98,20 @@ def _kept(ccfg: CollectConfig) -> str:
 
 def _body(cfg: DictConfig, overrides: list[str]) -> int:
     ccfg = to_collect_config(cfg)
+    if cfg.get("merge"):
+        res = merge_shards(ccfg)
+        (Path(ccfg.out).parent / f"{Path(ccfg.out).stem}.collect.yaml").write_text(
+            OmegaConf.to_yaml(cfg, resolve=True)
+        )
+        print(
+            f"[vla-collect] merged {ccfg.num_shards} shards into {res.path}: {res.n_saved} episodes "
+            f"({res.n_attempts} collected now for the shards' failed attempts) | {res.seconds:.1f} s"
+        )
+        return 0
+    if ccfg.num_shards > 1:
+        import dataclasses
+
+        ccfg = dataclasses.replace(ccfg, out=str(shard_store(ccfg.out, ccfg.shard, ccfg.num_shards)))
     out = Path(ccfg.out)
     if out.exists() and not (ccfg.overwrite or ccfg.resume):
         raise FileExistsError(

@@ -9,6 +9,7 @@ Plain argparse (not a Hydra entry point): each subcommand takes a store path.
     vla-dataset export --format lerobot_v3 SRC DST [--fps-from-store] [--overwrite]
     vla-dataset export --format mcap SRC DST [--episode N] [--images raw|png|jpeg] [--overwrite]
     vla-dataset view PATH [episode=N] [--out FILE.rrd] [--spawn]
+    vla-dataset merge SRC [SRC ...] DST [--overwrite]
 """
 
 from __future__ import annotations
@@ -152,6 +153,19 @@ def cmd_import_dp(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    """Append the episodes of the sources, in order, to a new store (atomically)."""
+    from vla.data import ReplayBuffer
+    from vla.data.merge import merge_stores
+
+    out = merge_stores(args.src, args.dst, overwrite=args.overwrite)
+    rb = ReplayBuffer.open(out)
+    print(
+        f"[vla-dataset] merged {len(args.src)} stores into {out}: {rb.n_episodes} episodes, {rb.n_frames} frames"
+    )
+    return 0
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     from vla.data import ReplayBuffer, compute_stats
 
@@ -270,6 +284,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     s.set_defaults(func=cmd_import_dp)
+
+    s = sub.add_parser(
+        "merge",
+        help="join stores into a new one, episodes in the order given (written atomically; for "
+        "vla-collect shards use `vla-collect ... num_shards=N merge=true`, which also makes up their failures)",
+    )
+    s.add_argument("src", nargs="+", help="source stores (same fps, robot, joints, cameras, keys)")
+    s.add_argument("dst", help="the new store")
+    s.add_argument("--overwrite", action="store_true", help="replace DST if it exists (atomically)")
+    s.set_defaults(func=cmd_merge)
 
     s = sub.add_parser("stats", help="compute min/max/mean/std of low-dim keys and store them in the dataset")
     s.add_argument("path", help="dataset store (directory)")
