@@ -143,6 +143,12 @@ def _threads(r: dict) -> str:
     return "2 threads beside a busy process, steps/s: " + ", ".join(busy)
 
 
+def _ddp(r: dict) -> str:
+    return "training samples/s: " + ", ".join(
+        f"{x['processes']} proc {x['samples_per_s']:.0f} ({x['ratio_to_1_process']:.2f}x)" for x in r["rows"]
+    )
+
+
 def _probe(r: dict) -> str:
     res = "; ".join(
         f"{x['front_end']} {100 * x['target_identified']:.0f}% ({x['mean_err_cm']:.1f} cm)"
@@ -231,6 +237,7 @@ QUICK: dict[str, Bench] = {
     ),
     "bench_sim": Bench(("--frames", "2", "--steps", "2", "--episodes", "1"), _sim),
     "bench_threads": Bench(("--seconds", "1", "--batch-size", "8"), _threads),
+    "bench_ddp": Bench(("--steps", "3", "--batch-size", "8"), _ddp),
     "bench_stack": Bench(("--quick", "--encoder", "{encoder}"), _stack, needs=("encoder",)),
     "probe_grounding": Bench(("--quick", "--encoder", "{encoder}"), _probe, needs=("encoder",)),
 }

@@ -28,6 +28,6 @@ PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
 $PIP install --upgrade pip 2>&1 | grep -v "is ignored" || true
 echo "[setup] installing torch==2.13.0 (CPU build)"
 $PIP install torch==2.13.0 2>&1 | grep -v "is ignored" || true
-echo "[setup] installing the project with extras ros, bags, viz, dev"
-$PIP install -e ".[ros,bags,viz,dev]" 2>&1 | grep -v "is ignored" || true
+echo "[setup] installing the project with extras ros, bags, viz, dev, cluster"
+$PIP install -e ".[ros,bags,viz,dev,cluster]" 2>&1 | grep -v "is ignored" || true
 "$VENV/bin/python" -c "import torch, mujoco, zarr, transformers, diffusers, rclpy; print(f'[setup] ok: torch {torch.__version__}, mujoco {mujoco.__version__}, zarr {zarr.__version__}, transformers {transformers.__version__}')"

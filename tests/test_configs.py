@@ -10,8 +10,11 @@ from vla.paths import CONFIG_DIR
 
 TOP_LEVEL = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 GROUP_OPTIONS = sorted(
-    (p.parent.relative_to(CONFIG_DIR).as_posix(), p.stem) for p in CONFIG_DIR.glob("*/**/*.yaml")
+    (p.parent.relative_to(CONFIG_DIR).as_posix(), p.stem)
+    for p in CONFIG_DIR.glob("*/**/*.yaml")
+    if not p.relative_to(CONFIG_DIR).as_posix().startswith("hydra/")
 )
+LAUNCHERS = sorted(p.stem for p in (CONFIG_DIR / "hydra" / "launcher").glob("*.yaml"))
 
 
 def _groups_used_by(name: str) -> set[str]:
@@ -44,6 +47,20 @@ def test_group_option_composes(group: str, option: str) -> None:
             # A standalone option is read by code (not composed into a top-level config): it must
             # hold settings, and every interpolation must resolve.
             assert OmegaConf.to_container(cfg, resolve=True), f"{group}/{option}.yaml composes to nothing"
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+@pytest.mark.parametrize("top", ["train", "collect", "eval"])  # the commands with -m sweeps
+def test_hydra_launcher_composes(top: str, launcher: str) -> None:
+    """hydra/launcher=<option> (configs/hydra/launcher, the submitit plugin's configs) composes into
+    each sweepable command's Hydra config and names the plugin's launcher class."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name=top, overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
+    assert cfg.hydra.runtime.choices["hydra/launcher"] == launcher
+    target = cfg.hydra.launcher._target_
+    assert target.startswith("hydra_plugins.hydra_submitit_launcher.submitit_launcher."), target
+    assert target.endswith("SlurmLauncher" if launcher == "slurm" else "LocalLauncher")
 
 
 def test_plain_vla_train_is_the_best_recipe_experiments_only_change_scale() -> None:

@@ -77,3 +77,26 @@ def test_dataset_merge_cli(tmp_path: Path) -> None:
     _collect(other, "n_episodes=1", "task.env.image_size=24")
     assert dataset_cli.main(["merge", str(tmp_path / "a.zarr"), str(other), str(tmp_path / "x.zarr")]) == 2
     assert not (tmp_path / "x.zarr").exists()
+
+
+def test_shards_through_the_submitit_local_launcher(tmp_path: Path) -> None:
+    """`vla-collect -m ... 'shard=0,1' hydra/launcher=local`: Hydra's submitit launcher (the SLURM
+    launcher's local executor) runs one job per shard; merge=true joins them."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    exe = shutil.which("vla-collect", path=str(Path(sys.executable).parent))
+    out = tmp_path / "d.zarr"
+    args = [*ARGS, "n_episodes=2", f"out={out}", "num_shards=2"]
+    done = subprocess.run(
+        [exe, "-m", *args, "shard=0,1", "hydra/launcher=local"],
+        cwd=tmp_path, env=os.environ.copy(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "Submitit 'local' sweep" in done.stdout + done.stderr
+    assert (tmp_path / "d.shard_0_of_2.zarr").is_dir() and (tmp_path / "d.shard_1_of_2.zarr").is_dir()
+    _collect(out, "n_episodes=2", "num_shards=2", "merge=true")
+    assert ReplayBuffer.open(out).n_episodes == 2

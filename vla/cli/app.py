@@ -313,7 +313,8 @@ def run_command(
     if any(a in _HYDRA_FLAGS for a in args):
         if cmd.multirun is None:
             print(
-                f"{cmd.prog}: error: {cmd.prog} runs one job; -m (sweeps) is for vla-train", file=sys.stderr
+                f"{cmd.prog}: error: {cmd.prog} runs one job; -m (sweeps) is for vla-train, vla-collect and vla-eval",
+                file=sys.stderr,
             )
             return EXIT_USAGE
         sys.argv = [cmd.prog, *_expand(cmd, args)]

@@ -4,7 +4,7 @@ Composes `configs/collect.yaml` (+ `configs/task/<name>.yaml`), saves the resolv
 store as `<out>.collect.yaml`, and calls :func:`vla.collect.collect`.
 
 Sharded (any scheduler): `num_shards=n shard=i` writes `<out stem>.shard_i_of_n.zarr`; the same
-command with `merge=true` instead of `shard=` joins them into `out` (:func:`vla.collect.merge_shards`),
+command with `merge=true` instead of `shard=` joins them into `out` (:func:`vla.collect_shards.merge_shards`),
 equal to the unsharded store.
 """
 
@@ -12,10 +12,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from vla.cli.app import Command, entry
-from vla.collect import ActionNoise, CollectConfig, Recovery, collect, merge_shards, shard_store
+from vla.collect import ActionNoise, CollectConfig, Recovery, collect
+from vla.collect_shards import merge_shards, shard_store
+from vla.paths import config_dir
+
+
+@hydra.main(config_path=config_dir(), config_name="collect", version_base="1.3")
+def _sweep(cfg: DictConfig) -> None:
+    """`vla-collect -m ...`: Hydra's multirun, one job per combination (hydra/launcher=local|slurm)."""
+    _body(cfg, list(HydraConfig.get().overrides.task))
+
 
 COMMAND = Command(
     prog="vla-collect",
@@ -29,6 +40,7 @@ COMMAND = Command(
         "vla-collect task=pick_cube n_episodes=1000 num_shards=4 shard=0   # one of 4 shards (any machine)",
         "vla-collect task=pick_cube n_episodes=1000 num_shards=4 merge=true   # join them into out=",
     ),
+    multirun=_sweep,
 )
 
 

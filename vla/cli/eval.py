@@ -12,12 +12,22 @@ import time
 from pathlib import Path
 from typing import Any
 
+import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from vla.cli.app import Command, entry
+from vla.paths import config_dir
 
 # Task-config fields that fix the policy's observations: kept from the checkpoint on another task.
 _OBS_FIELDS = ("image_size", "cameras")
+
+
+@hydra.main(config_path=config_dir(), config_name="eval", version_base="1.3")
+def _sweep(cfg: DictConfig) -> None:
+    """`vla-eval -m ...`: Hydra's multirun, one job per combination (hydra/launcher=local|slurm)."""
+    _body(cfg, list(HydraConfig.get().overrides.task))
+
 
 COMMAND = Command(
     prog="vla-eval",
@@ -30,6 +40,7 @@ COMMAND = Command(
         "vla-eval checkpoint=outputs/train/<run> num_shards=4 shard=0 out_dir=outputs/eval/x   # one of 4 shards",
         "vla-eval checkpoint=outputs/train/<run> num_shards=4 merge=true out_dir=outputs/eval/x   # join them",
     ),
+    multirun=_sweep,
 )
 
 
@@ -53,7 +64,8 @@ def eval_task(recorded: dict[str, Any] | None, chosen: dict[str, Any] | None, ck
 def run(cfg: DictConfig) -> dict[str, Any]:
     import torch
 
-    from vla.evaluation.simulator import EvalConfig, evaluate, merge_shards
+    from vla.evaluation.shards import merge_shards
+    from vla.evaluation.simulator import EvalConfig, evaluate
     from vla.policy import VLAPolicy
     from vla.shards import check_shard, shard_dir
     from vla.training.checkpoint import resolve_checkpoint

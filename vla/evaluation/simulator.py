@@ -57,7 +57,7 @@ class EvalConfig:
     n_videos: episodes recorded to mp4 (front view, `env.render()`).
     shard / num_shards: run only shard `shard`'s contiguous block of the n_episodes (`vla.shards`;
         episode i keeps seed `seed + i`); `merge_shards` joins the shards' results into the report
-        the unsharded evaluation writes.
+        the unsharded evaluation writes (`vla.evaluation.shards.merge_shards`).
     """
 
     task: str = "pick_cube"
@@ -282,11 +282,11 @@ def evaluate(policy: ChunkPolicy, cfg: EvalConfig, observer: EpisodeObserver | N
             "n_action_steps": ta,
             **about,
         }
-        _write_json(out / SHARD_RECORDS, raw)
-    return _report(episodes, compute, cfg, seconds, ta, videos, about, out)
+        write_json(out / SHARD_RECORDS, raw)
+    return write_report(episodes, compute, cfg, seconds, ta, videos, about, out)
 
 
-def _report(
+def write_report(
     episodes: list[EpisodeRecord],
     compute: list[float],
     cfg: EvalConfig,
@@ -296,66 +296,21 @@ def _report(
     about: dict[str, Any],
     out: Path,
 ) -> dict[str, Any]:
-    """Summary + plot -> out/eval.json, out/eval.png; returns the results."""
+    """Summary + plot of `episodes` -> out/eval.json, out/eval.png; returns the results (what
+    `evaluate` writes; `vla.evaluation.shards.merge_shards` writes the same from shards' records)."""
     results = _summarise(episodes, compute, cfg, seconds, ta)
     results["videos"] = videos
     results.update(about)
     results["plot"] = str(_plot(results, results["episodes"], compute, out / "eval.png"))
-    _write_json(out / "eval.json", results)
+    write_json(out / "eval.json", results)
     return results
 
 
-def _write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any) -> None:
     # Atomic: a scheduler that reads a shard's results while it is written sees the old file or the new.
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2, allow_nan=True) + "\n")
     tmp.replace(path)
-
-
-def merge_shards(out_dir: str | Path, num_shards: int) -> dict[str, Any]:
-    """Join the results of `evaluate` shards 0..num_shards-1 (written to `vla.shards.shard_dir(
-    out_dir, i, num_shards)`) into `out_dir/eval.json` + `eval.png`: the report the unsharded
-    evaluation writes (same episodes, success, Wilson CI, per-instruction table), with the shards'
-    summed run time. Refuses missing shards and shards of different settings (naming the file)."""
-    from vla.shards import shard_dir
-
-    out = Path(out_dir)
-    parts = []
-    for i in range(num_shards):
-        path = shard_dir(out, i, num_shards) / SHARD_RECORDS
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: shard {i} of {num_shards} has not finished (no results)")
-        parts.append((path, json.loads(path.read_text())))
-    first_path, first = parts[0]
-    common = {k: v for k, v in first["config"].items() if k not in ("shard", "out_dir")}
-    episodes: list[EpisodeRecord] = []
-    compute: list[float] = []
-    videos: list[str] = []
-    for i, (path, part) in enumerate(parts):
-        pc = part["config"]
-        diff = sorted(k for k in common if pc.get(k) != common[k])
-        if part["checkpoint"] != first["checkpoint"]:
-            diff.append("checkpoint")
-        if diff or pc.get("shard") != i:
-            raise ValueError(
-                f"{path}: shard {pc.get('shard')} differs from {first_path} in {diff or ['shard index']}; "
-                "merge the shards of one evaluation"
-            )
-        want = list(shard_range(common["n_episodes"], i, num_shards))
-        got = [int(e["episode"]) for e in part["episodes"]]
-        if got != want:
-            raise ValueError(f"{path}: episodes {got[:3]}... are not shard {i}'s {want[:3]}...")
-        episodes += [EpisodeRecord(**e) for e in part["episodes"]]
-        compute += [float(c) for c in part["compute_s"]]
-        videos += part["videos"]
-    cfg = EvalConfig(**{**common, "out_dir": str(out)})
-    about = {"used_ema": first["used_ema"], "checkpoint": first["checkpoint"]}
-    seconds = sum(float(p["seconds"]) for _, p in parts)
-    out.mkdir(parents=True, exist_ok=True)
-    results = _report(episodes, compute, cfg, seconds, int(first["n_action_steps"]), videos, about, out)
-    results["merged_shards"] = [str(p.parent) for p, _ in parts]
-    _write_json(out / "eval.json", results)
-    return results
 
 
 def _summarise(

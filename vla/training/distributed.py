@@ -28,6 +28,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from policies import Policy
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -96,6 +98,41 @@ class DistContext:
 
 
 SINGLE = DistContext()
+
+
+class LossModule(torch.nn.Module):
+    """`forward(batch) = policy.compute_loss(batch)`: DistributedDataParallel synchronizes the
+    gradients of what runs through its wrapped module's forward, and a head's loss is a method."""
+
+    def __init__(self, policy: Policy) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.policy.compute_loss(batch)
+
+
+def step_noise(policy: Policy, global_batch: int, seed: int, step: int) -> dict[str, torch.Tensor]:
+    """The loss noise of step `step` for the whole global batch: a function of (seed, step) only,
+    so every rank draws the same and a resumed run the same as an uninterrupted one."""
+    g = torch.Generator().manual_seed((int(seed) * 1_000_003 + int(step)) % 2**63)
+    return policy.loss_noise(global_batch, g)
+
+
+def micro_batches(batch: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    """Split a batch into n equal micro-batches along dim 0 (tensors; other values are shared)."""
+    if n == 1:
+        return [batch]
+    b = int(batch["action"].shape[0])
+    if b % n:
+        raise ValueError(
+            f"TrainConfig.grad_accum_steps={n} does not divide the per-process batch of {b} samples"
+        )
+    m = b // n
+    return [
+        {k: v[i * m : (i + 1) * m] if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        for i in range(n)
+    ]
 
 
 def env_world_size() -> int:

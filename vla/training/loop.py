@@ -22,11 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
 import shutil
-import signal
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -52,7 +49,8 @@ from vla.training.checkpoint import (
     set_rng_state,
 )
 from vla.training.config import TrainConfig
-from vla.training.distributed import DistContext, current, device_for
+from vla.training.distributed import DistContext, LossModule, current, device_for, micro_batches, step_noise
+from vla.training.interrupt import StopRequest
 from vla.training.loader import StepIterable
 from vla.training.schedule import lr_at
 
@@ -127,79 +125,6 @@ def _check_resumable(policy: Policy, ckpt: Path) -> None:
             f"{ckpt / 'config.json'}: policy_config differs from the policy being trained in {diff}; "
             "use a new run directory"
         )
-
-
-class _StopRequest:
-    """SIGINT -> a flag the loop reads between steps, so a step is never cut in half (a checkpoint
-    of a half-applied optimizer step would not resume to the uninterrupted run). A second SIGINT
-    raises KeyboardInterrupt at once. Installed for the duration of the `with` only on the main
-    thread (signal handlers live there), and not where SIGINT is ignored or handled outside Python.
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
-        self._installed = False
-
-    def __enter__(self) -> _StopRequest:
-        if threading.current_thread() is threading.main_thread():
-            previous = signal.getsignal(signal.SIGINT)
-            if previous not in (signal.SIG_IGN, None):
-                self._previous = previous
-                signal.signal(signal.SIGINT, self._handle)
-                self._installed = True
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, self._previous)
-            self._installed = False
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt("interrupted twice: stopped without saving the step in progress")
-        self.requested = True
-        # os.write: a signal handler must not re-enter a buffered stream (tqdm may be writing).
-        os.write(
-            2,
-            b"\n[train] interrupt: finishing the current step and saving a checkpoint "
-            b"(Ctrl-C again to stop at once, without it)\n",
-        )
-
-
-class _LossModule(torch.nn.Module):
-    """`forward(batch) = policy.compute_loss(batch)`: DistributedDataParallel synchronizes the
-    gradients of what runs through its wrapped module's forward, and a head's loss is a method."""
-
-    def __init__(self, policy: Policy) -> None:
-        super().__init__()
-        self.policy = policy
-
-    def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        return self.policy.compute_loss(batch)
-
-
-def step_noise(policy: Policy, global_batch: int, seed: int, step: int) -> dict[str, torch.Tensor]:
-    """The loss noise of step `step` for the whole global batch: a function of (seed, step) only,
-    so every rank draws the same and a resumed run the same as an uninterrupted one."""
-    g = torch.Generator().manual_seed((int(seed) * 1_000_003 + int(step)) % 2**63)
-    return policy.loss_noise(global_batch, g)
-
-
-def _micro_batches(batch: dict[str, Any], n: int) -> list[dict[str, Any]]:
-    """Split a batch into n equal micro-batches along dim 0 (tensors; other values are shared)."""
-    if n == 1:
-        return [batch]
-    b = int(batch["action"].shape[0])
-    if b % n:
-        raise ValueError(
-            f"TrainConfig.grad_accum_steps={n} does not divide the per-process batch of {b} samples"
-        )
-    m = b // n
-    return [
-        {k: v[i * m : (i + 1) * m] if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-        for i in range(n)
-    ]
 
 
 def _run_eval(eval_fn: EvalFn, policy: Policy, ema: EMA | None, step: int) -> dict[str, float]:
@@ -291,7 +216,7 @@ def train(
 
     # ---- distributed: DDP syncs (averages) the gradients in backward; it also broadcasts rank 0's
     # weights at construction (they are equal already: same seed or same checkpoint).
-    loss_module: torch.nn.Module = _LossModule(policy)
+    loss_module: torch.nn.Module = LossModule(policy)
     if ctx.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -361,7 +286,7 @@ def train(
     window_t0 = time.perf_counter()
     last_loss, last_ckpt, eval_metrics = float("nan"), ckpt, {}
     done = start
-    stop = _StopRequest()
+    stop = StopRequest()
     try:
         with stop:
             for step in range(start, end):
@@ -377,7 +302,7 @@ def train(
 
                 optimizer.zero_grad(set_to_none=True)
                 step_loss = 0.0
-                for i, micro in enumerate(_micro_batches(batch, accum)):
+                for i, micro in enumerate(micro_batches(batch, accum)):
                     # DDP all-reduces in the last micro-batch's backward only.
                     last = i == accum - 1
                     sync = contextlib.nullcontext() if last or not ctx.enabled else loss_module.no_sync()
