@@ -97,3 +97,33 @@ def test_pretrain_saves_a_loadable_checkpoint(tmp_path) -> None:
     out = enc.encode(obs, ["pick up the red cube", "lift the blue cube"])
     assert out.tokens.shape == (2, 2 * 64 + 16, 32)
     assert out.mask[:, out.segments["text"]].sum(1).tolist() == [5, 4]
+
+
+def test_vla_embed_shards_and_merge(tmp_path, tiny_dirs) -> None:
+    """vla-embed num_shards=2 shard=0|1, then merge=true: the dataset gets a complete group."""
+    from vla.cli.embed import run
+    from vla.encoders.cache import EmbeddingStore
+
+    path = tmp_path / "d.zarr"
+    rb = ReplayBuffer.create(path, DatasetMeta(fps=20.0, robot="ur5e_2f85", camera_names=["front"]))
+    rng = np.random.default_rng(0)
+    for t in (4, 3):
+        rb.add_episode(
+            {"image_front": rng.integers(0, 256, (t, 32, 32, 3), dtype=np.uint8)}, "open the drawer"
+        )
+    base = [
+        f"dataset={path}",
+        f"encoder.model={tiny_dirs['siglip']}",
+        "encoder.max_text_len=8",
+        "batch_size=2",
+    ]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfgs = [
+            compose(config_name="embed", overrides=[*base, "num_shards=2", x]) for x in ("shard=0", "shard=1")
+        ]
+        merge = compose(config_name="embed", overrides=[*base, "num_shards=2", "merge=true"])
+    fps = {run(c) for c in cfgs}
+    assert (tmp_path / "d.embed_shard_1_of_2.zarr").is_dir()
+    assert run(merge) in fps and len(fps) == 1
+    EmbeddingStore(ReplayBuffer.open(path), fps.pop()).verify()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.zarr"]  # side stores removed

@@ -5,6 +5,9 @@
 
 Writes `embeddings/<fingerprint>/image_<cam>`, `text`, `text_mask` into the store; training reads them
 with `vla.encoders.cache.EmbeddingStore(rb, encoder.fingerprint)`.
+
+Sharded (`vla.encoders.cache_shards`): `num_shards=n shard=i` encodes shard i's block into a side
+store `<dataset>.embed_shard_i_of_n.zarr`; `num_shards=n merge=true` joins them into the dataset.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ COMMAND = Command(
     examples=(
         "vla-embed dataset=outputs/demos/pick_cube.zarr",
         "vla-embed dataset=data/teleop.zarr encoder=siglip_base encoder.model=/models/siglip-base",
+        "vla-embed dataset=data/big.zarr num_shards=4 shard=0      # one of 4 shards (any machine)",
+        "vla-embed dataset=data/big.zarr num_shards=4 merge=true   # join them into the dataset",
     ),
 )
 
@@ -50,6 +55,17 @@ def run(cfg: DictConfig) -> str:
         raise UsageError(
             "missing required option dataset=<path of a zarr store> (configs/embed.yaml: dataset)"
         )
+    shard, num_shards = int(cfg.get("shard") or 0), int(cfg.get("num_shards") or 1)
+    if cfg.get("merge"):
+        from vla.encoders.cache_shards import merge_embedding_shards
+
+        t0 = time.perf_counter()
+        rb = ReplayBuffer.open(cfg.dataset, mode="a")
+        name = merge_embedding_shards(rb, cfg.dataset, num_shards)
+        print(
+            f"embeddings/{name}: merged {num_shards} shards into {cfg.dataset} ({time.perf_counter() - t0:.1f} s)"
+        )
+        return name
     if cfg.get("threads"):
         # Before the encoder is built: torch's default (one thread per core) collapses when another
         # process holds a core (OpenMP barriers spin), measured 8x slower on the shared 2-core CPU.
@@ -67,6 +83,15 @@ def run(cfg: DictConfig) -> str:
             bar = progress_bar(total=total * n_cams, unit="frame", desc="vla-embed")
         bar.update(done * n_cams - bar.n)
 
+    if num_shards > 1:
+        from vla.encoders.cache_shards import embed_shard
+
+        rb = ReplayBuffer.open(cfg.dataset)
+        path = embed_shard(
+            rb, enc, cfg.dataset, shard, num_shards, batch_size=int(cfg.batch_size), dtype=str(cfg.dtype)
+        )
+        print(f"shard {shard} of {num_shards}: {path} ({time.perf_counter() - t0:.1f} s)")
+        return enc.fingerprint
     try:
         fp = precompute_embeddings(
             rb,

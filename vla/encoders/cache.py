@@ -168,7 +168,6 @@ def precompute_embeddings(
     found = find_groups(emb, fp)
     # One group per encoder identity: (re)compute into the stored name a renamed copy already uses.
     name = found[0] if found else fp
-    n, n_img, d, L = rb.n_frames, enc.tokens_per_image, enc.dim, enc.cfg.max_text_len
     done_eps = _extendable(emb, name, rb) if found and not overwrite else None
     if done_eps is not None:  # episodes were appended since: encode those alone
         return _extend(
@@ -191,6 +190,19 @@ def precompute_embeddings(
         g = emb.create_group(name, overwrite=True)
     except OSError as e:
         raise DatasetError(f"{_where(rb)}/{EMBEDDINGS_GROUP}/{name}: cannot write ({e})") from None
+    create_arrays(g, rb, enc, name, batch_size, dtype)
+    _encode_into(rb, enc, g, name, 0, 0, batch_size, dtype, progress, direct_reads, prefetch)
+    g.attrs["complete"] = True
+    return name
+
+
+def create_arrays(
+    g: Any, rb: DatasetLike, enc: FrozenEncoder, name: str, batch_size: int, dtype: str
+) -> None:
+    """Give the (empty) group `g` the attributes (complete=False) and the full-size arrays of `enc`'s
+    tokens of every frame of `rb`, chunked per `batch_size` frames; nothing is encoded yet."""
+    cams = list(rb.meta.camera_names)
+    n, n_img, d, L = rb.n_frames, enc.tokens_per_image, enc.dim, enc.cfg.max_text_len
     attrs = {
         "format_version": FORMAT_VERSION,
         "fingerprint": name,
@@ -213,9 +225,26 @@ def precompute_embeddings(
     n_text = rb.n_episodes if enc.separable else n
     g.create_array("text", shape=(n_text, L, d), chunks=(max(1, min(chunk, n_text)), L, d), dtype=dtype)
     g.create_array("text_mask", shape=(n_text, L), chunks=(max(1, min(chunk, n_text)), L), dtype="bool")
-    _encode_into(rb, enc, g, name, 0, 0, batch_size, dtype, progress, direct_reads, prefetch)
-    g.attrs["complete"] = True
-    return name
+
+
+def encode_range(
+    rb: DatasetLike,
+    enc: FrozenEncoder,
+    g: Any,
+    name: str,
+    frames: range,
+    episodes: range,
+    batch_size: int,
+    dtype: str,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Encode the frames `frames` and (separable encoders) the instructions of `episodes` of `rb`
+    into the full-size arrays of `g` (`create_arrays`), batch by batch from each range's start: a
+    range starting at a multiple of `batch_size` is encoded in the same batches as the whole."""
+    _encode_into(
+        rb, enc, g, name, frames.start, episodes.start, batch_size, dtype, progress, True, True,
+        end_frame=frames.stop, end_episode=episodes.stop,
+    )  # fmt: skip
 
 
 def _extend(
@@ -262,11 +291,14 @@ def _encode_into(
     progress: Callable[[int, int], None] | None,
     direct_reads: bool,
     prefetch: bool,
+    end_frame: int | None = None,
+    end_episode: int | None = None,
 ) -> None:
-    """Encode frames `start_frame..` and (separable encoders) the instructions of episodes
-    `start_episode..` of `rb` into the group `g`'s arrays (already of the full size)."""
+    """Encode frames `start_frame..end_frame` and (separable encoders) the instructions of episodes
+    `start_episode..end_episode` of `rb` (None: to the end) into the group `g`'s full-size arrays."""
     cams = list(rb.meta.camera_names)
-    n = rb.n_frames
+    n = rb.n_frames if end_frame is None else int(end_frame)
+    n_eps = rb.n_episodes if end_episode is None else int(end_episode)
     arrays = {c: g[f"image_{c}"] for c in cams}
     text, text_mask = g["text"], g["text_mask"]
 
@@ -290,8 +322,8 @@ def _encode_into(
 
     instructions = list(rb.instructions[: rb.n_episodes])
     if enc.separable:
-        for s in range(start_episode, rb.n_episodes, batch_size):
-            out = enc.encode_text(instructions[s : s + batch_size])
+        for s in range(start_episode, n_eps, batch_size):
+            out = enc.encode_text(instructions[s : min(s + batch_size, n_eps)])
             text[s : s + out.batch_size] = stored("text", out.tokens, s, "episode")
             text_mask[s : s + out.batch_size] = out.mask.cpu().numpy()
 
