@@ -37,6 +37,9 @@ class EMA:
         self.num_updates += 1
         d = self.decay()
         for avg, p in zip(self.averaged.parameters(), model.parameters(), strict=True):
+            # A sharded parameter (FSDP2's DTensor) is gathered whole: the average is a full copy.
+            gather = getattr(p, "full_tensor", None)
+            p = gather() if callable(gather) else p
             avg.lerp_(p.detach().to(avg.dtype), 1.0 - d)
         for avg_b, b in zip(self.averaged.buffers(), model.buffers(), strict=True):
             avg_b.copy_(b)

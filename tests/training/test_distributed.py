@@ -60,11 +60,12 @@ class _Data(torch.utils.data.Dataset):
         return {k: v[i] for k, v in self.batch.items()}
 
 
-def _run(run_dir: Path, ctx: DistContext, until: int | None = None, **cfg: Any) -> None:
+def _run(run_dir: Path, ctx: DistContext, until: int | None = None, **cfg: Any) -> torch.nn.Module:
     seed_everything(0)
     policy = make_policy(HEAD[0], make_config(HEAD[0], HEAD[1], source="tests"))
     loader = ResumableLoader(_Data(), BATCH, seed=1, part=ctx.shard_slice(BATCH))
     train(policy, loader, _cfg(**cfg), run_dir, until_step=until, dist_ctx=ctx)
+    return policy
 
 
 def _worker(rank: int, world: int, port: int, run_dir: str, until: list[int | None], cfg: dict) -> None:
@@ -77,7 +78,12 @@ def _worker(rank: int, world: int, port: int, run_dir: str, until: list[int | No
     assert ctx.world_size == world and ctx.rank == rank and ctx.backend == "gloo"
     try:
         for u in until:  # e.g. [2, None]: stop after step 2, then resume to the end
-            _run(Path(run_dir), ctx, u, **cfg)
+            policy = _run(Path(run_dir), ctx, u, **cfg)
+        if cfg.get("fsdp"):  # each rank holds half of every parameter (dim 0 sharded)
+            from torch.distributed.tensor import DTensor
+
+            w = next(p for p in policy.parameters() if p.shape[0] > 1)
+            assert isinstance(w, DTensor) and w.to_local().shape[0] == -(-w.shape[0] // 2)
     finally:
         shutdown()
 
@@ -101,11 +107,16 @@ def _assert_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> Non
 
 
 @pytest.fixture(scope="module")
-def single(tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Tensor]:
+def single_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.set_num_threads(1)
     run = tmp_path_factory.mktemp("single")
     _run(run, DistContext())
-    return _weights(run)
+    return run
+
+
+@pytest.fixture(scope="module")
+def single(single_run: Path) -> dict[str, torch.Tensor]:
+    return _weights(single_run)
 
 
 def test_two_ranks_match_one(single: dict[str, torch.Tensor], tmp_path: Path) -> None:
@@ -118,6 +129,21 @@ def test_two_ranks_match_one(single: dict[str, torch.Tensor], tmp_path: Path) ->
 def test_two_ranks_resume_matches_uninterrupted(single: dict[str, torch.Tensor], tmp_path: Path) -> None:
     _spawn(tmp_path, [2, None])
     _assert_close(_weights(tmp_path), single)
+
+
+@pytest.mark.parametrize("until", [[None], [2, None]], ids=["straight", "resumed"])
+def test_fsdp2_matches_one_rank(
+    single: dict[str, torch.Tensor], single_run: Path, tmp_path: Path, until: list
+) -> None:
+    """train.fsdp: parameters, gradients and optimizer state sharded over 2 gloo ranks (FSDP2's
+    fully_shard); the checkpoint holds the gathered weights and EMA, equal to the 1-rank run's."""
+    _spawn(tmp_path, until, fsdp=True)
+    _assert_close(_weights(tmp_path), single)
+    ema = load_file(tmp_path / "checkpoints" / str(STEPS) / "ema.safetensors")
+    single_ema = load_file(single_run / "checkpoints" / str(STEPS) / "ema.safetensors")
+    assert max(float((ema[k] - single_ema[k]).abs().max()) for k in ema) < 2e-5
+    state = torch.load(tmp_path / "checkpoints" / str(STEPS) / "training_state.pt", weights_only=True)
+    assert state["optimizer_format"] == "fsdp_full"
 
 
 def test_gradient_accumulation_matches_one_batch(single: dict[str, torch.Tensor], tmp_path: Path) -> None:

@@ -219,8 +219,17 @@ def save_checkpoint(
     shape_meta: dict[str, Any] | None = None,
     encoder_fingerprint: Any = None,
     processor: dict[str, Any] | None = None,
+    model_state: dict[str, torch.Tensor] | None = None,
+    optimizer_state: dict[str, Any] | None = None,
+    optimizer_format: str = "param_ids",
 ) -> Path:
-    """Write `run_dir/checkpoints/<step>/` atomically and return its path."""
+    """Write `run_dir/checkpoints/<step>/` atomically and return its path.
+
+    model_state / optimizer_state: the full states to save instead of `policy.state_dict()` /
+    `optimizer.state_dict()` (a sharded FSDP2 run gathers them first); optimizer_format says
+    how the optimizer state is keyed ("param_ids": torch's own; "fsdp_full": by parameter name,
+    `torch.distributed.checkpoint.state_dict`), so a resume can refuse the other kind.
+    """
     final = checkpoint_dir(run_dir, step)
     root = final.parent
     root.mkdir(parents=True, exist_ok=True)
@@ -229,7 +238,8 @@ def save_checkpoint(
         shutil.rmtree(tmp)
     tmp.mkdir()
     meta = {"format": FORMAT, "policy": policy.name, "step": str(step)}
-    save_file(_tensors(policy.state_dict()), tmp / "model.safetensors", metadata=meta)
+    weights = model_state if model_state is not None else policy.state_dict()
+    save_file(_tensors(weights), tmp / "model.safetensors", metadata=meta)
     if ema is not None:
         save_file(_tensors(ema.state_dict()), tmp / "ema.safetensors", metadata=meta)
     _write_json(tmp / "shape_meta.json", shape_meta)
@@ -241,7 +251,10 @@ def save_checkpoint(
     torch.save(
         {
             "step": step,
-            "optimizer": optimizer.state_dict() if optimizer is not None else None,
+            "optimizer": optimizer_state
+            if optimizer_state is not None
+            else (optimizer.state_dict() if optimizer is not None else None),
+            "optimizer_format": optimizer_format,
             "scaler": scaler.state_dict() if scaler is not None else None,
             "rng": rng_state(),
         },

@@ -36,6 +36,10 @@ class TrainConfig:
     # Micro-batches per optimizer step (gradients summed before the step): the batch a process
     # computes at once is batch_size / (processes * grad_accum_steps); the optimizer sees batch_size.
     grad_accum_steps: int = 1
+    # Under torchrun: shard parameters, gradients and optimizer state over the processes (FSDP2,
+    # torch.distributed.fsdp.fully_shard) instead of replicating them (DDP). For heads whose
+    # optimizer state does not fit one device; the EMA copy stays whole on each rank.
+    fsdp: bool = False
 
     def __post_init__(self) -> None:
         n = type(self).__name__

@@ -191,3 +191,60 @@ def main_first(ctx: DistContext) -> Iterator[None]:
     finally:
         if ctx.enabled and ctx.is_main:
             dist.barrier()
+
+
+# ---------------------------------------------------------------------------------- FSDP2
+# `train.fsdp=true` under torchrun: parameters, gradients and optimizer state are sharded over the
+# ranks (torch.distributed.fsdp.fully_shard, "FSDP2"), gathered for each forward/backward. The
+# head is sharded as one unit (its loss is a method, not a module's forward, so per-submodule
+# units would not all see their hooks). Checkpoints hold the gathered full state: the same files
+# as a DDP or single-process run (vla-eval loads them); the optimizer state is keyed by name.
+_PREFIX = "policy."
+
+
+def shard_fsdp(loss_module: torch.nn.Module, device: torch.device, ctx: DistContext) -> torch.nn.Module:
+    """Shard `loss_module` (a `LossModule`) in place over all ranks; returns it."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh(device.type, (ctx.world_size,))
+    fully_shard(loss_module, mesh=mesh)
+    return loss_module
+
+
+def _options() -> Any:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+def full_model_state(loss_module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The head's full state dict, gathered (a collective: every rank calls it; rank 0 gets it)."""
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+    sd = get_model_state_dict(loss_module, options=_options())
+    return {k.removeprefix(_PREFIX): v for k, v in sd.items()}
+
+
+def full_optimizer_state(loss_module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The optimizer's full state keyed by parameter name (a collective, like `full_model_state`)."""
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    return get_optimizer_state_dict(loss_module, optimizer, options=_options())
+
+
+def load_full_optimizer_state(
+    loss_module: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]
+) -> None:
+    """Load a `full_optimizer_state` into the sharded optimizer (every rank passes the full state)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    set_optimizer_state_dict(
+        loss_module, optimizer, optim_state_dict=state, options=StateDictOptions(full_state_dict=True)
+    )
+
+
+def full_value(t: torch.Tensor) -> torch.Tensor:
+    """A sharded (DTensor) value gathered whole; a plain tensor as it is."""
+    gather = getattr(t, "full_tensor", None)
+    return gather() if callable(gather) else t

@@ -49,7 +49,19 @@ from vla.training.checkpoint import (
     set_rng_state,
 )
 from vla.training.config import TrainConfig
-from vla.training.distributed import DistContext, LossModule, current, device_for, micro_batches, step_noise
+from vla.training.distributed import (
+    DistContext,
+    LossModule,
+    current,
+    device_for,
+    full_model_state,
+    full_optimizer_state,
+    full_value,
+    load_full_optimizer_state,
+    micro_batches,
+    shard_fsdp,
+    step_noise,
+)
 from vla.training.interrupt import StopRequest
 from vla.training.loader import StepIterable
 from vla.training.schedule import lr_at
@@ -79,9 +91,15 @@ def make_optimizer(policy: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Ada
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    # FSDP2's sharded parameters (DTensor) take the default multi-tensor kernel.
     # The fused kernel is 4.5x faster than the per-parameter loop on CPU (21 -> 4.7 ms a step for
     # 5.7 M parameters, the sim_cpu diffusion head's size, 1 thread): ~12% of a training step.
-    fused = bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    from torch.distributed.tensor import DTensor
+
+    fused = bool(params) and all(
+        p.is_floating_point() and p.device.type in ("cpu", "cuda") and not isinstance(p, DTensor)
+        for p in params
+    )
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, fused=fused)
 
 
@@ -187,7 +205,11 @@ def train(
         warnings.warn(f"TrainConfig.amp ignored on device {device} (CUDA only)", stacklevel=2)
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
-    optimizer = make_optimizer(policy, cfg)
+    fsdp = bool(cfg.fsdp) and ctx.enabled
+    if cfg.fsdp and not ctx.enabled:
+        warnings.warn("TrainConfig.fsdp ignored in a single process (launch with torchrun)", stacklevel=2)
+    # FSDP2: the optimizer is built over the sharded parameters, after sharding (below).
+    optimizer = None if fsdp else make_optimizer(policy, cfg)
     c = policy.config
     ema = EMA(policy, c.ema_power, c.ema_max_decay, c.ema_update_after_step) if c.use_ema else None
 
@@ -195,6 +217,7 @@ def train(
     start = 0
     # Rank 0 picks the checkpoint and every rank loads that one (the directory is shared).
     ckpt = ctx.broadcast_object(latest_checkpoint(run_dir) if resume and main else None)
+    opt_state = None
     if ckpt is not None:
         _check_resumable(policy, ckpt)
         load_weights(policy, ckpt / "model.safetensors")
@@ -202,8 +225,15 @@ def train(
         if ema is not None:
             load_weights(ema.averaged, ckpt / "ema.safetensors")
             ema.num_updates = int(read_config(ckpt)["ema_num_updates"] or 0)
-        if state["optimizer"] is not None:
-            optimizer.load_state_dict(state["optimizer"])
+        opt_state = state["optimizer"]
+        kind = state.get("optimizer_format", "param_ids")
+        if opt_state is not None and kind != ("fsdp_full" if fsdp else "param_ids"):
+            raise ValueError(
+                f"{ckpt / 'training_state.pt'}: the optimizer state was saved "
+                f"{'with' if kind == 'fsdp_full' else 'without'} train.fsdp; resume with the same setting"
+            )
+        if optimizer is not None and opt_state is not None:
+            optimizer.load_state_dict(opt_state)
         if state["scaler"] is not None:
             scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
@@ -217,7 +247,16 @@ def train(
     # ---- distributed: DDP syncs (averages) the gradients in backward; it also broadcasts rank 0's
     # weights at construction (they are equal already: same seed or same checkpoint).
     loss_module: torch.nn.Module = LossModule(policy)
-    if ctx.enabled:
+    if fsdp:
+        if eval_fn is not None and ema is None:
+            raise ValueError(
+                "TrainConfig.fsdp with evaluation needs the policy's EMA (the whole copy rank 0 runs)"
+            )
+        shard_fsdp(loss_module, device, ctx)
+        optimizer = make_optimizer(policy, cfg)
+        if opt_state is not None:
+            load_full_optimizer_state(loss_module, optimizer, opt_state)
+    elif ctx.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [device.index] if device.type == "cuda" else None
@@ -262,9 +301,16 @@ def train(
         # Rank 0 writes (every rank holds the same weights); the others wait until it is complete,
         # so no rank runs ahead of the last checkpoint a restarted job would resume from.
         path = checkpoint_dir(run_dir, done)
+        gathered: dict[str, Any] = {}
+        if fsdp:  # collectives: every rank gathers, rank 0 writes
+            gathered = {
+                "model_state": full_model_state(loss_module),
+                "optimizer_state": full_optimizer_state(loss_module, optimizer),
+                "optimizer_format": "fsdp_full",
+            }
         if main:
             path = save_checkpoint(
-                run_dir, done, policy, ema=ema, optimizer=optimizer, scaler=scaler, **ckpt_kwargs
+                run_dir, done, policy, ema=ema, optimizer=optimizer, scaler=scaler, **ckpt_kwargs, **gathered
             )
             if cfg.keep_last_ckpts:
                 for _, old in list_checkpoints(run_dir)[: -cfg.keep_last_ckpts]:
@@ -305,7 +351,10 @@ def train(
                 for i, micro in enumerate(micro_batches(batch, accum)):
                     # DDP all-reduces in the last micro-batch's backward only.
                     last = i == accum - 1
-                    sync = contextlib.nullcontext() if last or not ctx.enabled else loss_module.no_sync()
+                    if fsdp:  # FSDP2 reduce-scatters in the last micro-batch's backward only
+                        loss_module.set_requires_gradient_sync(last)
+                    no_sync = last or not ctx.enabled or fsdp
+                    sync = contextlib.nullcontext() if no_sync else loss_module.no_sync()
                     with sync:
                         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                             loss, metrics = loss_fn(micro)
@@ -317,7 +366,8 @@ def train(
                 grad_norm = None
                 if cfg.grad_clip > 0:
                     scaler.unscale_(optimizer)
-                    grad_norm = float(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip))
+                    norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+                    grad_norm = float(full_value(norm))
                 scaler.step(optimizer)
                 scaler.update()
                 if ema is not None:
