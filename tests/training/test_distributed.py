@@ -146,6 +146,13 @@ def test_fsdp2_matches_one_rank(
     assert state["optimizer_format"] == "fsdp_full"
 
 
+def test_one_rank_run_resumes_under_two(single: dict[str, torch.Tensor], tmp_path: Path) -> None:
+    """A checkpoint does not depend on the process count: 1 process to step 2, then 2 to the end."""
+    _run(tmp_path, DistContext(), 2)
+    _spawn(tmp_path, [None])
+    _assert_close(_weights(tmp_path), single)
+
+
 def test_gradient_accumulation_matches_one_batch(single: dict[str, torch.Tensor], tmp_path: Path) -> None:
     _run(tmp_path, DistContext(), grad_accum_steps=2)
     _assert_close(_weights(tmp_path), single)
