@@ -70,7 +70,7 @@ CASES: list[tuple[str, str, str, int, list[str]]] = [
         ["+env_overrides.max_steps"],
     ),
     ("eval-flag", "eval", "checkpoint={ckpt} --foo", 2, ["unexpected argument '--foo'"]),
-    ("eval-sweep", "eval", "-m checkpoint={ckpt}", 2, ["-m", "vla-train"]),
+    ("embed-sweep", "embed", "-m dataset={dataset}", 2, ["-m", "vla-train, vla-collect and vla-eval"]),
     # --- vla-collect
     ("collect-typo-key", "collect", "n_episode=2", 2, ["unknown option 'n_episode'", "n_episodes"]),
     ("collect-plus-typo", "collect", "+n_episode=2", 2, ["unknown option 'n_episode'", "n_episodes"]),

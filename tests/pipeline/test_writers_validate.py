@@ -46,6 +46,9 @@ WRITERS: dict[str, tuple[str, ...]] = {
     "vla/convert/dp.py": ("test_dataset_import_dp", "test_convert_dp"),
     "vla/record.py": ("test_record_sink",),
     "vla/dagger/rounds.py": ("test_dagger_round",),
+    "vla/collect_shards.py": ("test_collect_shards_merge",),
+    "vla/data/merge.py": ("test_collect_shards_merge", "test_dataset_merge"),
+    "vla/encoders/cache_shards.py": ("test_embed_shards",),
 }
 # Packages whose modules commands import (pyproject's packages, less benchmarks/: timing scripts that
 # write scratch stores, not commands).
@@ -119,7 +122,46 @@ def test_collect_overwrite(tiny_dataset: Path, tmp_path: Path, capsys: pytest.Ca
     assert_valid(path, 1, capsys)
 
 
+def test_collect_shards_merge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dataclasses import replace
+
+    from vla.collect import CollectConfig, collect
+    from vla.collect_shards import merge_shards, shard_store
+
+    base = CollectConfig(
+        task="pick_cube", n_episodes=2, out=str(tmp_path / "s.zarr"), env_overrides={"image_size": IMAGE_SIZE},
+        progress=False, num_shards=2,
+    )  # fmt: skip
+    for k in range(2):
+        collect(replace(base, shard=k, out=str(shard_store(base.out, k, 2))))
+        assert_valid(shard_store(base.out, k, 2), 1, capsys)
+    merge_shards(base)
+    assert_valid(tmp_path / "s.zarr", 2, capsys)
+
+
+def test_dataset_merge(tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "twice.zarr"
+    assert dataset_cli(["merge", str(tiny_dataset), str(tiny_dataset), str(out)]) == 0
+    assert_valid(out, 6, capsys)
+
+
 # ----------------------------------------------------------------------------------------- vla-embed
+def test_embed_shards(
+    tiny_dataset: Path, tiny_encoder_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _copy(tiny_dataset, tmp_path)
+    base = [f"dataset={path}", f"encoder.model={tiny_encoder_dir}", "batch_size=16", "num_shards=2"]
+    threads = torch.get_num_threads()
+    try:
+        for extra in ("shard=0", "shard=1", "merge=true"):
+            fp = embed_cli.run(compose("embed", [*base, extra]))
+    finally:
+        torch.set_num_threads(threads)
+    root = assert_valid(path, 3, capsys)
+    g = root["embeddings"][fp]
+    assert g.attrs["complete"] is True and g.attrs["n_frames"] == int(root["meta"].attrs["n_frames"])
+
+
 def test_embed(
     tiny_dataset: Path, tiny_encoder_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

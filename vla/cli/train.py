@@ -123,7 +123,9 @@ def run(
 
     Launched by torchrun (WORLD_SIZE > 1 in the environment), this joins the job's process group
     first and leaves it at the end."""
-    ctx = distributed.init_from_env(str(cfg.train.device))
+    # The device picks the backend (NCCL for CUDA): a resumed run's is in its saved config.
+    full = resume_config(Path(cfg.resume), overrides or []) if cfg.get("resume") else cfg
+    ctx = distributed.init_from_env(str(OmegaConf.select(full, "train.device", default="cpu")))
     try:
         out = _run(cfg, run_dir, overrides, ctx)
     finally:

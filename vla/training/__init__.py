@@ -13,7 +13,8 @@ from vla.training.checkpoint import (
 )
 from vla.training.config import TrainConfig
 from vla.training.loader import ResumableLoader, StepIterable
-from vla.training.loop import TrainResult, make_optimizer, seed_everything, train
+from vla.training.loop import TrainResult, train
+from vla.training.optim import make_optimizer, seed_everything
 from vla.training.schedule import lr_at
 
 __all__ = [

@@ -365,3 +365,20 @@ def load_policy(
         used_ema=used_ema,
     )
     return policy, info
+
+
+def check_resumable(policy: Policy, ckpt: Path) -> None:
+    """Raise ValueError naming config.json when `ckpt` was trained with another head or head config."""
+    saved = read_config(ckpt)
+    if saved["policy"] != policy.name:
+        raise ValueError(
+            f"{ckpt / 'config.json'}: run was trained with policy {saved['policy']!r}, not {policy.name!r}"
+        )
+    now = json.loads(json.dumps(policy.config.to_dict()))  # tuples -> lists, as stored
+    old = saved["policy_config"]
+    diff = sorted(k for k in set(now) | set(old) if now.get(k) != old.get(k))
+    if diff:
+        raise ValueError(
+            f"{ckpt / 'config.json'}: policy_config differs from the policy being trained in {diff}; "
+            "use a new run directory"
+        )
