@@ -50,3 +50,24 @@ def test_torchrun_two_processes(tmp_path: Path, tiny_dataset: Path, tiny_encoder
     eval_cli.run(cfg)
     res = json.loads((tmp_path / "eval" / "eval.json").read_text())
     assert res["n_episodes"] == 1 and res["mean_episode_length"] == 12
+
+
+def test_debug_experiment_is_self_contained(tmp_path: Path) -> None:
+    """`vla-train experiment=debug` without the default dataset or encoder (a fresh clone) makes
+    tiny ones under debug_assets.dir and trains on them; the saved config says so."""
+    from omegaconf import OmegaConf
+
+    from vla.cli import train as train_cli
+
+    missing = tmp_path / "no_such.zarr"
+    assets = tmp_path / "debug"
+    cfg = compose("train", ["experiment=debug", f"dataset={missing}", f"debug_assets.dir={assets}"])
+    out = train_cli.run(cfg, tmp_path / "run")
+    assert (
+        out.step == 4
+        and (assets / "pick_cube.zarr").is_dir()
+        and (assets / "encoder" / "config.json").is_file()
+    )
+    saved = OmegaConf.load(tmp_path / "run" / "config.yaml")
+    assert saved.dataset == str(assets / "pick_cube.zarr") and saved.encoder.model == str(assets / "encoder")
+    assert saved.task.env.image_size == 32 and not missing.exists()

@@ -39,50 +39,13 @@ def _choice(group: str, default: str) -> str:
 def bootstrap(b: dict[str, Any], out: Path, experiment: str, log=print) -> tuple[Path, Path]:
     """Demos, a tiny encoder and a policy trained with `experiment` under `out`: (run dir, dataset)."""
     from vla.cli import train as train_cli
-    from vla.collect import CollectConfig, collect
-    from vla.pretrain.siglip import PretrainConfig, SiglipModelSize, pretrain
-    from vla.pretrain.sim_pairs import PairConfig
+    from vla.cli.debug_assets import ensure_debug_assets
     from vla.training.checkpoint import latest_checkpoint
 
     task, size = str(b.get("task", "pick_cube")), int(b.get("image_size", 32))
     max_steps = int(b.get("max_steps", 12))
     dataset, enc_dir, run_dir = out / "demos.zarr", out / "encoder", out / "train"
-    if not dataset.exists():
-        log(f"bootstrap: collecting {b.get('n_demos', 3)} {task} demos -> {dataset}")
-        collect(
-            CollectConfig(
-                task=task,
-                n_episodes=int(b.get("n_demos", 3)),
-                out=str(dataset),
-                env_overrides={"image_size": size},
-                progress=False,
-            )
-        )
-    if not (enc_dir / "config.json").is_file():
-        log(f"bootstrap: a tiny sim encoder ({b.get('encoder_steps', 2)} steps) -> {enc_dir}")
-        pairs = dict(n_scenes=8, image_size=size)
-        pretrain(
-            PretrainConfig(
-                out_dir=str(enc_dir),
-                model=SiglipModelSize(
-                    image_size=size,
-                    patch_size=8,
-                    hidden_size=32,
-                    intermediate_size=64,
-                    vision_layers=1,
-                    text_layers=1,
-                    heads=2,
-                    max_text_len=16,
-                ),
-                train=PairConfig(seed=0, **pairs),
-                eval=PairConfig(seed=1_000_000, **pairs),
-                steps=int(b.get("encoder_steps", 2)),
-                batch_size=8,
-                eval_batch=8,
-                warmup_steps=1,
-            ),
-            log=lambda m: None,
-        )
+    ensure_debug_assets(b, dataset, enc_dir, log)
     if latest_checkpoint(run_dir) is None:
         log(f"bootstrap: vla-train experiment={experiment} -> {run_dir}")
         overrides = [

@@ -14,6 +14,7 @@ directory (its name has rank 0's timestamp), and rank 0 alone writes it (vla.tra
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -127,11 +128,49 @@ def run(
     full = resume_config(Path(cfg.resume), overrides or []) if cfg.get("resume") else cfg
     ctx = distributed.init_from_env(str(OmegaConf.select(full, "train.device", default="cpu")))
     try:
+        if not cfg.get("resume"):
+            cfg = _with_debug_assets(cfg, ctx)
         out = _run(cfg, run_dir, overrides, ctx)
     finally:
         if ctx.enabled:
             distributed.shutdown()
     return out
+
+
+def _with_debug_assets(cfg: DictConfig, ctx: distributed.DistContext) -> DictConfig:
+    """experiment=debug (its `debug_assets`) with the dataset or the sim encoder missing (a fresh
+    clone): the config switched to tiny demos and a tiny encoder under `debug_assets.dir`, made
+    there by rank 0 when missing. Any other config is returned as it is."""
+    b = cfg.get("debug_assets")
+    dataset, enc = Path(str(cfg.dataset)), Path(str(cfg.encoder.model))
+    if not b or str(cfg.encoder.family) != "siglip" or (dataset.exists() and enc.exists()):
+        return cfg
+    from vla.cli.debug_assets import ensure_debug_assets
+
+    root = Path(str(b.dir))
+    new_dataset, new_enc = root / f"{b.task}.zarr", root / "encoder"
+    missing = dataset if not dataset.exists() else enc
+    if ctx.is_main:
+        print(
+            f"[vla-train] experiment=debug: {missing} not found; training on {b.n_demos} {b.task} demos "
+            f"at {b.image_size} px ({new_dataset}) with a tiny encoder ({new_enc}), made when missing",
+            flush=True,
+        )
+    with distributed.main_first(ctx):
+        if ctx.is_main:
+            assets = OmegaConf.to_container(b, resolve=True)
+            ensure_debug_assets(
+                assets, new_dataset, new_enc, log=lambda m: print(f"[vla-train] {m}", flush=True)
+            )
+    cfg = copy.deepcopy(cfg)
+    for key, value in (
+        ("dataset", str(new_dataset)),
+        ("encoder.model", str(new_enc)),
+        ("task.env.image_size", int(b.image_size)),
+        ("task.env.max_steps", int(b.max_steps)),
+    ):
+        OmegaConf.update(cfg, key, value, force_add=True)
+    return cfg
 
 
 def _run(
