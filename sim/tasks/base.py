@@ -139,6 +139,9 @@ class Task:
     def __init__(self, cfg: TaskConfig) -> None:
         self.cfg = cfg
         self.instruction = ""
+        # This episode's placeholder values of the instruction templates: {c} target colour, {p} pad
+        # colour, {s} side, {a}/{b} top/bottom cube colours (each task sets the ones it uses).
+        self.instruction_fields: dict[str, str] = {}
         self.model: mujoco.MjModel | None = None
         self.data: mujoco.MjData | None = None
         self.cube_names: list[str] = []
@@ -172,6 +175,18 @@ class Task:
 
     def is_success(self) -> bool:
         raise NotImplementedError
+
+    def format_instruction(self, template: str) -> str:
+        """`template` filled with this episode's `instruction_fields` (e.g. "lift the {c} block").
+
+        Raises ValueError naming the placeholder when the template uses one this task has not."""
+        try:
+            return template.format(**self.instruction_fields)
+        except (KeyError, IndexError) as e:
+            raise ValueError(
+                f"instruction template {template!r} uses {{{e.args[0]}}}, but task {self.name} fills "
+                f"{sorted('{' + k + '}' for k in self.instruction_fields)}"
+            ) from None
 
     def progress(self) -> float:
         """Task-progress score from simulator state in [0, 1], higher is better (dense shaping)."""

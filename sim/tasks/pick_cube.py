@@ -47,7 +47,8 @@ class PickCube(CubeTask):
             self.set_geom_colour(f"obj/{name}", colour)
             self.place_cube(name, p, self.sample_yaw(rng))
         template = TEMPLATES[int(rng.integers(len(TEMPLATES)))]
-        self.instruction = template.format(c=colours[0])
+        self.instruction_fields = {"c": colours[0]}
+        self.instruction = template.format(**self.instruction_fields)
 
     def lift(self) -> float:
         return float(self.cube_pos(self.target)[2] - CUBE_HALF)

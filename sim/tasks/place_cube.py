@@ -68,7 +68,8 @@ class PlaceCube(CubeTask):
             self.set_geom_colour(f"pad/{name}", colour)
             self.model.body_pos[self.model.body(f"pad/{name}").id] = (p[0], p[1], PAD_HALF_Z)
         template = TEMPLATES[int(rng.integers(len(TEMPLATES)))]
-        self.instruction = template.format(c=colours[0], p=colours[nc])
+        self.instruction_fields = {"c": colours[0], "p": colours[nc]}
+        self.instruction = template.format(**self.instruction_fields)
 
     def _offset(self) -> tuple[float, float]:
         cube, pad = self.cube_pos(self.target), self.pad_pos(self.target_pad)

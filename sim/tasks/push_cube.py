@@ -80,7 +80,8 @@ class PushCube(CubeTask):
             self.place_cube(name, p, self.sample_yaw(rng))
         self.start = np.array([xy[0][0], xy[0][1], CUBE_HALF])
         template = TEMPLATES[int(rng.integers(len(TEMPLATES)))]
-        self.instruction = template.format(c=colours[0], s=self.side)
+        self.instruction_fields = {"c": colours[0], "s": self.side}
+        self.instruction = template.format(**self.instruction_fields)
 
     def displacement(self) -> float:
         """How far the target cube moved toward the instructed side [m]."""

@@ -53,7 +53,8 @@ class StackCubes(CubeTask):
             self.set_geom_colour(f"obj/{name}", colour)
             self.place_cube(name, p, self.sample_yaw(rng))
         template = TEMPLATES[int(rng.integers(len(TEMPLATES)))]
-        self.instruction = template.format(a=colours[0], b=colours[1])
+        self.instruction_fields = {"a": colours[0], "b": colours[1]}
+        self.instruction = template.format(**self.instruction_fields)
 
     def _offset(self) -> tuple[float, float]:
         top, bottom = self.cube_pos(self.target), self.cube_pos(self.base)

@@ -108,8 +108,41 @@ def _kept(ccfg: CollectConfig) -> str:
     return f"{n} whole episodes kept in {out}; continue with the same command and resume=true"
 
 
+def _task_envs(cfg: DictConfig) -> dict[str, dict] | None:
+    """task=all: each task's env (configs/task/<name>.yaml, then task.env, then env_overrides); None
+    for one task."""
+    from vla.paths import config_dir
+
+    r = OmegaConf.to_container(cfg, resolve=True)
+    if r["task"]["name"] != "all":
+        return None
+    envs = {}
+    for t in r["task"].get("tasks") or []:
+        path = Path(config_dir()) / "task" / f"{t}.yaml"
+        if not path.is_file():
+            raise ValueError(f"configs/task/all.yaml: tasks: no {path} for task {t!r}")
+        own = OmegaConf.to_container(OmegaConf.load(path), resolve=True).get("env") or {}
+        envs[t] = {**own, **(r["task"].get("env") or {}), **(r.get("env_overrides") or {})}
+    return envs
+
+
 def _body(cfg: DictConfig, overrides: list[str]) -> int:
     ccfg = to_collect_config(cfg)
+    envs = _task_envs(cfg)
+    if envs is not None:
+        from vla.collect_tasks import collect_tasks
+
+        Path(ccfg.out).parent.mkdir(parents=True, exist_ok=True)
+        res = collect_tasks(ccfg, envs)
+        (Path(ccfg.out).parent / f"{Path(ccfg.out).stem}.collect.yaml").write_text(
+            OmegaConf.to_yaml(cfg, resolve=True)
+        )
+        print(
+            f"[vla-collect] all: stored {res.n_saved} episodes of {len(envs)} tasks in {res.path} | expert "
+            f"success {res.n_success}/{res.n_attempts} | {res.seconds:.1f} s"
+            + (f" | video {res.video}" if res.video else "")
+        )
+        return 0
     if cfg.get("merge"):
         res = merge_shards(ccfg)
         (Path(ccfg.out).parent / f"{Path(ccfg.out).stem}.collect.yaml").write_text(

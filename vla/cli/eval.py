@@ -65,7 +65,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     import torch
 
     from vla.evaluation.shards import merge_shards
-    from vla.evaluation.simulator import EvalConfig, evaluate
+    from vla.evaluation.simulator import evaluate
     from vla.policy import VLAPolicy
     from vla.shards import check_shard, shard_dir
     from vla.training.checkpoint import resolve_checkpoint
@@ -95,6 +95,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         use_ema=bool(r["use_ema"]),
         num_inference_steps=r.get("num_inference_steps"),
     )
+    tasks = _task_list(r.get("task"), policy.meta.task)
+    if tasks:
+        return _run_tasks(r, policy, ckpt, tasks)
     task_name, env = eval_task(policy.meta.task, r.get("task"), ckpt)
     env.update(r.get("env_overrides") or {})
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt
@@ -103,8 +106,72 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     )
     if num_shards > 1:
         out_dir = str(shard_dir(out_dir, shard, num_shards))
-    ecfg = EvalConfig(
-        task=str(task_name),
+    ecfg = _eval_config(r, str(task_name), env, out_dir, shard, num_shards)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    (Path(out_dir) / "eval_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    res = evaluate(policy, ecfg)
+    _report_line(res, ckpt, f" (shard {shard} of {num_shards})" if num_shards > 1 else "", out_dir)
+    return res
+
+
+def _task_list(chosen: dict[str, Any] | None, recorded: dict[str, Any] | None) -> list[str] | None:
+    """The tasks of `task=all` (or of a checkpoint trained on all, with no task= given); None: one task."""
+    from vla.evaluation.multitask import ALL_TASKS
+
+    if chosen and chosen.get("name") == "all":
+        return list(chosen.get("tasks") or ALL_TASKS)
+    if not chosen and (recorded or {}).get("name") == "all":
+        return list((recorded or {}).get("tasks") or ALL_TASKS)
+    return None
+
+
+def _run_tasks(r: dict[str, Any], policy: Any, ckpt: Path, tasks: list[str]) -> dict[str, Any]:
+    """Each task with its own configs/task/<name>.yaml env (+ the checkpoint's observation fields
+    and env_overrides), into <out_dir>/<task>/; then the per-task + overall summary."""
+    from vla.evaluation.multitask import evaluate_tasks
+    from vla.paths import config_dir
+
+    if int(r.get("num_shards") or 1) > 1:
+        raise ValueError("task=all runs its tasks one after another; shard one task at a time (task=<name>)")
+    run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt
+    out_dir = Path(
+        r.get("out_dir") or run_dir / "eval" / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_step{ckpt.name}_all"
+    )
+    configs = {}
+    for t in tasks:
+        path = Path(config_dir()) / "task" / f"{t}.yaml"
+        if not path.is_file():
+            raise ValueError(f"task=all: no {path} for task {t!r}")
+        chosen = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+        all_env = dict((r.get("task") or {}).get("env") or {})
+        chosen["env"] = {**chosen.get("env", {}), **all_env}  # type: ignore[index]
+        name, env = eval_task(policy.meta.task, chosen, ckpt)  # type: ignore[arg-type]
+        env.update(r.get("env_overrides") or {})
+        configs[t] = _eval_config(r, name, env, str(out_dir / t), 0, 1)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    res = evaluate_tasks(policy, configs, out_dir)
+    for t, row in res["tasks"].items():
+        lo, hi = row["success_ci95"]
+        print(
+            f"[vla-eval] {t}: success {row['successes']}/{row['n_episodes']} = {row['success_rate']:.0%} "
+            f"(95% CI {lo:.0%}-{hi:.0%}) | mean length {row['mean_episode_length']:.1f}",
+            flush=True,
+        )
+    o = res["overall"]
+    print(
+        f"[vla-eval] {ckpt}: all {len(tasks)} tasks: success {o['successes']}/{o['n_episodes']} = "
+        f"{o['success_rate']:.0%} (95% CI {o['success_ci95'][0]:.0%}-{o['success_ci95'][1]:.0%}), lowest task "
+        f"{res['min_task_success_rate']:.0%} | results {out_dir}/eval.json, plot {res['plot']}",
+        flush=True,
+    )
+    return res
+
+
+def _eval_config(r: dict[str, Any], task: str, env: dict, out_dir: str, shard: int, num_shards: int) -> Any:
+    from vla.evaluation.simulator import EvalConfig
+
+    return EvalConfig(
+        task=task,
         env_overrides=env,
         n_episodes=int(r["n_episodes"]),
         seed=int(r["seed"]),
@@ -123,10 +190,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         progress=bool(r["progress"]),
         shard=shard,
         num_shards=num_shards,
+        instructions_file=r.get("instructions_file") or None,
     )
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    (Path(out_dir) / "eval_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    res = evaluate(policy, ecfg)
+
+
+def _report_line(res: dict[str, Any], ckpt: Path, part: str, out_dir: str) -> None:
     lo, hi = res["success_ci95"]
     g = res.get("grasp_summary")  # the cube tasks' diagnostics summary (sim.tasks.base.CubeTask)
     grip = (
@@ -135,7 +203,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         if g
         else ""
     )
-    part = f" (shard {shard} of {num_shards})" if num_shards > 1 else ""
     print(
         f"[vla-eval] {ckpt}{part}: success {res['successes']}/{res['n_episodes']} = {res['success_rate']:.0%} "
         f"(95% CI {lo:.0%}-{hi:.0%}) | mean length {res['mean_episode_length']:.1f} | final progress {res['mean_final_progress']:.2f} | "
@@ -146,7 +213,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         f"{grip}results {out_dir}/eval.json, plot {res['plot']}, videos {Path(out_dir) / 'videos'}",
         flush=True,
     )
-    return res
 
 
 def _body(cfg: DictConfig, overrides: list[str]) -> int:

@@ -74,6 +74,7 @@ def to_job(cfg: DictConfig, run_dir: Path) -> TrainJob:
         split_seed=int(d["split_seed"]),
         embeddings=str(d["embeddings"]),
         repeat_sources={str(k): int(v) for k, v in (d.get("repeat_sources") or {}).items()},
+        repeat_tasks={str(k): int(v) for k, v in (d.get("repeat_tasks") or {}).items()},
     )
     t = dict(r["train"])
     t["betas"] = tuple(t.get("betas", (0.95, 0.999)))
@@ -91,7 +92,11 @@ def to_job(cfg: DictConfig, run_dir: Path) -> TrainJob:
         n_action_steps=int(r["n_action_steps"]),
         batch_size=int(r["batch_size"]),
         num_workers=int(r["num_workers"]),
-        task={"name": r["task"]["name"], "env": r["task"].get("env") or {}},
+        task={
+            "name": r["task"]["name"],
+            "env": r["task"].get("env") or {},
+            **({"tasks": list(r["task"]["tasks"])} if r["task"].get("tasks") else {}),
+        },
         eval_episodes=int(r["eval_episodes"]),
         eval_every=int(r["eval_every"]),
         threads=r.get("threads"),
@@ -138,22 +143,35 @@ def run(
 
 
 def _with_debug_assets(cfg: DictConfig, ctx: distributed.DistContext) -> DictConfig:
-    """experiment=debug (its `debug_assets`) with the dataset or the sim encoder missing (a fresh
-    clone): the config switched to tiny demos and a tiny encoder under `debug_assets.dir`, made
-    there by rank 0 when missing. Any other config is returned as it is."""
+    """experiment=debug (its `debug_assets`) with the default dataset or the default sim encoder
+    missing (a fresh clone): the config switched to tiny demos and/or a tiny encoder under
+    `debug_assets.dir`, made there by rank 0 when missing. Any other config is returned as it is."""
     b = cfg.get("debug_assets")
+    if not b:
+        return cfg
     dataset, enc = Path(str(cfg.dataset)), Path(str(cfg.encoder.model))
-    if not b or str(cfg.encoder.family) != "siglip" or (dataset.exists() and enc.exists()):
+    # Only the defaults are replaced: a path the user gave that does not exist stays an error.
+    default_enc = OmegaConf.load(Path(config_dir()) / "encoder" / "sim_siglip.yaml").model
+    dataset_missing = not dataset.exists() and str(cfg.dataset) == str(cfg.task.get("dataset_path"))
+    enc_missing = not enc.exists() and str(cfg.encoder.model) == str(default_enc)
+    if not (dataset_missing or enc_missing):
         return cfg
     from vla.cli.debug_assets import ensure_debug_assets
 
     root = Path(str(b.dir))
-    new_dataset, new_enc = root / f"{b.task}.zarr", root / "encoder"
-    missing = dataset if not dataset.exists() else enc
+    # Only what is missing is replaced (a user's dataset is kept, a missing encoder made).
+    new_dataset = root / f"{b.task}.zarr" if dataset_missing else dataset
+    new_enc = root / "encoder" if enc_missing else enc
     if ctx.is_main:
+        made = (
+            [f"{b.n_demos} {b.task} demos at {b.image_size} px ({new_dataset})"]
+            if new_dataset != dataset
+            else []
+        )
+        made += [f"a tiny encoder ({new_enc})"] if new_enc != enc else []
         print(
-            f"[vla-train] experiment=debug: {missing} not found; training on {b.n_demos} {b.task} demos "
-            f"at {b.image_size} px ({new_dataset}) with a tiny encoder ({new_enc}), made when missing",
+            f"[vla-train] experiment=debug: {dataset if new_dataset != dataset else enc} not found; "
+            f"training with {' and '.join(made)}, made when missing",
             flush=True,
         )
     with distributed.main_first(ctx):
@@ -163,12 +181,14 @@ def _with_debug_assets(cfg: DictConfig, ctx: distributed.DistContext) -> DictCon
                 assets, new_dataset, new_enc, log=lambda m: print(f"[vla-train] {m}", flush=True)
             )
     cfg = copy.deepcopy(cfg)
-    for key, value in (
-        ("dataset", str(new_dataset)),
-        ("encoder.model", str(new_enc)),
-        ("task.env.image_size", int(b.image_size)),
-        ("task.env.max_steps", int(b.max_steps)),
-    ):
+    changes: list[tuple[str, Any]] = [("encoder.model", str(new_enc))]
+    if new_dataset != dataset:
+        changes += [
+            ("dataset", str(new_dataset)),
+            ("task.env.image_size", int(b.image_size)),
+            ("task.env.max_steps", int(b.max_steps)),
+        ]
+    for key, value in changes:
         OmegaConf.update(cfg, key, value, force_add=True)
     return cfg
 

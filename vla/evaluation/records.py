@@ -110,6 +110,15 @@ def summarize(records: list[EpisodeRecord], task: str | None = None) -> dict[str
         "gate_unsafe_stops_total": int(sum(r.gate_unsafe_stops for r in records)),
         "episodes": episodes,
     }
+    templates: dict[str, list[bool]] = defaultdict(list)
+    for r in records:
+        if "template" in r.extra:
+            templates[str(r.extra["template"])].append(r.success)
+    if templates:  # instructions from a file (vla-eval instructions_file=): one row per template
+        summary["per_template"] = {
+            t: {"n": len(v), "successes": int(sum(v)), "success_rate": sum(v) / len(v)}
+            for t, v in sorted(templates.items())
+        }
     if task is not None:
         summary.update(summarize_diagnostics(task, episodes))
     return summary

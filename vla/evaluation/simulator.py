@@ -32,6 +32,7 @@ import numpy as np
 
 from sim.tasks.base import GRIPPER_CLOSED
 from vla.evaluation import EpisodeRecord, summarize
+from vla.evaluation.phrasings import load_phrasings
 from vla.runtime import ChunkPolicy, ControlLoop, RuntimeConfig, SimulatedClock, run_episode
 from vla.shards import check_shard, shard_range
 
@@ -55,6 +56,8 @@ class EvalConfig:
     latency_s: inference latency charged per chunk in control time (None: measured).
     safety: run every chunk through the world-model safety gate (`safety_config`).
     n_videos: episodes recorded to mp4 (front view, `env.render()`).
+    instructions_file: JSON of instruction templates per task (`vla.evaluation.phrasings`): episode
+        i gets the task's template i mod n, filled with the episode's colours/side; results per template.
     shard / num_shards: run only shard `shard`'s contiguous block of the n_episodes (`vla.shards`;
         episode i keeps seed `seed + i`); `merge_shards` joins the shards' results into the report
         the unsharded evaluation writes (`vla.evaluation.shards.merge_shards`).
@@ -80,6 +83,7 @@ class EvalConfig:
     progress: bool = True
     shard: int = 0
     num_shards: int = 1
+    instructions_file: str | None = None
 
     def __post_init__(self) -> None:
         if self.n_episodes < 1:
@@ -90,6 +94,8 @@ class EvalConfig:
             raise ValueError(
                 f"EvalConfig.smoothing must be 'none', 'ensemble' or 'rtc', got {self.smoothing!r}"
             )
+        if self.instruction and self.instructions_file:
+            raise ValueError("EvalConfig: instruction= and instructions_file= both set; pick one")
         if self.smoothing == "rtc" and self.mode != "async":
             raise ValueError("EvalConfig.smoothing='rtc' needs mode='async'")
         if self.n_videos < 0:
@@ -122,6 +128,9 @@ class _Recorder:
     ) -> None:
         self.env = env
         self.override = instruction
+        # Per episode: the task -> this episode's instruction (an instructions file's template).
+        self.phrase: Any = None
+        self._episode_text: str | None = instruction
         self.observer = observer
         self.record = False
         self.frames: list[np.ndarray] = []
@@ -131,8 +140,11 @@ class _Recorder:
 
     def reset(self, **kw: Any) -> tuple[dict, dict]:
         obs, info = self.env.reset(**kw)  # clears the task's diagnostics
-        if self.override:
-            obs = {**obs, "instruction": self.override}
+        self._episode_text = (
+            self.phrase(self.env.unwrapped.task) if self.phrase is not None else self.override
+        )
+        if self._episode_text:
+            obs = {**obs, "instruction": self._episode_text}
         self.instruction = str(obs.get("instruction", info.get("instruction", "")))
         self.frames = [self.env.render()] if self.record else []
         self._steps = 0
@@ -148,8 +160,8 @@ class _Recorder:
         if self.observer is not None:
             self.observer.on_step(self._obs, action)
         out = self.env.step(action)
-        if self.override:
-            out = ({**out[0], "instruction": self.override}, *out[1:])
+        if self._episode_text:
+            out = ({**out[0], "instruction": self._episode_text}, *out[1:])
         self._obs = out[0]
         if self.record:
             self.frames.append(self.env.render())
@@ -211,8 +223,12 @@ def evaluate(policy: ChunkPolicy, cfg: EvalConfig, observer: EpisodeObserver | N
     compute: list[float] = []
     t0 = time.perf_counter()
     todo = shard_range(cfg.n_episodes, cfg.shard, cfg.num_shards)
+    phrasings = load_phrasings(cfg.instructions_file, [cfg.task]) if cfg.instructions_file else None
     try:
         for i in todo:
+            template = phrasings.template(cfg.task, i) if phrasings is not None else None
+            if phrasings is not None:
+                rec.phrase = lambda task, t=template: phrasings.render(t, task.instruction_fields)
             rec.record = i < cfg.n_videos
             if gate is not None:
                 gate.reset_stats()
@@ -246,6 +262,8 @@ def evaluate(policy: ChunkPolicy, cfg: EvalConfig, observer: EpisodeObserver | N
                 # The task's diagnostics of the episode (why it failed), as vla-deploy records them.
                 extra=dict(env.unwrapped.task.diagnostics()),
             )
+            if template is not None:
+                ep.extra["template"] = template
             if gate is not None:
                 ep.extra["gate_by_check"] = dict(gate.stats.by_check)
                 ep.extra["gate_braking"] = int(gate.stats.braking)

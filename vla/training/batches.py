@@ -49,6 +49,8 @@ class DataSpec:
     repeat_sources: {episode info "source": n}: the training windows of those episodes appear n times
         per epoch (e.g. {"dagger": 4}: a few hundred DAgger episodes beside thousands of demos still
         make a share of every batch). Statistics count each episode once.
+    repeat_tasks: {episode info "task": n}: the same by task, the sampling weights of a multi-task
+        dataset (`vla-collect task=all`), e.g. {"stack_cubes": 2}; multiplies with repeat_sources.
     """
 
     dataset: str
@@ -63,11 +65,13 @@ class DataSpec:
     embeddings: str = "auto"
     future_offsets: tuple[int, ...] = ()
     repeat_sources: dict[str, int] = field(default_factory=dict)
+    repeat_tasks: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        bad = {k: v for k, v in self.repeat_sources.items() if int(v) < 1}
-        if bad:
-            raise ValueError(f"DataSpec.repeat_sources: repeats must be integers >= 1, got {bad}")
+        for name in ("repeat_sources", "repeat_tasks"):
+            bad = {k: v for k, v in getattr(self, name).items() if int(v) < 1}
+            if bad:
+                raise ValueError(f"DataSpec.{name}: repeats must be integers >= 1, got {bad}")
         if any(int(o) < 1 for o in self.future_offsets):
             raise ValueError(f"DataSpec.future_offsets must all be >= 1, got {self.future_offsets}")
         if self.embeddings not in ("auto", "precomputed", "on_the_fly"):
@@ -258,13 +262,20 @@ class TrainData:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def repeat_episodes(rb: ReplayBuffer, episodes: list[int], repeats: dict[str, int]) -> list[int]:
-    """`episodes`, each repeated `repeats[info["source"]]` times (1 for other sources)."""
-    if not repeats:
+def repeat_episodes(
+    rb: ReplayBuffer, episodes: list[int], repeats: dict[str, int], task_repeats: dict[str, int] | None = None
+) -> list[int]:
+    """`episodes`, each repeated `repeats[info["source"]] * task_repeats[info["task"]]` times (1 for
+    sources and tasks not named)."""
+    if not repeats and not task_repeats:
         return list(episodes)
     out: list[int] = []
     for e in episodes:
-        out += [e] * int(repeats.get(str(rb.episode_info(e).get("source", "")), 1))
+        info = rb.episode_info(e)
+        n = int(repeats.get(str(info.get("source", "")), 1)) * int(
+            (task_repeats or {}).get(str(info.get("task", "")), 1)
+        )
+        out += [e] * n
     return out
 
 
@@ -285,7 +296,14 @@ def build_train_data(spec: DataSpec, enc: FrozenEncoder) -> TrainData:
             raise KeyError(f"{spec.dataset}: DataSpec.cameras has {c!r} but the store has no data/image_{c}")
     train_eps, val_eps = split_episodes(rb.n_episodes, spec.val_fraction, spec.split_seed)
     stats = compute_stats(rb, [spec.state_key, spec.action_key], episodes=train_eps)
-    sampled = repeat_episodes(rb, train_eps, spec.repeat_sources)
+    sampled = repeat_episodes(rb, train_eps, spec.repeat_sources, spec.repeat_tasks)
+    if spec.repeat_tasks:
+        known = {str(rb.episode_info(e).get("task", "")) for e in train_eps}
+        unknown = sorted(set(spec.repeat_tasks) - known)
+        if unknown:
+            raise ValueError(
+                f"{spec.dataset}: data.repeat_tasks names task(s) {unknown} with no episode here (tasks: {sorted(known)})"
+            )
 
     source: TokenSource
     if spec.embeddings == "on_the_fly":

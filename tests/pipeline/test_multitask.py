@@ -1,0 +1,114 @@
+"""Issue 18's interfaces: `vla-collect task=all` (one store, all four tasks), training on it with
+per-task weights, `vla-eval task=all` (per task + overall) with `instructions_file=` (templates
+per task, colour synonyms, results per template)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from hydra_helpers import compose
+
+from vla.data import ReplayBuffer
+
+TASKS = ["pick_cube", "place_cube", "push_cube", "stack_cubes"]
+PHRASINGS = {
+    "pick_cube": ["raise the {c} cube", "grab the {c} block"],
+    "place_cube": ["drop the {c} cube onto the {p} pad"],
+    "push_cube": ["shove the {c} cube {s}"],
+    "stack_cubes": ["set the {a} cube on the {b} one"],
+    "colour_synonyms": {"red": "crimson", "blue": "navy", "green": "emerald", "yellow": "golden"},
+}
+
+
+@pytest.fixture(scope="module")
+def all_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from vla.cli import collect as collect_cli
+
+    out = tmp_path_factory.mktemp("all") / "all.zarr"
+    cfg = compose(
+        "collect", ["task=all", "n_episodes=4", f"out={out}", "+task.env.image_size=32", "progress=false"]
+    )
+    assert collect_cli._body(cfg, []) == 0
+    return out
+
+
+def test_collect_all_writes_every_task_in_one_store(all_dataset: Path) -> None:
+    rb = ReplayBuffer.open(all_dataset)
+    assert [rb.episode_info(i)["task"] for i in range(rb.n_episodes)] == TASKS
+    assert [rb.episode_info(i)["seed"] for i in range(4)] == [0, 0, 0, 0]  # each task's own seeds
+    assert rb.meta.extra["tasks"] == TASKS and rb.meta.extra["task"] == "all"
+    assert all(rb.episode_info(i)["success"] for i in range(4))
+    assert rb.episode(0)["image_front"].shape[1:] == (32, 32, 3)  # task=all's env reached each task
+
+
+def test_train_and_eval_all_tasks_with_an_instructions_file(
+    all_dataset: Path, tiny_encoder_dir: Path, tmp_path: Path
+) -> None:
+    from vla.cli import eval as eval_cli
+    from vla.cli import train as train_cli
+
+    run = tmp_path / "run"
+    overrides = [
+        "experiment=debug",
+        "task=all",
+        f"dataset={all_dataset}",
+        f"encoder.model={tiny_encoder_dir}",
+    ]
+    overrides += ["+task.env.image_size=32", "+data.repeat_tasks.stack_cubes=2"]
+    train_cli.run(compose("train", overrides), run)
+    summary = json.loads((run / "train_summary.json").read_text())
+    n_frames = ReplayBuffer.open(all_dataset).n_frames
+    assert summary["n_windows"] > n_frames  # stack_cubes' windows twice
+    phr = tmp_path / "phrasings.json"
+    phr.write_text(json.dumps(PHRASINGS))
+    out = tmp_path / "eval"
+    args = [f"checkpoint={run}", "n_episodes=2", "max_steps=12", "n_videos=0", "progress=false"]
+    eval_cli.run(
+        compose("eval", [*args, f"instructions_file={phr}", f"out_dir={out}"])
+    )  # the run's task: all
+    res = json.loads((out / "eval.json").read_text())
+    assert list(res["tasks"]) == TASKS and res["overall"]["n_episodes"] == 8
+    assert (out / "eval.png").is_file()
+    for t in TASKS:
+        row = res["tasks"][t]
+        assert set(row["per_template"]) == set(PHRASINGS[t][:2])
+        assert sum(v["n"] for v in row["per_template"].values()) == 2
+        for text in row["per_instruction"]:
+            words = set(re.findall(r"[a-z]+", text))
+            assert not words & set(PHRASINGS["colour_synonyms"]), text  # colour words replaced
+            assert "{" not in text
+    # The pick_cube report's episodes: template i mod 2, filled with that episode's colour.
+    pick = json.loads((out / "pick_cube" / "eval.json").read_text())
+    assert [e["template"] for e in pick["episodes"]] == PHRASINGS["pick_cube"]
+    assert pick["episodes"][0]["instruction"].startswith("raise the ")
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ({"pick_cube": ["lift the {p} cube"]}, r"uses \['\{p\}'\]; pick_cube fills \['\{c\}'\]"),
+        ({"open_drawer": ["open it"]}, "unknown task 'open_drawer'"),
+        ({"pick_cube": []}, "non-empty list"),
+        ({"push_cube": ["push the {c} cube {s}"]}, r"no templates for task\(s\) \['pick_cube'\]"),
+        ({"pick_cube": ["x {c}"], "colour_synonyms": ["red"]}, "colour_synonyms must be an object"),
+    ],
+)
+def test_instructions_file_errors_name_the_file_and_entry(tmp_path: Path, content: dict, match: str) -> None:
+    from vla.evaluation.phrasings import load_phrasings
+
+    p = tmp_path / "bad.json"
+    p.write_text(json.dumps(content))
+    with pytest.raises(ValueError, match=match):
+        load_phrasings(p, ["pick_cube"])
+
+
+def test_synonyms_replace_whole_words_only() -> None:
+    from vla.evaluation.phrasings import apply_synonyms
+
+    assert apply_synonyms("put the red cube on the reddish pad", {"red": "crimson"}) == (
+        "put the crimson cube on the reddish pad"
+    )
+    assert apply_synonyms("blue on red", {"red": "blue", "blue": "red"}) == "red on blue"  # one pass
