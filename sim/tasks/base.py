@@ -69,6 +69,9 @@ class TaskConfig:
     randomize_object_poses: bool = True
     max_object_yaw: float = 0.6
     randomize_colours: bool = True
+    # "templates": the task's few fixed templates; "paraphrase": sim.phrasing's grammar (verbs x
+    # nouns x patterns, ~50-70 per task) for instruction variety in training data.
+    instructions: str = "templates"
     randomize_table: bool = False
     randomize_lighting: bool = False
     randomize_camera: bool = False
@@ -83,6 +86,10 @@ class TaskConfig:
         name = type(self).__name__
         if not 16 <= self.image_size <= 224:
             raise ValueError(f"{name}.image_size must be in [16, 224], got {self.image_size}")
+        if self.instructions not in ("templates", "paraphrase"):
+            raise ValueError(
+                f"{name}.instructions must be 'templates' or 'paraphrase', got {self.instructions!r}"
+            )
         bad = [c for c in self.cameras if c not in ("front", "wrist")]
         if bad or not self.cameras:
             raise ValueError(
@@ -175,6 +182,15 @@ class Task:
 
     def is_success(self) -> bool:
         raise NotImplementedError
+
+    def pick_template(self, rng: np.random.Generator, templates: tuple[str, ...]) -> str:
+        """One template for this episode: from the task's own `templates`, or from its paraphrase
+        set with `instructions="paraphrase"` (one draw of `rng` either way)."""
+        if self.cfg.instructions == "paraphrase":
+            from sim.phrasing import paraphrase_templates
+
+            templates = paraphrase_templates(self.name)
+        return templates[int(rng.integers(len(templates)))]
 
     def format_instruction(self, template: str) -> str:
         """`template` filled with this episode's `instruction_fields` (e.g. "lift the {c} block").

@@ -46,7 +46,7 @@ class PickCube(CubeTask):
             self.colours[name] = colour
             self.set_geom_colour(f"obj/{name}", colour)
             self.place_cube(name, p, self.sample_yaw(rng))
-        template = TEMPLATES[int(rng.integers(len(TEMPLATES)))]
+        template = self.pick_template(rng, TEMPLATES)
         self.instruction_fields = {"c": colours[0]}
         self.instruction = template.format(**self.instruction_fields)
 

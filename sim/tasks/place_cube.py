@@ -67,7 +67,7 @@ class PlaceCube(CubeTask):
             self.colours[name] = colour
             self.set_geom_colour(f"pad/{name}", colour)
             self.model.body_pos[self.model.body(f"pad/{name}").id] = (p[0], p[1], PAD_HALF_Z)
-        template = TEMPLATES[int(rng.integers(len(TEMPLATES)))]
+        template = self.pick_template(rng, TEMPLATES)
         self.instruction_fields = {"c": colours[0], "p": colours[nc]}
         self.instruction = template.format(**self.instruction_fields)
 

@@ -79,7 +79,7 @@ class PushCube(CubeTask):
             self.set_geom_colour(f"obj/{name}", colour)
             self.place_cube(name, p, self.sample_yaw(rng))
         self.start = np.array([xy[0][0], xy[0][1], CUBE_HALF])
-        template = TEMPLATES[int(rng.integers(len(TEMPLATES)))]
+        template = self.pick_template(rng, TEMPLATES)
         self.instruction_fields = {"c": colours[0], "s": self.side}
         self.instruction = template.format(**self.instruction_fields)
 

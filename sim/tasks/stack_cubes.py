@@ -52,7 +52,7 @@ class StackCubes(CubeTask):
             self.colours[name] = colour
             self.set_geom_colour(f"obj/{name}", colour)
             self.place_cube(name, p, self.sample_yaw(rng))
-        template = TEMPLATES[int(rng.integers(len(TEMPLATES)))]
+        template = self.pick_template(rng, TEMPLATES)
         self.instruction_fields = {"a": colours[0], "b": colours[1]}
         self.instruction = template.format(**self.instruction_fields)
 

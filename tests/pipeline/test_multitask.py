@@ -112,3 +112,17 @@ def test_synonyms_replace_whole_words_only() -> None:
         "put the crimson cube on the reddish pad"
     )
     assert apply_synonyms("blue on red", {"red": "blue", "blue": "red"}) == "red on blue"  # one pass
+
+
+def test_heldout_phrasing_shorthand(debug_runs: dict[str, Path], tmp_path: Path) -> None:
+    """phrasing=heldout evaluates with configs/phrasings/heldout.json (pick_cube's templates here)."""
+    from vla.cli import eval as eval_cli
+
+    out = tmp_path / "ev"
+    args = [f"checkpoint={debug_runs['transformer']}", "n_episodes=4", "n_videos=0", "progress=false"]
+    res = eval_cli.run(compose("eval", [*args, "phrasing=heldout", f"out_dir={out}"]))
+    held = json.loads((Path(__file__).resolve().parents[2] / "configs/phrasings/heldout.json").read_text())
+    assert set(res["per_template"]) == set(held["pick_cube"])
+    assert all(t.split()[0] in {"hoist", "could", "snatch", "i"} for t in res["per_instruction"])
+    with pytest.raises(ValueError, match="the one named set is 'heldout'"):
+        eval_cli.run(compose("eval", [*args, "phrasing=mine"]))

@@ -39,6 +39,7 @@ COMMAND = Command(
         "vla-eval checkpoint=outputs/train/<run> task=push_cube instruction='push the red cube left'",
         "vla-eval checkpoint=outputs/train/<run> num_shards=4 shard=0 out_dir=outputs/eval/x   # one of 4 shards",
         "vla-eval checkpoint=outputs/train/<run> num_shards=4 merge=true out_dir=outputs/eval/x   # join them",
+        "vla-eval checkpoint=outputs/train/<run> task=all phrasing=heldout   # every task, unseen wording",
     ),
     multirun=_sweep,
 )
@@ -71,6 +72,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from vla.training.checkpoint import resolve_checkpoint
 
     r: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    if r.get("phrasing"):
+        if r["phrasing"] != "heldout":
+            raise ValueError(
+                f"phrasing={r['phrasing']!r}: the one named set is 'heldout' (or give instructions_file=)"
+            )
+        if r.get("instructions_file"):
+            raise ValueError("phrasing=heldout and instructions_file= both set; pick one")
+        from vla.paths import config_dir
+
+        r["instructions_file"] = str(Path(config_dir()) / "phrasings" / "heldout.json")
     shard, num_shards = int(r.get("shard") or 0), int(r.get("num_shards") or 1)
     check_shard(shard, num_shards)
     if (num_shards > 1 or r.get("merge")) and not r.get("out_dir"):
