@@ -149,6 +149,12 @@ def _ddp(r: dict) -> str:
     )
 
 
+def _retrieval(r: dict) -> str:
+    return "top-1 of 32: " + ", ".join(
+        f"{x['camera']} {x['wording'].split()[0]} {x['top1']:.2f}" for x in r["rows"]
+    )
+
+
 def _probe(r: dict) -> str:
     res = "; ".join(
         f"{x['front_end']} {100 * x['target_identified']:.0f}% ({x['mean_err_cm']:.1f} cm)"
@@ -238,6 +244,7 @@ QUICK: dict[str, Bench] = {
     "bench_sim": Bench(("--frames", "2", "--steps", "2", "--episodes", "1"), _sim),
     "bench_threads": Bench(("--seconds", "1", "--batch-size", "8"), _threads),
     "bench_ddp": Bench(("--steps", "3", "--batch-size", "8"), _ddp),
+    "bench_retrieval": Bench(("--scenes", "64", "--encoder", "{encoder}"), _retrieval, needs=("encoder",)),
     "bench_stack": Bench(("--quick", "--encoder", "{encoder}"), _stack, needs=("encoder",)),
     "probe_grounding": Bench(("--quick", "--encoder", "{encoder}"), _probe, needs=("encoder",)),
 }

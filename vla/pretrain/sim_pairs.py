@@ -143,6 +143,9 @@ def describe(task, camera: str) -> dict:
         "instruction": task.instruction,
         "single": [_a(o) for o in objs],
         "objects": [(u, v, o) for u, v, o in vis],
+        # What the instruction was written with (any other template can be filled with them).
+        "task": task.name,
+        "fields": dict(task.instruction_fields),
     }
 
 
