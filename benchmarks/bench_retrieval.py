@@ -11,8 +11,10 @@ is the image's own instruction string (chance is reported beside it). The held-o
 scene is its task's held-out template i mod n filled with the scene's own colours/side, then the
 file's colour synonyms.
 
-Encoders: `old` is the embedded default (the small SigLIP with its word-level tokenizer,
-`vla-pretrain-encoder`); the MiniLM-aligned encoder of issue 18 is not built yet (its row says so).
+Encoders, in one run: `old` is the embedded default (the small SigLIP with its word-level
+tokenizer, `vla-pretrain-encoder`); `new` is the sim vision tower aligned to the locked MiniLM text
+tower (`vla-pretrain-encoder text_tower=minilm`, `vla.pretrain.lit`), scored with MiniLM's sentence
+embeddings. A missing checkpoint is said so.
 """
 
 from __future__ import annotations
@@ -70,9 +72,49 @@ def top1(
     return hits / n, chance / n, unk / max(total, 1)
 
 
+@torch.no_grad()
+def lit_rows(path: Path, pairs, batch: int) -> list[dict]:
+    """The LiT encoder's rows: image embedding (vision pooled, projected) vs MiniLM sentence embedding."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from vla.encoders.preprocess import ImagePreprocessing, to_pixels
+    from vla.pretrain.lit import SentenceCache, image_embeddings
+
+    model = AutoModel.from_pretrained(str(path), local_files_only=True).eval()
+    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    size = int(model.config.vision_config.image_size)
+    pre = ImagePreprocessing(size, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bilinear")
+    sentences = SentenceCache(model, tok, 32)
+    rows = []
+    for cam in pairs.images:
+        for wording, texts in (("training templates", [t["instruction"] for t in pairs.texts[cam]]),
+                               ("held-out phrasings", heldout_texts(pairs, cam))):  # fmt: skip
+            hits = n = 0
+            chance = 0.0
+            for s in range(0, len(texts) - batch + 1, batch):
+                cand = texts[s : s + batch]
+                sim = (
+                    image_embeddings(model, to_pixels(pairs.images[cam][s : s + batch], pre))
+                    @ sentences(cand).T
+                )
+                hits += sum(cand[b] == cand[i] for i, b in enumerate(sim.argmax(1).tolist()))
+                chance += sum(cand.count(t) / batch for t in cand)
+                n += batch
+            enc = tok(texts, add_special_tokens=False)["input_ids"]
+            unk = sum(e.count(tok.unk_token_id) for e in enc) / max(sum(len(e) for e in enc), 1)
+            rows.append({"encoder": "new (sim vision aligned to MiniLM)", "camera": cam, "wording": wording,
+                         "top1": hits / n, "chance": chance / n, "unk_token_share": unk})  # fmt: skip
+            print(
+                f"new {cam:5s} {wording:18s}: top-1 {hits / n:.3f} (chance {chance / n:.3f}), [UNK] {unk:.0%}",
+                flush=True,
+            )
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--encoder", type=Path, default=ROOT / "outputs" / "encoder" / "sim_siglip")
+    ap.add_argument("--new-encoder", type=Path, default=ROOT / "outputs" / "encoder" / "sim_lit")
     ap.add_argument("--scenes", type=int, default=256)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--out", type=Path, default=RESULTS)
@@ -104,12 +146,15 @@ def main() -> None:
                 f"old {cam:5s} {wording:18s}: top-1 {acc:.3f} (chance {chance:.3f}), [UNK] {unk:.0%}",
                 flush=True,
             )
+    if (a.new_encoder / "config.json").is_file():
+        rows += lit_rows(a.new_encoder, pairs, a.batch)
+    else:
+        print(f"new: no checkpoint at {a.new_encoder} (vla-pretrain-encoder text_tower=minilm out_dir=...)")
     print("\n| encoder | camera | wording | top-1 of 32 | chance | [UNK] tokens |\n|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['encoder']} | {r['camera']} | {r['wording']} | {r['top1']:.3f} | {r['chance']:.3f} | {r['unk_token_share']:.0%} |"
         )
-    print("| MiniLM-aligned (issue 18) | - | - | not built yet | | |")
     a.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"cpu_count": os.cpu_count(), "machine": platform.machine(), "torch": torch.__version__}
     a.out.write_text(json.dumps({"rows": rows, "scenes": a.scenes, "batch": a.batch, "encoder": str(a.encoder),

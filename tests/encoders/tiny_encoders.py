@@ -65,6 +65,17 @@ def make_tiny(family: str, root: Path) -> Path:
         )
         model = tf.CLIPModel(conf)
         proc = tf.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    elif family == "lit":
+        # VisionTextDualEncoderModel (what vla.pretrain.lit writes): SigLIP vision + BERT text of
+        # different widths, both projected (D = projection_dim).
+        vc = tf.SiglipVisionConfig(image_size=32, patch_size=8, **_vision())
+        tc = tf.BertConfig(
+            vocab_size=v, hidden_size=24, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
+            max_position_embeddings=16, pad_token_id=tok.pad_token_id,
+        )  # fmt: skip
+        conf = tf.VisionTextDualEncoderConfig.from_vision_text_configs(vc, tc, projection_dim=16)
+        model = tf.VisionTextDualEncoderModel(conf)
+        proc = tf.SiglipImageProcessor(size={"height": 32, "width": 32})
     elif family == "paligemma":
         conf = tf.PaliGemmaConfig(
             vision_config=dict(model_type="siglip_vision_model", **_vision(image_size=32, patch_size=8)),

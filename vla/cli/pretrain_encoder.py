@@ -30,6 +30,7 @@ def to_pretrain_config(cfg: DictConfig) -> tuple[PretrainConfig, int | None]:
     assert isinstance(c, dict)
     c.pop("hydra", None)
     threads = c.pop("threads", None)
+    c.pop("text_tower", None)
 
     def pairs(d: dict, name: str) -> PairConfig:
         try:
@@ -59,7 +60,14 @@ def _body(cfg: DictConfig, overrides: list[str]) -> int:
     Path(pc.out_dir).mkdir(parents=True, exist_ok=True)
     # The resolved config beside the checkpoint (where Hydra's run dir used to put it).
     (Path(pc.out_dir) / "pretrain_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    m = pretrain(pc)
+    if cfg.get("text_tower", "word") == "minilm":
+        from vla.pretrain.lit import pretrain_lit
+
+        m = pretrain_lit(pc)
+    elif cfg.get("text_tower", "word") == "word":
+        m = pretrain(pc)
+    else:
+        raise ValueError(f"text_tower={cfg.text_tower!r}: expected word or minilm")
     print(f"saved {pc.out_dir}; held-out top-1 (batch {pc.eval_batch}): {m['held_out']}")
     return 0
 

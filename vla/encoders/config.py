@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-DUAL_FAMILIES = ("siglip", "siglip2", "clip")
+DUAL_FAMILIES = ("siglip", "siglip2", "clip", "lit")
 GENERATIVE_FAMILIES = ("paligemma", "smolvlm")
 FAMILIES = DUAL_FAMILIES + GENERATIVE_FAMILIES
 DTYPES = ("float32", "bfloat16", "float16")
@@ -18,8 +18,9 @@ class EncoderConfig:
     """Typed settings of a frozen encoder (what `configs/encoder/*.yaml` holds).
 
     Attributes:
-        family: model family; dual encoders `siglip`/`siglip2`/`clip` give image patch tokens and text
-            tokens from two towers; generative `paligemma`/`smolvlm` give hidden states of the
+        family: model family; dual encoders `siglip`/`siglip2`/`clip`/`lit` give image patch tokens
+            and text tokens from two towers (`lit`: a `VisionTextDualEncoderModel`, e.g. the sim
+            vision tower aligned to the locked MiniLM by `vla.pretrain.lit`); generative `paligemma`/`smolvlm` give hidden states of the
             image+text prefix from `layer`.
         model: a local directory written by `save_pretrained`, or a hub id found in the local cache.
         dtype: weights and compute dtype (`float32` on CPU; `bfloat16`/`float16` on GPU).

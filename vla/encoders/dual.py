@@ -1,4 +1,4 @@
-"""Dual encoders (SigLIP, SigLIP 2, CLIP): image patch tokens from the vision tower + text tokens.
+"""Dual encoders (SigLIP, SigLIP 2, CLIP, LiT): image patch tokens from the vision tower + text tokens.
 
 Common width D: when the two towers have the same hidden size (every released SigLIP / SigLIP 2
 checkpoint) the raw last hidden states are used. When they differ (CLIP), the model's own projection
@@ -10,6 +10,10 @@ attention pool), so SigLIP models must have equal widths.
 Text: SigLIP / SigLIP 2 were trained on text padded to a fixed length *without* an attention mask, so
 the text tower runs the same way here (the returned mask still marks real tokens for the policy);
 CLIP's text tower takes the attention mask.
+
+LiT (`lit`: `transformers.VisionTextDualEncoderModel`, written by `vla.pretrain.lit`): a SigLIP vision
+tower (no CLS token) and a BERT text tower (all-MiniLM-L6-v2) of different widths, both mapped by the
+model's projection heads, the text tower with its attention mask.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ class DualEncoder(FrozenEncoder):
             self._heads = False
             self._dim = vc.hidden_size
         else:
-            if self.cfg.family != "clip":
+            if self.cfg.family not in ("clip", "lit"):
                 raise EncoderLoadError(
                     f"{self.ckpt.source}: encoder.project={self.cfg.project!r} needs per-token projection heads, "
                     f"which only CLIP has; {self.cfg.family} models must have equal tower widths "
@@ -100,6 +104,8 @@ class DualEncoder(FrozenEncoder):
             h = h[:, 1:]  # drop CLS: patch tokens only
             if self._heads:
                 h = self.model.visual_projection(vm.post_layernorm(h))
+        elif self.cfg.family == "lit" and self._heads:
+            h = self.model.visual_projection(h)  # SigLIP's states are post-layernorm already
         return reduce_tokens(h.float(), self.grid, self.cfg.n_tokens, self.cfg.reduce)
 
     def tokenize(self, instructions: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -119,7 +125,7 @@ class DualEncoder(FrozenEncoder):
     def _text_tokens(self, instructions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         t = self.tokenize(instructions)
         tm = self.model.text_model
-        if self.cfg.family == "clip":
+        if self.cfg.family in ("clip", "lit"):
             h = tm(input_ids=t["input_ids"], attention_mask=t["attention_mask"]).last_hidden_state
             if self._heads:
                 h = self.model.text_projection(h)

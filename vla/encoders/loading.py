@@ -23,6 +23,7 @@ MODEL_TYPES: dict[str, tuple[str, ...]] = {
     "siglip": ("siglip",),
     "siglip2": ("siglip2",),
     "clip": ("clip",),
+    "lit": ("vision-text-dual-encoder",),
     "paligemma": ("paligemma",),
     "smolvlm": ("smolvlm", "idefics3"),
 }

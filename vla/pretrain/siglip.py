@@ -183,6 +183,32 @@ def retrieval_top1(
     return out
 
 
+def sample_batch(
+    train: ScenePairs,
+    pool: list[tuple[str, int]],
+    pixels: dict[str, torch.Tensor],
+    rng: random.Random,
+    cfg: PretrainConfig,
+    pre: ImagePreprocessing,
+    reword: Callable[[str, int, str], str] | None = None,
+) -> tuple[list[torch.Tensor], list[str]]:
+    """`cfg.batch_size` (camera, scene) images, each a full frame with one of its texts or (share
+    `crop_prob`) a crop with the objects inside it; `reword(camera, scene, text)` may re-word a full
+    frame's text (LiT: paraphrased instructions). Returns pixels (3, S, S) each, and the texts."""
+    px, texts = [], []
+    for c, i in rng.sample(pool, cfg.batch_size):
+        if rng.random() < cfg.crop_prob:
+            crop, text = train.sample_crop(c, i, rng, cfg.crop_scale)
+            px.append(to_pixels(crop[None], pre)[0])
+        else:
+            px.append(pixels[c][i])
+            text = train.sample_text(c, i, rng)
+            if reword is not None:
+                text = reword(c, i, text)
+        texts.append(text)
+    return px, texts
+
+
 def pretrain(cfg: PretrainConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Render pairs, train, evaluate held-out retrieval, save the checkpoint. Returns the metrics."""
     t0 = time.time()
@@ -207,15 +233,7 @@ def pretrain(cfg: PretrainConfig, log: Callable[[str], None] = print) -> dict[st
         if cfg.time_limit_s is not None and time.time() - t_train > cfg.time_limit_s:
             log(f"time limit {cfg.time_limit_s:.0f}s reached at step {step}")
             break
-        px, texts = [], []
-        for c, i in rng.sample(pool, cfg.batch_size):
-            if rng.random() < cfg.crop_prob:
-                crop, text = train.sample_crop(c, i, rng, cfg.crop_scale)
-                px.append(to_pixels(crop[None], pre)[0])
-            else:
-                px.append(pixels[c][i])
-                text = train.sample_text(c, i, rng)
-            texts.append(text)
+        px, texts = sample_batch(train, pool, pixels, rng, cfg, pre)
         ids = _tokenize(tok, texts, size.max_text_len)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
@@ -254,11 +272,16 @@ def pretrain(cfg: PretrainConfig, log: Callable[[str], None] = print) -> dict[st
 
 def save_checkpoint(model, tok, pre: ImagePreprocessing, out: Path) -> None:
     """save_pretrained of model + tokenizer + an image processor config matching `to_pixels`."""
-    from transformers import SiglipImageProcessor
-
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tok.save_pretrained(out)
+    save_image_processor(pre, out)
+
+
+def save_image_processor(pre: ImagePreprocessing, out: Path) -> None:
+    """preprocessor_config.json matching `to_pixels` with `pre` (what the encoder loader reads)."""
+    from transformers import SiglipImageProcessor
+
     SiglipImageProcessor(
         size={"height": pre.size, "width": pre.size},
         resample=2,
