@@ -64,14 +64,10 @@ def _plot(per: dict[str, dict[str, Any]], overall: dict[str, Any], path: Path) -
     fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 3.6))
     bars = ax.bar(names, rates, yerr=[lo, hi], capsize=4, color=["tab:blue"] * len(per) + ["tab:gray"])
     for b, r in zip(bars, rows, strict=True):
-        ax.text(
-            b.get_x() + b.get_width() / 2,
-            2,
-            f"{r['successes']}/{r['n_episodes']}",
-            ha="center",
-            color="white",
-        )
-    ax.set_ylim(0, 105)
+        # Above the bar's upper CI: readable at 0% too.
+        y = min(100 * r["success_ci95"][1] + 2, 103)
+        ax.text(b.get_x() + b.get_width() / 2, y, f"{r['successes']}/{r['n_episodes']}", ha="center")
+    ax.set_ylim(0, 110)
     ax.set_ylabel("success % (95% CI)")
     ax.set_title("closed-loop success per task")
     fig.tight_layout()
