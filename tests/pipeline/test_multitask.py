@@ -57,9 +57,12 @@ def test_train_and_eval_all_tasks_with_an_instructions_file(
         f"dataset={all_dataset}",
         f"encoder.model={tiny_encoder_dir}",
     ]
-    overrides += ["+task.env.image_size=32", "+data.repeat_tasks.stack_cubes=2"]
+    overrides += ["+task.env.image_size=32", "+task.env.max_steps=12", "+data.repeat_tasks.stack_cubes=2"]
+    overrides += ["eval_episodes=1"]  # the end-of-training evaluation covers every task
     train_cli.run(compose("train", overrides), run)
     summary = json.loads((run / "train_summary.json").read_text())
+    assert set(summary["eval"]) == {"success_rate", "min_task_success"}
+    assert sorted(p.name for p in (run / "eval" / "step_4").iterdir() if p.is_dir()) == TASKS
     n_frames = ReplayBuffer.open(all_dataset).n_frames
     assert summary["n_windows"] > n_frames  # stack_cubes' windows twice
     phr = tmp_path / "phrasings.json"

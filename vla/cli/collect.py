@@ -111,17 +111,14 @@ def _kept(ccfg: CollectConfig) -> str:
 def _task_envs(cfg: DictConfig) -> dict[str, dict] | None:
     """task=all: each task's env (configs/task/<name>.yaml, then task.env, then env_overrides); None
     for one task."""
-    from vla.paths import config_dir
+    from vla.cli.tasks import task_config
 
     r = OmegaConf.to_container(cfg, resolve=True)
     if r["task"]["name"] != "all":
         return None
     envs = {}
     for t in r["task"].get("tasks") or []:
-        path = Path(config_dir()) / "task" / f"{t}.yaml"
-        if not path.is_file():
-            raise ValueError(f"configs/task/all.yaml: tasks: no {path} for task {t!r}")
-        own = OmegaConf.to_container(OmegaConf.load(path), resolve=True).get("env") or {}
+        own = task_config(t, "configs/task/all.yaml: tasks").get("env") or {}
         envs[t] = {**own, **(r["task"].get("env") or {}), **(r.get("env_overrides") or {})}
     return envs
 

@@ -21,7 +21,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from vla.cli.app import Command, entry
-from vla.paths import REPO_ROOT, config_dir
+from vla.cli.tasks import task_config
+from vla.paths import REPO_ROOT
 
 COMMAND = Command(
     prog="vla-demo (make demo)",
@@ -84,10 +85,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     r: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     task, dataset = str(r["task"]), Path(r["dataset"])
-    task_cfg = OmegaConf.to_container(
-        OmegaConf.load(Path(config_dir()) / "task" / f"{task}.yaml"), resolve=True
-    )
-    assert isinstance(task_cfg, dict)
+    task_cfg = task_config(task, "configs/demo.yaml: task")
     env = dict(task_cfg.get("env") or {})
     times: dict[str, float] = {}
 

@@ -79,8 +79,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             )
         if r.get("instructions_file"):
             raise ValueError("phrasing=heldout and instructions_file= both set; pick one")
-        from vla.paths import config_dir
-
         r["instructions_file"] = str(Path(config_dir()) / "phrasings" / "heldout.json")
     shard, num_shards = int(r.get("shard") or 0), int(r.get("num_shards") or 1)
     check_shard(shard, num_shards)
@@ -139,8 +137,8 @@ def _task_list(chosen: dict[str, Any] | None, recorded: dict[str, Any] | None) -
 def _run_tasks(r: dict[str, Any], policy: Any, ckpt: Path, tasks: list[str]) -> dict[str, Any]:
     """Each task with its own configs/task/<name>.yaml env (+ the checkpoint's observation fields
     and env_overrides), into <out_dir>/<task>/; then the per-task + overall summary."""
+    from vla.cli.tasks import task_config
     from vla.evaluation.multitask import evaluate_tasks
-    from vla.paths import config_dir
 
     if int(r.get("num_shards") or 1) > 1:
         raise ValueError("task=all runs its tasks one after another; shard one task at a time (task=<name>)")
@@ -150,10 +148,7 @@ def _run_tasks(r: dict[str, Any], policy: Any, ckpt: Path, tasks: list[str]) -> 
     )
     configs = {}
     for t in tasks:
-        path = Path(config_dir()) / "task" / f"{t}.yaml"
-        if not path.is_file():
-            raise ValueError(f"task=all: no {path} for task {t!r}")
-        chosen = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+        chosen = task_config(t, "task=all")
         all_env = dict((r.get("task") or {}).get("env") or {})
         chosen["env"] = {**chosen.get("env", {}), **all_env}  # type: ignore[index]
         name, env = eval_task(policy.meta.task, chosen, ckpt)  # type: ignore[arg-type]

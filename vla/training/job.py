@@ -245,20 +245,29 @@ def run_training(job: TrainJob) -> TrainOutcome:
 
 
 def _make_eval_fn(job: TrainJob, encoder, processor, meta: PolicyMeta):
+    from vla.evaluation.multitask import ALL_TASKS, evaluate_tasks
     from vla.evaluation.simulator import EvalConfig, evaluate
+
+    name = str(job.task.get("name", "pick_cube"))
+    env = dict(job.task.get("env") or {})
 
     def eval_fn(head, step: int) -> dict[str, float]:
         # train() evaluates the EMA copy when the head uses EMA.
         policy = VLAPolicy(head, encoder, processor, meta, used_ema=bool(head.config.use_ema))
-        cfg = EvalConfig(
-            task=str(job.task.get("name", "pick_cube")),
-            env_overrides=dict(job.task.get("env") or {}),
-            n_episodes=job.eval_episodes,
-            out_dir=str(job.run_dir / "eval" / f"step_{step}"),
-            n_videos=1,
-            progress=False,
-        )
-        res = evaluate(policy, cfg)
+        out = job.run_dir / "eval" / f"step_{step}"
+
+        def config(task: str, out_dir: str) -> EvalConfig:
+            return EvalConfig(task=task, env_overrides=env, n_episodes=job.eval_episodes, out_dir=out_dir,
+                              n_videos=1, progress=False)  # fmt: skip
+
+        if name == "all":  # a multi-task run: every task (its own defaults + the run's env fields)
+            tasks = list(job.task.get("tasks") or ALL_TASKS)
+            res = evaluate_tasks(policy, {t: config(t, str(out / t)) for t in tasks}, out)
+            return {
+                "success_rate": res["overall"]["success_rate"],
+                "min_task_success": res["min_task_success_rate"],
+            }
+        res = evaluate(policy, config(name, str(out)))
         return {"success_rate": res["success_rate"], "mean_length": res["mean_episode_length"]}
 
     return eval_fn
