@@ -15,6 +15,7 @@ directory (its name has rank 0's timestamp), and rank 0 alone writes it (vla.tra
 from __future__ import annotations
 
 import copy
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,10 @@ def run(
     # The device picks the backend (NCCL for CUDA): a resumed run's is in its saved config.
     full = resume_config(Path(cfg.resume), overrides or []) if cfg.get("resume") else cfg
     ctx = distributed.init_from_env(str(OmegaConf.select(full, "train.device", default="cpu")))
+    if ctx.enabled and not ctx.is_main:
+        # Every rank prepares the same data and would print the same warnings N times; rank 0's
+        # copy is enough (errors still come from every rank).
+        logging.getLogger("vla").setLevel(logging.ERROR)
     try:
         if not cfg.get("resume"):
             cfg = _with_debug_assets(cfg, ctx)
