@@ -142,6 +142,8 @@ class Task:
     name: ClassVar[str]
     gym_id: ClassVar[str]
     config_cls: ClassVar[type[TaskConfig]] = TaskConfig
+    # The placeholders this task's instruction templates may use (the keys of `instruction_fields`).
+    instruction_placeholders: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, cfg: TaskConfig) -> None:
         self.cfg = cfg

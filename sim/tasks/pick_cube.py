@@ -27,6 +27,7 @@ class PickCubeConfig(TaskConfig):
 
 class PickCube(CubeTask):
     name = "pick_cube"
+    instruction_placeholders = frozenset({"c"})
     gym_id = "vla_sim/PickCube-v0"
     config_cls = PickCubeConfig
     cfg: PickCubeConfig

@@ -33,6 +33,7 @@ class PlaceCubeConfig(TaskConfig):
 
 class PlaceCube(CubeTask):
     name = "place_cube"
+    instruction_placeholders = frozenset({"c", "p"})
     gym_id = "vla_sim/PlaceCube-v0"
     config_cls = PlaceCubeConfig
     cfg: PlaceCubeConfig

@@ -29,6 +29,7 @@ class PushCubeConfig(TaskConfig):
 
 class PushCube(CubeTask):
     name = "push_cube"
+    instruction_placeholders = frozenset({"c", "s"})
     gym_id = "vla_sim/PushCube-v0"
     config_cls = PushCubeConfig
     cfg: PushCubeConfig

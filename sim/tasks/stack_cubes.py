@@ -27,6 +27,7 @@ class StackCubesConfig(TaskConfig):
 
 class StackCubes(CubeTask):
     name = "stack_cubes"
+    instruction_placeholders = frozenset({"a", "b"})
     gym_id = "vla_sim/StackCubes-v0"
     config_cls = StackCubesConfig
     cfg: StackCubesConfig

@@ -28,6 +28,8 @@ def test_fields_reproduce_the_instruction(name: str) -> None:
             colours = set(task.colours.values())
             for key, value in task.instruction_fields.items():
                 assert value in ({"left", "right"} if key == "s" else colours), (key, value)
+            # The declared placeholders (what instruction files are checked against) are the ones filled.
+            assert set(task.instruction_fields) == set(sim.task_class(name).instruction_placeholders)
             seen.add(tuple(sorted(task.instruction_fields.items())))
         assert len(seen) > 5  # the values vary with the seed
         with pytest.raises(ValueError, match=r"uses \{q\}"):

@@ -22,14 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import sim
+
 SYNONYMS_KEY = "colour_synonyms"
-# The placeholders each task fills (sim.tasks.*: Task.instruction_fields).
-TASK_FIELDS: dict[str, frozenset[str]] = {
-    "pick_cube": frozenset({"c"}),
-    "place_cube": frozenset({"c", "p"}),
-    "push_cube": frozenset({"c", "s"}),
-    "stack_cubes": frozenset({"a", "b"}),
-}
 
 
 @dataclass(frozen=True)
@@ -88,8 +83,9 @@ def load_phrasings(path: str | Path, tasks: list[str] | None = None) -> Phrasing
     for task, ts in raw.items():
         if task == SYNONYMS_KEY:
             continue
-        if task not in TASK_FIELDS:
-            raise ValueError(f"{p}: unknown task {task!r}; tasks are {sorted(TASK_FIELDS)}")
+        if task not in sim.task_names():
+            raise ValueError(f"{p}: unknown task {task!r}; tasks are {sim.task_names()}")
+        fills = sim.task_class(task).instruction_placeholders
         if not isinstance(ts, list) or not ts or not all(isinstance(t, str) and t.strip() for t in ts):
             raise ValueError(f"{p}: {task}: expected a non-empty list of template strings")
         for t in ts:
@@ -97,11 +93,11 @@ def load_phrasings(path: str | Path, tasks: list[str] | None = None) -> Phrasing
                 used = _placeholders(t)
             except ValueError as e:
                 raise ValueError(f"{p}: {task}: template {t!r}: {e}") from None
-            extra = used - TASK_FIELDS[task]
+            extra = used - fills
             if extra:
                 raise ValueError(
                     f"{p}: {task}: template {t!r} uses {sorted('{' + x + '}' for x in extra)}; "
-                    f"{task} fills {sorted('{' + x + '}' for x in TASK_FIELDS[task])}"
+                    f"{task} fills {sorted('{' + x + '}' for x in fills)}"
                 )
         templates[task] = tuple(ts)
     missing = [t for t in tasks or [] if t not in templates]
