@@ -99,3 +99,82 @@ def test_a_chunk_requested_while_holding_runs_from_its_first_action() -> None:
     # The first action after the hold is the new chunk's first: one ramp step from where it held.
     np.testing.assert_allclose(actions[resume][0] - actions[resume - 1][0], 0.01, atol=1e-6)
     assert np.all(np.diff([a[0] for a in actions[resume:]]) <= 0.01 + 1e-6)
+
+
+class MarkedRampPolicy:
+    """H=32 ramp like `RampPolicy`; joint 1 carries the call number, so each action names its chunk."""
+
+    horizon = 32
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, obs, prefix):
+        self.calls += 1
+        start = np.asarray(obs["state"][-1], np.float32)
+        chunk = np.repeat(start[None], self.horizon, axis=0)
+        chunk[:, 0] += 0.01 * np.arange(1, self.horizon + 1)
+        chunk[:, 1] = self.calls
+        if prefix is not None:
+            chunk[: len(prefix)] = prefix
+        return chunk
+
+
+class CutGate(PassGate):
+    """Passes every plan but the `cut_call`-th, which it truncates to its first `cut_row` rows."""
+
+    def __init__(self, cut_call: int, cut_row: int) -> None:
+        super().__init__()
+        self.cut_call, self.cut_row = cut_call, cut_row
+
+    def __call__(self, q, qd, plan, command=None):
+        self.plans.append(np.array(plan, copy=True))
+        rows = plan[: self.cut_row] if len(self.plans) == self.cut_call else plan
+
+        class D:
+            actions, hold, reason = rows, False, "safe" if rows is plan else "contact_force (scripted)"
+
+        return D()
+
+
+# (worker gates the chunk: the plan starts at the request step; control thread: at the take step)
+@pytest.mark.parametrize("threaded, cut_row", [(True, 10), (False, 1), (False, 10)])
+def test_a_cut_chunk_gives_way_to_a_longer_certified_plan(threaded: bool, cut_row: int) -> None:
+    """A chunk the gate cuts in its own actions, short of where the queued (certified) plan ends,
+    does not replace that plan: the robot runs on the plan certified before and the next chunk is
+    asked for at once, instead of stopping early and missing periods while it is computed. A cut in
+    the queued actions themselves (found unsafe from the state now) does replace it."""
+    gate = CutGate(cut_call=3, cut_row=cut_row)
+    cfg = RuntimeConfig(mode="async", smoothing="rtc", n_action_steps=8, margin_steps=2, threaded=threaded)
+    loop = ControlLoop(MarkedRampPolicy(), cfg, SimulatedClock(PERIOD, 0.2), gate)
+    state = np.zeros(DA, np.float32)
+    with loop:
+        loop.reset()
+        for _ in range(60):
+            r = loop.step({"state": state.copy(), "qvel": np.zeros(DA - 1, np.float32)})
+            state = r.action.copy()
+        steps, chunks = loop.stats.steps, loop.stats.chunks
+    cut = chunks[2]  # the third gate call decides on the third chunk (the first is gated inline)
+    # 0.2 s is 3 periods; the committed prefix is the estimate (3) + margin (2).
+    assert (cut.request_step, cut.usable_step, cut.prefix_len) == (16, 19, 5), cut
+    hand_over = cut.request_step + cut.prefix_len
+    plan_start = cut.request_step if threaded else cut.usable_step
+    old_plan = gate.plans[1]  # certified from the step chunk 1 was gated for
+    old_step = chunks[1].request_step if threaded else chunks[1].installed_step
+    if plan_start + cut_row >= hand_over:
+        assert cut.outcome == "cut_short" and cut.installed_step == -1, cut
+        assert MISS not in {s.status for s in steps}
+        # The next chunk is asked for at once; until it goes in, every action is the previously
+        # certified plan's, row by row.
+        nxt = chunks[3]
+        assert nxt.request_step == cut.usable_step and nxt.installed_step > 0, nxt
+        for s in steps[cut.usable_step : nxt.installed_step]:
+            np.testing.assert_array_equal(s.action, old_plan[s.step - old_step])
+            assert s.chunk_id == 1
+    else:
+        assert cut.outcome == "gate_truncated" and cut.installed_step == cut.usable_step, cut
+        # The queued plan was found unsafe from here: nothing past the cut runs, the arm holds.
+        end = plan_start + cut_row
+        assert all(s.chunk_id != 1 for s in steps[end:])
+        held = [s for s in steps[end:] if s.status != OK]
+        assert held and all(np.array_equal(s.action, steps[end - 1].action) for s in held)

@@ -119,6 +119,8 @@ class LoopController:
                     "latency_ms": ms(c.latency_s),
                     "regates": c.regates,
                     "outcome": c.outcome,
+                    "accepted": c.accepted,
+                    "gate_reason": c.gate_reason,
                 }
                 for c in stats.chunks
             ],

@@ -43,7 +43,8 @@ class ChunkRecord:
     installed_step: int = -1  # -1: never installed (gate rejection, stale, episode ended)
     accepted: int = 0  # actions the gate let through
     # installed (as computed) | gate_limited (whole, rate-limited) | gate_truncated (a prefix, maybe
-    # with a braking row) | gate_hold | stale | dropped
+    # with a braking row) | cut_short (truncated in its own actions, shorter than the queued plan,
+    # which runs on instead) | gate_hold | stale | dropped
     outcome: str = "pending"
     prefix_error: float = 0.0  # max |chunk[:P] - prefix|: how well the policy kept the prefix
     gate_reason: str = ""  # the gate's reason for its decision on this chunk ("safe", a cut, a hold)
@@ -147,7 +148,8 @@ class RuntimeStats:
             "chunks_requested": len(self.chunks),
             "chunks_installed": outcomes["installed"] + outcomes["gate_truncated"] + outcomes["gate_limited"],
             "gate_limited": outcomes["gate_limited"],
-            "gate_truncations": outcomes["gate_truncated"],
+            "gate_truncations": outcomes["gate_truncated"] + outcomes["cut_short"],
+            "gate_cut_short": outcomes["cut_short"],
             "gate_rejections": outcomes["gate_hold"],
             "gate_unsafe_stops": self.unsafe_stops,
             "stale_chunks": outcomes["stale"],
