@@ -178,3 +178,30 @@ def test_a_cut_chunk_gives_way_to_a_longer_certified_plan(threaded: bool, cut_ro
         assert all(s.chunk_id != 1 for s in steps[end:])
         held = [s for s in steps[end:] if s.status != OK]
         assert held and all(np.array_equal(s.action, steps[end - 1].action) for s in held)
+
+
+def test_a_late_cut_chunk_is_dropped_without_a_regate() -> None:
+    """The worker's decision on a chunk that came after its committed prefix no longer covers what
+    runs; when that decision cut the chunk in its own actions and the queued plan lasts longer, the
+    chunk is dropped for a fresh one at once instead of spending a re-gate (which would cut it at the
+    same place again), and the robot runs on the plan certified before."""
+    gate = CutGate(cut_call=3, cut_row=10)
+    cfg = RuntimeConfig(mode="async", smoothing="rtc", n_action_steps=8, margin_steps=2)
+    # The third chunk (gate call 3) takes 0.45 s = 8 periods: past its 5-step committed prefix.
+    loop = ControlLoop(MarkedRampPolicy(), cfg, SimulatedClock(PERIOD, [0.2, 0.2, 0.45, 0.2]), gate)
+    state = np.zeros(DA, np.float32)
+    with loop:
+        loop.reset()
+        for _ in range(60):
+            r = loop.step({"state": state.copy(), "qvel": np.zeros(DA - 1, np.float32)})
+            state = r.action.copy()
+        steps, chunks = loop.stats.steps, loop.stats.chunks
+    cut, nxt = chunks[2], chunks[3]
+    assert (cut.request_step, cut.usable_step, cut.prefix_len) == (16, 24, 5), cut
+    assert cut.outcome == "cut_short" and cut.regates == 0 and "scripted" in cut.gate_reason, cut
+    assert len(gate.plans) == 1 + sum(c.outcome != "pending" for c in chunks[1:]), "a re-gate ran"
+    assert nxt.request_step == cut.usable_step and nxt.installed_step > 0, nxt
+    assert MISS not in {s.status for s in steps}
+    old_plan, old_step = gate.plans[1], chunks[1].request_step
+    for s in steps[cut.request_step : nxt.installed_step]:
+        np.testing.assert_array_equal(s.action, old_plan[s.step - old_step])

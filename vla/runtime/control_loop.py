@@ -461,6 +461,9 @@ class ControlLoop:
             pre = self._use_pregate(req, k, queued)
             if pre is not None:
                 rec.outcome, rec.accepted, plan = pre
+            elif self._stale_cut_gives_way(req, k):
+                self._give_way(req, k)
+                return
             elif req.pregate is not None and req.regates < _MAX_REGATES:
                 # The worker's decision no longer covers what would run (the chunk came later than
                 # the committed prefix, or the robot held meanwhile): have the worker gate it again
@@ -474,10 +477,9 @@ class ControlLoop:
                     # sync runs Ta actions, then holds the last one while the next chunk is computed.
                     preview = preview[: c.n_action_steps]
                 rec.outcome, rec.accepted, plan = self._gate(preview, rec.chunk_id)
-            if plan is not None and self._queued_plan_outlasts(rec, k, queued, plan):
-                self._track_delay(req)
-                rec.outcome, rec.accepted = "cut_short", 0
-                self._last_request_step = k - c.n_action_steps  # ask for the next chunk now
+            cut = plan is not None and rec.outcome == "gate_truncated" and plan.chunk_id >= 0
+            if cut and self._queued_plan_outlasts(k, k + rec.accepted, plan.end, queued.start):  # type: ignore[union-attr]
+                self._give_way(req, k)
                 return
         self._track_delay(req)
         if rec.outcome != "gate_hold":
@@ -493,21 +495,47 @@ class ControlLoop:
         if c.mode == "sync":
             self._sync_exec_until = k + run
 
-    def _queued_plan_outlasts(self, rec: ChunkRecord, k: int, queued: QueuedChunk, plan: QueuedChunk) -> bool:
-        """Whether the queued plan runs on instead of the gate's cut of the new chunk.
+    def _queued_plan_outlasts(self, k: int, cut: int, end: int, hand_over: int) -> bool:
+        """Whether the queued plan runs on instead of the gate's cut of a new chunk.
 
-        It does when the gate cut the chunk in its own actions (at or after the hand-over
-        `queued.start`, so every queued action the gate simulated from now on was safe) and the
-        queued plan lasts longer than the cut plan. The queued plan is the last one the gate
-        certified, ending in its certified hold: exactly what runs when a chunk comes late. Running
-        the shorter cut instead stops the arm early and leaves the next chunk less time (measured: a
-        grasp's contact-force cut left 2 steps before the stop, then 6 missed periods at 300 ms).
+        `cut` is the step of the first action the gate did not pass, `end` where its cut plan
+        (with the braking rows) ends, `hand_over` where the chunk would have taken over. The queued
+        plan runs on when the cut is in the chunk's own actions (at or after the hand-over, so no
+        queued action was found unsafe) and the queued plan lasts longer than the cut plan. The queued
+        plan is the last one the gate certified, ending in its certified hold: exactly what runs when
+        a chunk comes late. Running the shorter cut instead stops the arm early and leaves the next
+        chunk less time (measured: a grasp's contact-force cut left 2 steps before the stop, then 6
+        missed periods at 300 ms).
         """
-        if self.config.mode != "async" or rec.outcome != "gate_truncated" or plan.chunk_id < 0:
+        if self.config.mode != "async" or cut < hand_over:
+            return False  # a cut in the queued actions: the queued plan is not safe from this state
+        return k + self._queue.remaining(k) > end
+
+    def _stale_cut_gives_way(self, req: _Request, k: int) -> bool:
+        """A worker's decision that no longer covers what runs, and that cut the chunk in its own
+        actions: re-gating the same chunk from later would cut it at the same place again, so when
+        the queued plan lasts longer the chunk is dropped for a fresh one (no re-gate's time)."""
+        p = req.pregate
+        if p is None or p.decision is None or p.plan is None:
             return False
-        if k + rec.accepted < queued.start:
-            return False  # cut in the queued actions: the queued plan is not safe from this state
-        return k + self._queue.remaining(k) > plan.end
+        d = p.decision
+        if d.hold or not bool(getattr(d, "stop_safe", True)):
+            return False
+        n, braking = len(np.atleast_2d(np.asarray(d.actions))), int(getattr(d, "braking", 0))
+        if n - braking >= len(p.plan) and not braking:
+            return False  # passed whole (maybe rate-limited): not a cut
+        return self._queued_plan_outlasts(k, p.step + n - braking, p.step + n, p.start)
+
+    def _give_way(self, req: _Request, k: int) -> None:
+        """Drop a cut chunk for the longer queued plan and ask for the next chunk at once."""
+        self._track_delay(req)
+        req.record.outcome, req.record.accepted = "cut_short", 0
+        req.record.gate_reason = (
+            str(req.pregate.decision.reason)
+            if req.pregate and req.pregate.decision
+            else req.record.gate_reason
+        )
+        self._last_request_step = k - self.config.n_action_steps  # due now (see `_due`)
 
     def _track_delay(self, req: _Request) -> None:
         """Feed the delay estimate with the chunk's latency (inference + the gate on the worker).
