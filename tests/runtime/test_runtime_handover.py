@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from vla.runtime import ControlLoop, RuntimeConfig, SimulatedClock
-from vla.runtime.stats import MISS, OK
+from vla.runtime.stats import HOLD, MISS, OK
 
 PERIOD, H, DA = 0.05, 16, 7
 
@@ -178,6 +178,8 @@ def test_a_cut_chunk_gives_way_to_a_longer_certified_plan(threaded: bool, cut_ro
         assert all(s.chunk_id != 1 for s in steps[end:])
         held = [s for s in steps[end:] if s.status != OK]
         assert held and all(np.array_equal(s.action, steps[end - 1].action) for s in held)
+        # The gate stopped the arm: those periods are holds with the cut's reason, not misses.
+        assert {(s.status, s.reason) for s in held} == {(HOLD, "gate: contact_force (scripted)")}
 
 
 def test_a_late_cut_chunk_is_dropped_without_a_regate() -> None:

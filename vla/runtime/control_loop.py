@@ -492,6 +492,11 @@ class ControlLoop:
             self._queue.clear()  # the gate's plan runs alone: exactly what it certified
             self._queue.install(plan)
             run = plan.end - k
+            if rec.outcome == "gate_truncated" and c.mode == "async":
+                # Past the cut plan's stop the robot holds because the gate cut the chunk: those
+                # periods report HOLD with the cut's reason (as a refused chunk's do), not MISS.
+                # (sync: the robot waits for every chunk anyway; those waits stay misses.)
+                self._gate_reason = f"gate: {rec.gate_reason}"
         if c.mode == "sync":
             self._sync_exec_until = k + run
 
@@ -530,11 +535,13 @@ class ControlLoop:
         """Drop a cut chunk for the longer queued plan and ask for the next chunk at once."""
         self._track_delay(req)
         req.record.outcome, req.record.accepted = "cut_short", 0
+        # If the queued plan runs out before the next chunk, the robot holds because of this cut.
         req.record.gate_reason = (
             str(req.pregate.decision.reason)
             if req.pregate and req.pregate.decision
             else req.record.gate_reason
         )
+        self._gate_reason = f"gate: {req.record.gate_reason}"
         self._last_request_step = k - self.config.n_action_steps  # due now (see `_due`)
 
     def _track_delay(self, req: _Request) -> None:

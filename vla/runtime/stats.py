@@ -12,7 +12,7 @@ import numpy as np
 OK = "ok"  # an action was ready by the deadline
 MISS = "miss"  # no action was ready (inference not done / queue dry): the robot held
 LATE = "late"  # wall clock only: the action was produced after the period's deadline
-HOLD = "hold"  # the gate refused the chunk: the robot held on purpose
+HOLD = "hold"  # the gate refused or cut the chunk (async): the robot held on purpose at its stop
 STATUSES = (OK, MISS, LATE, HOLD)
 
 
