@@ -89,6 +89,9 @@ def run_cell(args: argparse.Namespace, mode: str, delay_ms: float, out: Path) ->
             k: sum(e.get("missed", {}).get(k, 0) for e in eps)
             for k in ("missed_dry", "missed_late", "skipped")
         },
+        # Periods the gate held the arm (a refused chunk, or past a cut chunk's stop until the next
+        # one): safety holds, reported beside the misses, not in them.
+        "gate_hold_periods": sum(int(e.get("gate_hold_steps", 0)) for e in eps),
         "mean_episode_length": summary["mean_episode_length"],
         "chunk_latency_p50_ms": 1e3 * summary["chunk_latency_p50_s"],
         "chunk_latency_p99_ms": 1e3 * summary["chunk_latency_p99_s"],
@@ -134,14 +137,14 @@ def main() -> None:
         r["success_points_vs_base"] = None if b is None else 100 * (r["success_rate"] - b["success_rate"])
     print(
         f"\n{'mode':<10} {'delay ms':>8} {'success':>12} {'vs base':>8} {'misses':>7} {'/episode':>9} "
-        f"{'length':>7} {'lat p50':>8} {'lat p99':>8}"
+        f"{'held':>5} {'length':>7} {'lat p50':>8} {'lat p99':>8}"
     )
     for r in rows:
         d = r["success_points_vs_base"]
         print(
             f"{r['mode']:<10} {r['inference_delay_ms']:>8.0f} {r['successes']:>4}/{r['episodes']:<3} "
             f"{100 * r['success_rate']:>3.0f}% {'' if d is None else f'{d:+.0f}':>8} {r['misses']:>7} "
-            f"{r['misses_per_episode']:>9.1f} {r['mean_episode_length']:>7.1f} {r['chunk_latency_p50_ms']:>8.0f} "
+            f"{r['misses_per_episode']:>9.1f} {r['gate_hold_periods']:>5} {r['mean_episode_length']:>7.1f} {r['chunk_latency_p50_ms']:>8.0f} "
             f"{r['chunk_latency_p99_ms']:>8.0f}"
         )
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -149,6 +149,11 @@ class ControlLoop:
         self._last_request_step = 0
         self._sync_exec_until = 0
         self._gate_reason: str | None = None
+        # (chunk id, reason) of the last chunk the gate cut (async): until a later chunk's action
+        # runs, periods with nothing queued are held at the cut's stop because of the gate, and
+        # report HOLD with its reason (as a refused chunk's do), not MISS. (sync: the robot waits for
+        # every chunk anyway; those waits stay misses.)
+        self._cut: tuple[int, str] | None = None
         self._gate_estop = False
         self._stopped = False
         self._action_dim: int | None = None
@@ -170,6 +175,7 @@ class ControlLoop:
         self._last_request_step = 0
         self._sync_exec_until = 0
         self._gate_reason = None
+        self._cut = None
         self._gate_estop = False
         self._stopped = False
 
@@ -493,10 +499,7 @@ class ControlLoop:
             self._queue.install(plan)
             run = plan.end - k
             if rec.outcome == "gate_truncated" and c.mode == "async":
-                # Past the cut plan's stop the robot holds because the gate cut the chunk: those
-                # periods report HOLD with the cut's reason (as a refused chunk's do), not MISS.
-                # (sync: the robot waits for every chunk anyway; those waits stay misses.)
-                self._gate_reason = f"gate: {rec.gate_reason}"
+                self._cut = (rec.chunk_id, f"gate: {rec.gate_reason}")
         if c.mode == "sync":
             self._sync_exec_until = k + run
 
@@ -535,13 +538,12 @@ class ControlLoop:
         """Drop a cut chunk for the longer queued plan and ask for the next chunk at once."""
         self._track_delay(req)
         req.record.outcome, req.record.accepted = "cut_short", 0
-        # If the queued plan runs out before the next chunk, the robot holds because of this cut.
         req.record.gate_reason = (
             str(req.pregate.decision.reason)
             if req.pregate and req.pregate.decision
             else req.record.gate_reason
         )
-        self._gate_reason = f"gate: {req.record.gate_reason}"
+        self._cut = (req.record.chunk_id, f"gate: {req.record.gate_reason}")
         self._last_request_step = k - self.config.n_action_steps  # due now (see `_due`)
 
     def _track_delay(self, req: _Request) -> None:
@@ -699,10 +701,14 @@ class ControlLoop:
                 result = StepResult(action, HOLD, self._gate_reason or "gate: hold", -1, -1, self._gate_estop)
             else:
                 result = StepResult(action, OK, "", cid, idx)
+                if self._cut is not None and cid > self._cut[0]:
+                    self._cut = None  # a chunk after the cut runs: the gate's stop is over
         else:
             estop = False
             if self._gate_reason is not None:
                 status, reason, estop = HOLD, self._gate_reason, self._gate_estop
+            elif self._cut is not None:
+                status, reason = HOLD, self._cut[1]
             elif req is not None:
                 status, reason = MISS, "waiting for chunk (inference not finished)"
             else:
