@@ -568,6 +568,16 @@ class ControlLoop:
         # The chunk takes over once the gate is likely done; if the queued plan ends before that,
         # the robot holds its last action meanwhile (`_future` plans exactly that).
         p.start = max(queued.start, k + d)
+        end = k + self._queue.remaining(k)
+        window = self._gate_time.window
+        typical = delay_steps(float(np.median(window)) if window else last, self.clock.period_s,
+                              self.clock.deadline_fraction) + 1  # fmt: skip
+        if not req.dry and p.start > end >= k + typical:
+            # The last gate was slow (they come in runs, but mostly one is): planning from it would
+            # leave the steps between the queue's end and the hand-over with nothing queued, certain
+            # misses (measured: a 466 ms gate planned a hand-over 2 steps past the queue's end; the
+            # re-gate took 150 ms). Hand over where the queue ends if a usual gate is done by then.
+            p.start = max(queued.start, end)
         if req.dry:
             # Still holding: the chunk starts from its first action whenever it goes in.
             n = len(queued.actions)
