@@ -52,6 +52,21 @@ def test_dp_import_dry_run_and_staging(tmp_path: Path) -> None:
         import_dp(tmp_path / "bag", tmp_path / "again.zarr", progress=False)
 
 
+def test_dp_import_first_episodes_only(tmp_path: Path) -> None:
+    """max_episodes=N imports the first N episodes (a quick look at a big store); 0 is refused."""
+    data = _pusht(tmp_path / "pusht.zarr")
+    report = import_dp(
+        tmp_path / "pusht.zarr", tmp_path / "out.zarr", DiffusionPolicyOptions(max_episodes=1), progress=False
+    )
+    rb = ReplayBuffer.open(tmp_path / "out.zarr")
+    assert rb.n_episodes == 1 and rb.n_frames == 4 and len(report.episodes) == 1
+    np.testing.assert_array_equal(rb.episode(0)["action"], data["action"][:4].astype(np.float32))
+    assert "imported the first 1 of 2 episodes" in str(report)
+    with pytest.raises(ConvertError, match=r"pusht.zarr: max_episodes must be >= 1"):
+        import_dp(tmp_path / "pusht.zarr", tmp_path / "o2.zarr", DiffusionPolicyOptions(max_episodes=0))
+    assert not (tmp_path / "o2.zarr").exists()
+
+
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "vla.cli.convert", *args], cwd=cwd, capture_output=True, text=True, timeout=120

@@ -4,7 +4,7 @@ Plain argparse (not a Hydra entry point): each subcommand takes a store path.
 
     vla-dataset info PATH [--json] [--instructions N]
     vla-dataset validate PATH [--quick]
-    vla-dataset import-dp SRC DST [--camera front] [--fps 10] [--robot NAME] [--instruction TEXT]
+    vla-dataset import-dp SRC DST [--camera front] [--fps 10] [--robot NAME] [--instruction TEXT] [--max-episodes N]
     vla-dataset stats PATH [--keys state action]
     vla-dataset export --format lerobot_v3 SRC DST [--fps-from-store] [--overwrite]
     vla-dataset export --format mcap SRC DST [--episode N] [--images raw|png|jpeg] [--overwrite]
@@ -148,6 +148,7 @@ def cmd_import_dp(args: argparse.Namespace) -> int:
         instruction=args.instruction,
         image_max=args.image_max,
         rename=_parse_rename(args.rename) or None,
+        max_episodes=args.max_episodes,
     )
     print(import_dp(args.src, args.dst, opts, overwrite=args.overwrite, progress=False))
     return 0
@@ -281,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--image-max", type=float, default=255.0, help="value of white in float images (255 or 1)")
     s.add_argument(
         "--rename", action="append", default=[], metavar="SRC=DST", help="rename a key (repeatable)"
+    )
+    s.add_argument(
+        "--max-episodes", type=int, default=None, metavar="N", help="import only the first N episodes"
     )
     s.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     s.set_defaults(func=cmd_import_dp)

@@ -102,11 +102,13 @@ def import_diffusion_policy(
     image_max: float = 255.0,
     rename: dict[str, str] | None = None,
     overwrite: bool = False,
+    max_episodes: int | None = None,
 ) -> ImportReport:
     """Convert the Diffusion Policy store `src` into a native store at `dst`.
 
     camera: camera name for ``data/img`` (``image_<camera>``). image_max: value of full white in float
     images (255 for PushT; 1.0 for [0, 1] images). rename: extra {src_key: dst_key} renames.
+    max_episodes: import only the first N episodes (None: all; the whole source is still checked).
     Raises DatasetError naming the file and field for malformed sources.
     """
     src, dst = Path(src), Path(dst)
@@ -139,6 +141,12 @@ def import_diffusion_policy(
                 f"{src}/meta/episode_ends: episode_ends[{i}] = {e} not after {prev}: must increase"
             )
         prev = e
+    stored = int(ends[-1])  # frames the source's episodes cover
+    n_source = len(ends)
+    if max_episodes is not None:
+        if max_episodes < 1:
+            raise DatasetError(f"max_episodes: must be >= 1, got {max_episodes}")
+        ends = ends[:max_episodes]
     n_frames = int(ends[-1])
 
     arrays = {k: a for k, a in data.members() if isinstance(a, zarr.Array)}
@@ -148,15 +156,13 @@ def import_diffusion_policy(
     cams: list[str] = []
     notes: list[str] = []
     for key, a in sorted(arrays.items()):
-        if a.shape[0] < n_frames:
+        if a.shape[0] < stored:
             raise DatasetError(
-                f"{src}/data/{key}: has {a.shape[0]} frames but meta/episode_ends ends at {n_frames} "
+                f"{src}/data/{key}: has {a.shape[0]} frames but meta/episode_ends ends at {stored} "
                 "(arrays of different lengths)"
             )
-        if a.shape[0] > n_frames:
-            notes.append(
-                f"data/{key}: {a.shape[0] - n_frames} frames after the last episode end were dropped"
-            )
+        if a.shape[0] > stored:
+            notes.append(f"data/{key}: {a.shape[0] - stored} frames after the last episode end were dropped")
         if a.dtype.kind not in "biuf":
             raise DatasetError(f"{src}/data/{key}: dtype {a.dtype} is not numeric")
         c = KeyConversion(key, key, str(a.dtype), tuple(a.shape))
@@ -229,6 +235,8 @@ def import_diffusion_policy(
     for c in conversions:
         if rounded[c.src]:
             c.notes.append(f"{rounded[c.src]} non-integer values rounded")
+    if len(ends) < n_source:
+        notes.append(f"max_episodes={max_episodes}: imported the first {len(ends)} of {n_source} episodes")
     if not instruction:
         notes.append("no instruction given: episodes have an empty instruction (pass --instruction)")
     return ImportReport(str(src), str(dst), rb.n_episodes, rb.n_frames, conversions, notes)
@@ -245,6 +253,7 @@ class DiffusionPolicyOptions:
     instruction: str = ""
     image_max: float = 255.0
     rename: dict[str, str] | None = None
+    max_episodes: int | None = None  # import only the first N episodes (a quick look at a big store)
 
 
 def _source_plan(src: Path) -> tuple[np.ndarray, dict[str, tuple[tuple[int, ...], str]]]:
@@ -297,7 +306,11 @@ def import_dp(
     src = Path(src)
     if not src.exists():
         raise ConvertError(f"{src}: no such Diffusion Policy store")
+    if opts.max_episodes is not None and opts.max_episodes < 1:
+        raise ConvertError(f"{src}: max_episodes must be >= 1 (null: all episodes), got {opts.max_episodes}")
     ends, arrays = _source_plan(src)
+    if opts.max_episodes is not None:
+        ends = ends[: opts.max_episodes]  # the report and the progress bar cover what is imported
     report = ConvertReport("diffusion_policy", str(src), str(out), opts.fps, dry_run=dry_run)
     starts = np.concatenate([[0], ends[:-1]]) if ends.size else ends
     keys = {k: list(s[1:]) for k, (s, _) in arrays.items()}
@@ -332,6 +345,7 @@ def import_dp(
                 image_max=opts.image_max,
                 rename=opts.rename,
                 overwrite=False,
+                max_episodes=opts.max_episodes,
             )
         except DatasetError as e:
             raise ConvertError(str(e).replace(str(tmp), str(out))) from None
