@@ -71,3 +71,45 @@ def test_training_moved_only_the_vision_side(lit_dir: Path) -> None:
             continue
         torch.testing.assert_close(saved[f"text_model.{k}"], v, atol=0, rtol=0)
     torch.testing.assert_close(saved["text_projection.weight"], torch.eye(384), atol=0, rtol=0)
+
+
+def test_instruction_grounding_scores_the_aligned_embeddings(lit_dir: Path) -> None:
+    """`InstructionGrounding` is the cosine of the LiT image embedding and the instruction's sentence
+    embedding. Oracle: transformers' own `get_image_features` for the image side and the packaged
+    MiniLM tower's token states, mean-pooled, for the text side (identity projection)."""
+    import numpy as np
+
+    from vla.encoders.grounding import InstructionGrounding
+    from vla.encoders.preprocess import to_pixels
+    from vla.encoders.text_tower import MiniLMTextTower
+
+    enc = build_encoder(EncoderConfig(family="lit", model=str(lit_dir), max_text_len=16))
+    g = InstructionGrounding.from_encoder(enc, threshold=0.05, camera="front")
+    assert g is not None and g.camera == "front" and g.threshold == 0.05
+    frame = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    with torch.no_grad():
+        img = enc.model.get_image_features(pixel_values=to_pixels(frame[None], enc.pre))
+        img = torch.nn.functional.normalize(getattr(img, "pooler_output", img), dim=-1)[0]
+    tower = MiniLMTextTower(max_len=16)
+    for text in ("pick up the red cube", "grab the banana"):
+        ref = tower.encode([text])
+        m = ref.mask[0].float()[:, None]
+        sent = torch.nn.functional.normalize((ref.tokens[0] * m).sum(0) / m.sum(), dim=-1)
+        got = g(frame, text)
+        assert abs(got.score - float(img @ sent)) < 1e-4, (got.score, float(img @ sent))
+        assert got.grounded == (got.score >= 0.05)
+        assert got.as_dict() == {"instruction": text, "camera": "front", "score": got.score,
+                                 "threshold": 0.05, "grounded": got.grounded}  # fmt: skip
+    with pytest.raises(ValueError, match=r"\(H, W, 3\) frame"):
+        g(frame[..., 0], "pick up the red cube")
+    with pytest.raises(ValueError, match="cosine in"):
+        InstructionGrounding(enc.model, enc.tokenizer, enc.pre, threshold=2.0)
+
+
+def test_instruction_grounding_only_for_lit(tiny_dirs: dict[str, Path]) -> None:
+    """Other families' towers were not aligned to a sentence embedding: no score, no false report."""
+    from vla.encoders.grounding import InstructionGrounding
+
+    enc = build_encoder(EncoderConfig(family="siglip", model=str(tiny_dirs["siglip"]), max_text_len=16))
+    assert InstructionGrounding.from_encoder(enc) is None
+    assert InstructionGrounding.from_encoder(None) is None

@@ -10,7 +10,9 @@ answer with the period's action plus the certified plan after it. Periods the no
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,6 +21,8 @@ from ros_bridge.interfaces import Command, Observation
 from vla.runtime import ChunkPolicy, ControlLoop, RuntimeConfig, WallClock
 from vla.runtime.protocol import ChunkGate
 from vla.runtime.stats import HOLD, LATE, MISS
+
+log = logging.getLogger("vla.deploy")
 
 
 def observation_to_raw(obs: Observation) -> dict[str, Any]:
@@ -38,13 +42,25 @@ class LoopController:
         runtime: scheduling and blending (`RuntimeConfig`; `threaded=True` for async).
         period_s: the control period (the node's timer).
         gate: the world-model gate for the loop (`vla.deploy.gate.SafetyChunkGate`), None for none.
+        grounding: optional `(frame (H, W, 3), instruction) -> vla.encoders.grounding.Grounding` with a
+            `camera` attribute (`InstructionGrounding`): scored once per episode, on its first
+            observation (before the episode clock starts, beside the first chunk); the result is in
+            `summary()["instruction_grounding"]`, so the node's status topic reports an instruction
+            the encoder cannot ground.
     """
 
     def __init__(
-        self, policy: ChunkPolicy, runtime: RuntimeConfig, period_s: float, gate: ChunkGate | None = None
+        self,
+        policy: ChunkPolicy,
+        runtime: RuntimeConfig,
+        period_s: float,
+        gate: ChunkGate | None = None,
+        grounding: Callable[[np.ndarray, str], Any] | None = None,
     ) -> None:
         self.clock = WallClock(period_s)
         self.loop = ControlLoop(policy, runtime, clock=self.clock, gate=gate)
+        self.grounding = grounding
+        self._grounded: dict[str, Any] | None = None
         self._skipped = 0
         self._episodes = 0
 
@@ -53,8 +69,11 @@ class LoopController:
         self.clock.t0 = None  # restarted by the loop at the episode's first step
         self._skipped = 0
         self._episodes += 1
+        self._grounded = None
 
     def step(self, obs: Observation) -> Command:
+        if self.loop.step_index == 0 and self.grounding is not None:
+            self._ground(obs)  # the episode clock starts at the first step's end: no period is lost
         skipped = self.clock.align(self.loop.step_index)
         self._skipped += skipped
         t0 = time.perf_counter()
@@ -78,6 +97,22 @@ class LoopController:
         plan = r.plan if r.plan is not None else r.action[None]
         return Command(r.action.copy(), plan.copy(), r.status, r.reason, r.estop, info)
 
+    def _ground(self, obs: Observation) -> None:
+        cam = getattr(self.grounding, "camera", "front")
+        frame = obs.images.get(cam)
+        if frame is None:
+            self._grounded = {"instruction": obs.instruction, "camera": cam, "grounded": None,
+                              "reason": f"no {cam!r} image to ground the instruction in"}  # fmt: skip
+            return
+        g = self.grounding(frame, obs.instruction)  # type: ignore[misc]
+        self._grounded = g.as_dict()
+        if not g.grounded:
+            log.warning(
+                "instruction %r is not grounded in the %s camera's view (score %.3f < %.3f): it may name "
+                "something that is not there",
+                obs.instruction, cam, g.score, g.threshold,
+            )  # fmt: skip
+
     def stop(self, obs: Observation | None, reason: str) -> Command | None:
         r = self.loop.stop(None if obs is None else observation_to_raw(obs), reason)
         if r is None:
@@ -92,6 +127,8 @@ class LoopController:
         ms = lambda v: None if not np.isfinite(v) else 1e3 * v  # noqa: E731
         return {
             "episode": self._episodes,
+            # None without a grounding scorer (an encoder family other than `lit`)
+            "instruction_grounding": self._grounded,
             "steps": s["steps"] + self._skipped,
             "misses": sum(r.status in (MISS, LATE) for r in stats.steps) + self._skipped,
             "missed_dry": sum(r.status == MISS for r in stats.steps),  # no action queued

@@ -212,6 +212,8 @@ def episode_record(
             "missed": {k: int(ctrl.get(k, 0)) for k in ("missed_dry", "missed_late", "skipped")},
             "miss_steps": [int(k) for k in ctrl.get("miss_steps", [])],
             "chunk_timing": list(ctrl.get("chunk_timing", [])),
+            # as the node's status topic reported it (None: the encoder gives no grounding score)
+            "instruction_grounding": ctrl.get("instruction_grounding"),
             "estop_requested": any(bool(st.get("estop_requested")) for st in statuses),
             "timed_out": timed_out,
             "sim_time_s": float(final["sim_time"]),

@@ -168,11 +168,14 @@ def make_checkpoint_collaborators(
     inject: dict[str, Any] | None = None,
     margin_steps: int = 2,
     context: Context | None = None,
+    grounding_threshold: float | None = 0.12,  # vla.encoders.grounding.DEFAULT_THRESHOLD
 ) -> Collaborators:
     """A trained checkpoint (`config.checkpoint`, a run dir) run by the control loop, gated.
 
     builder: `package.module:function`, `function(run_dir) -> (ChunkPolicy, n_obs_steps)`.
     sim_task: set in simulation so the gate also simulates the objects (ground truth); None on hardware.
+    grounding_threshold: with a `lit` encoder, each episode's instruction is scored against the first
+        camera's first frame and reported on the status topic (`vla.encoders.grounding`); None: off.
     """
     if not config.checkpoint:
         raise ValueError("PolicyNodeConfig.checkpoint is empty: give the run directory of a trained policy")
@@ -180,18 +183,25 @@ def make_checkpoint_collaborators(
     policy, n_obs_steps = load_object(builder)(config.checkpoint)
     close_policy = _Call(getattr(policy, "close", None))
     runtime = runtime_config(config, n_obs_steps, margin_steps)
+    grounding = None
+    if grounding_threshold is not None and config.camera_names:
+        from vla.encoders.grounding import InstructionGrounding  # torch: only with a checkpoint
+
+        grounding = InstructionGrounding.from_encoder(
+            getattr(policy, "encoder", None), grounding_threshold, config.camera_names[0]
+        )
     if sim_task is None:
         if cfg is None:
             raise ValueError(
                 "a policy node for a real robot needs the world-model gate (safety_config is None)"
             )
         gate = SafetyChunkGate(SafetyGate(cfg))
-        controller = LoopController(_delayed(policy, inject), runtime, config.period_s, gate)
+        controller = LoopController(_delayed(policy, inject), runtime, config.period_s, gate, grounding)
         return _collaborators(controller, context, gate, close_policy)
     listener = WorldStateListener(DEFAULT_TOPICS, context)
     world = WorldReplica(sim_task, env_overrides)
     gate = _sim_gate(cfg, world, listener)
-    controller = LoopController(_delayed(policy, inject), runtime, config.period_s, gate)
+    controller = LoopController(_delayed(policy, inject), runtime, config.period_s, gate, grounding)
     return _collaborators(controller, context, gate, listener, world, close_policy)
 
 
