@@ -137,6 +137,16 @@ class CutGate(PassGate):
         return D()
 
 
+def _drive(loop: ControlLoop, n: int) -> tuple[list, list]:
+    """n periods with a robot that reaches its target every period; (step records, chunk records)."""
+    state = np.zeros(DA, np.float32)
+    with loop:
+        loop.reset()
+        for _ in range(n):
+            state = loop.step({"state": state.copy(), "qvel": np.zeros(DA - 1, np.float32)}).action.copy()
+        return loop.stats.steps, loop.stats.chunks
+
+
 # (worker gates the chunk: the plan starts at the request step; control thread: at the take step)
 @pytest.mark.parametrize("threaded, cut_row", [(True, 10), (False, 1), (False, 10)])
 def test_a_cut_chunk_gives_way_to_a_longer_certified_plan(threaded: bool, cut_row: int) -> None:
@@ -147,13 +157,7 @@ def test_a_cut_chunk_gives_way_to_a_longer_certified_plan(threaded: bool, cut_ro
     gate = CutGate(cut_call=3, cut_row=cut_row)
     cfg = RuntimeConfig(mode="async", smoothing="rtc", n_action_steps=8, margin_steps=2, threaded=threaded)
     loop = ControlLoop(MarkedRampPolicy(), cfg, SimulatedClock(PERIOD, 0.2), gate)
-    state = np.zeros(DA, np.float32)
-    with loop:
-        loop.reset()
-        for _ in range(60):
-            r = loop.step({"state": state.copy(), "qvel": np.zeros(DA - 1, np.float32)})
-            state = r.action.copy()
-        steps, chunks = loop.stats.steps, loop.stats.chunks
+    steps, chunks = _drive(loop, 60)
     cut = chunks[2]  # the third gate call decides on the third chunk (the first is gated inline)
     # 0.2 s is 3 periods; the committed prefix is the estimate (3) + margin (2).
     assert (cut.request_step, cut.usable_step, cut.prefix_len) == (16, 19, 5), cut
@@ -191,13 +195,7 @@ def test_a_late_cut_chunk_is_dropped_without_a_regate() -> None:
     cfg = RuntimeConfig(mode="async", smoothing="rtc", n_action_steps=8, margin_steps=2)
     # The third chunk (gate call 3) takes 0.45 s = 8 periods: past its 5-step committed prefix.
     loop = ControlLoop(MarkedRampPolicy(), cfg, SimulatedClock(PERIOD, [0.2, 0.2, 0.45, 0.2]), gate)
-    state = np.zeros(DA, np.float32)
-    with loop:
-        loop.reset()
-        for _ in range(60):
-            r = loop.step({"state": state.copy(), "qvel": np.zeros(DA - 1, np.float32)})
-            state = r.action.copy()
-        steps, chunks = loop.stats.steps, loop.stats.chunks
+    steps, chunks = _drive(loop, 60)
     cut, nxt = chunks[2], chunks[3]
     assert (cut.request_step, cut.usable_step, cut.prefix_len) == (16, 24, 5), cut
     assert cut.outcome == "cut_short" and cut.regates == 0 and "scripted" in cut.gate_reason, cut

@@ -64,8 +64,11 @@ class InstructionGrounding:
     ) -> None:
         if not -1.0 <= threshold <= 1.0:
             raise ValueError(f"grounding threshold must be a cosine in [-1, 1], got {threshold}")
+        from vla.pretrain.lit import SentenceCache  # the sentence embedding LiT pretraining aligned
+
         self.model, self.tokenizer, self.pre = model, tokenizer, preprocessing
         self.threshold, self.camera, self.max_len = float(threshold), camera, max_len
+        self._sentences = SentenceCache(model, tokenizer, max_len)
 
     @classmethod
     def from_encoder(
@@ -87,19 +90,12 @@ class InstructionGrounding:
         frame = np.asarray(image)
         if frame.ndim != 3 or frame.shape[-1] != 3:
             raise ValueError(f"grounding: expected an (H, W, 3) frame, got shape {frame.shape}")
+        from vla.pretrain.lit import image_embeddings  # the image side LiT pretraining aligned
+
         param = next(self.model.parameters())
         with torch.no_grad():
             pixels = to_pixels(frame[None], self.pre, param.device, param.dtype, f"image_{self.camera}")
-            pooled = self.model.vision_model(pixel_values=pixels).pooler_output
-            img = torch.nn.functional.normalize(self.model.visual_projection(pooled), dim=-1)[0]
-            b = self.tokenizer(
-                [instruction], padding=True, truncation=True, max_length=self.max_len, return_tensors="pt"
-            ).to(param.device)
-            h = self.model.text_model(
-                input_ids=b["input_ids"], attention_mask=b["attention_mask"]
-            ).last_hidden_state
-            w = b["attention_mask"].unsqueeze(-1).to(h.dtype)
-            txt = self.model.text_projection((h * w).sum(1) / w.sum(1).clamp(min=1.0))
-            txt = torch.nn.functional.normalize(txt, dim=-1)[0]
+            img = image_embeddings(self.model, pixels)[0]
+            txt = self._sentences([instruction])[0]
             score = float(img.float() @ txt.float())
         return Grounding(instruction, self.camera, score, self.threshold)

@@ -85,6 +85,7 @@ class SentenceCache:
         for s in range(0, len(new), 256):
             chunk = new[s : s + 256]
             b = self.tok(chunk, padding=True, truncation=True, max_length=self.max_len, return_tensors="pt")
+            b = b.to(next(self.model.parameters()).device)  # a deployed encoder may sit on a GPU
             h = self.model.text_model(
                 input_ids=b["input_ids"], attention_mask=b["attention_mask"]
             ).last_hidden_state
