@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,48 @@ def test_imports_without_torch(pkg: str) -> None:
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-3000:]
+
+
+def _imports_mujoco_at_top(path: Path) -> bool:
+    for node in ast.parse(path.read_text(), filename=str(path)).body:
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "mujoco" for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("mujoco"):
+            return True
+    return False
+
+
+MUJOCO_AT_TOP = sorted(
+    ".".join(p.relative_to(ROOT).with_suffix("").parts)
+    for pkg in ("vla", "ros_bridge")
+    for p in (ROOT / pkg).rglob("*.py")
+    if _imports_mujoco_at_top(p)
+)
+
+
+@pytest.mark.parametrize("module", MUJOCO_AT_TOP)
+def test_modules_importing_mujoco_settle_the_gl_backend_first(module: str) -> None:
+    """MuJoCo reads MUJOCO_GL once, at its first import; `sim` settles it (EGL/OSMesa headless). A
+    module that imports mujoco at its top, imported first in a process, must still let `sim` run
+    before (vla-dagger once got GLFW that way and could not render). A fresh interpreter without
+    MUJOCO_GL records the variable at the moment mujoco is imported."""
+    code = (
+        "import os, sys\n"
+        "seen = []\n"
+        "class _Spy:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'mujoco':\n"
+        "            seen.append(os.environ.get('MUJOCO_GL'))\n"
+        "sys.meta_path.insert(0, _Spy())\n"
+        f"import {module}\n"
+        "print(seen[0] if seen else 'not imported')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM")}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.strip() in ("egl", "osmesa"), (
+        f"{module}: mujoco imported with MUJOCO_GL={res.stdout.strip()}"
+    )
 
 
 def test_modules_over_400_lines_are_listed_with_a_reason() -> None:

@@ -111,26 +111,28 @@ def test_vla_dagger_debug_round_end_to_end(tmp_path: Path) -> None:
     assert rows[1]["checkpoint"].endswith("round_1/train/checkpoints/6")  # 4 debug steps + 2 fine-tune
     assert (out / "dagger.png").is_file()
     rb = ReplayBuffer.open(out / "bootstrap" / "demos.zarr")
-    assert rb.n_episodes == 3 + 2 and rows[1]["appended_episodes"] == [3, 5]
-    for i in (3, 4):
+    # 2 rollouts of 12 steps, forks at steps 4 and 8 of each: the expert's successful forks are appended.
+    n_new = rb.n_episodes - 3
+    roll = rows[1]["rollouts"]
+    assert roll["labels"] == "branch" and roll["forks"] == 4 and roll["forks_kept"] == n_new >= 1
+    assert rows[1]["appended_episodes"] == [3, 3 + n_new]
+    for i in range(3, 3 + n_new):
         info = rb.episode_info(i)
-        assert (
-            info["source"] == "dagger"
-            and info["dagger"]["round"] == 1
-            and info["dagger"]["labels"] == "expert"
-        )
+        d = info["dagger"]
+        assert info["source"] == "dagger" and d["round"] == 1 and d["labels"] == "branch"
+        assert d["branch_step"] in (4, 8) and info["success"] and d["rollout_seed"] == info["seed"]
         ep = rb.episode(i)
-        assert len(ep["action"]) == info["length"] == 12  # max_steps 12
+        assert len(ep["action"]) == info["length"] > 12  # the expert finished the task from the fork
         assert np.isfinite(ep["action"]).all() and ep["image_wrist"].shape[1:] == (32, 32, 3)
     # The new frames were embedded with the policy's own encoder: the store covers all of them.
     enc = VLAPolicy.from_checkpoint(Path(rows[1]["checkpoint"])).encoder
     store = EmbeddingStore(rb, enc.fingerprint)
-    assert store.attrs["n_episodes"] == 5
+    assert store.attrs["n_episodes"] == 3 + n_new
     # Run again: nothing left to do, the table is unchanged.
     with pytest.raises(SystemExit):
         cli.main(["experiment=debug", f"out_dir={out}"])
     assert json.loads((out / "dagger.json").read_text())["rounds"] == rows
-    assert ReplayBuffer.open(out / "bootstrap" / "demos.zarr").n_episodes == 5
+    assert ReplayBuffer.open(out / "bootstrap" / "demos.zarr").n_episodes == 3 + n_new
 
 
 def test_vla_dagger_help_and_missing_checkpoint(capsys) -> None:
@@ -159,3 +161,75 @@ def test_repeat_sources_oversamples_dagger_episodes(tmp_path: Path) -> None:
     assert repeat_episodes(rb, [0, 1, 2, 3], {}) == [0, 1, 2, 3]
     assert repeat_episodes(rb, [0, 1, 2, 3], {"dagger": 3}) == [0, 1, 1, 1, 2, 3, 3, 3]
     assert repeat_episodes(rb, [0, 2], {"dagger": 3}) == [0, 2]
+
+
+class DriftPolicy(HoldPolicy):
+    """A policy that swings the base joint away from the cube, gripper open: it never succeeds, and
+    the states it visits are ones no demonstration passes through."""
+
+    def __call__(self, obs, prefix):
+        a = np.append(obs["state"][-1][:6], 0.0).astype(np.float32)
+        chunk = np.repeat(a[None], self.horizon, axis=0)
+        chunk[:, 0] += 0.03 * np.arange(1, self.horizon + 1)
+        return chunk
+
+
+class _Tee:
+    """Forwards to a recorder and keeps every executed action (the oracle's replay script)."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.actions = inner, []
+
+    def on_reset(self, env, obs) -> None:
+        self.inner.on_reset(env, obs)
+
+    def on_step(self, obs, action) -> None:
+        self.actions.append(np.asarray(action, np.float32).copy())
+        self.inner.on_step(obs, action)
+
+    def finish(self) -> None:
+        self.inner.finish()
+
+
+def test_branch_forks_are_expert_episodes_from_the_visited_states(tmp_path: Path) -> None:
+    """Forks every 4 steps of a drifting policy's episode. Oracle: a fresh env reset with the same
+    seed replays the policy's executed actions up to the fork, then the fork's actions; MuJoCo is
+    deterministic, so it must pass through the fork's recorded states and the task's own judge must
+    call the end a success."""
+    from vla.dagger.branches import BranchRecorder
+
+    rec = BranchRecorder("pick_cube", ENV, every=4, max_steps=100)
+    tee = _Tee(rec)
+    cfg = EvalConfig(
+        task="pick_cube", env_overrides=ENV, n_episodes=1, seed=7, n_videos=0, out_dir=str(tmp_path),
+        progress=False, max_steps=12,
+    )  # fmt: skip
+    res = evaluate(DriftPolicy(), cfg, observer=tee)
+    rec.close()
+    assert res["successes"] == 0 and rec.attempted == 2  # forks at steps 4 and 8, never at 0
+    assert [b.info["branch_step"] for b in rec.branches] == [4, 8]
+    env = sim.make("pick_cube", **ENV, max_steps=200)
+    try:
+        for b in rec.branches:
+            T = len(b.data["action"])
+            assert all(len(v) == T for v in b.data.values()) and b.data["image_wrist"].shape[1:] == (
+                32,
+                32,
+                3,
+            )
+            obs, _ = env.reset(seed=7)
+            start = obs["state"].copy()
+            for a in tee.actions[: b.info["branch_step"]]:
+                obs, *_ = env.step(a)
+            # The fork starts in the visited state, base joint swung ~0.1 rad per 4 steps.
+            np.testing.assert_allclose(b.data["state"][0], obs["state"], atol=1e-6)
+            assert abs(obs["state"][0] - start[0]) > 0.05
+            np.testing.assert_array_equal(b.data["image_front"][0], obs["image_front"])
+            success = False
+            for t, a in enumerate(b.data["action"]):
+                np.testing.assert_allclose(obs["state"], b.data["state"][t], atol=1e-5)
+                obs, _, _, _, info = env.step(a)
+                success = bool(info["is_success"])
+            assert success and b.success
+    finally:
+        env.close()

@@ -60,7 +60,7 @@ CASES: list[tuple[str, str, str, int, list[str]]] = [
         ["none.yaml", "does not exist", "safety_gate=false"],
     ),
     ("eval-bad-mode", "eval", "checkpoint={ckpt} mode=turbo n_videos=0", 2, ["mode", "'turbo'"]),
-    ("eval-rtc-sync", "eval", "checkpoint={ckpt} smoothing=rtc n_videos=0", 2, ["rtc", "async"]),
+    ("eval-rtc-sync", "eval", "checkpoint={ckpt} mode=sync smoothing=rtc n_videos=0", 2, ["rtc", "async"]),
     ("eval-zero-episodes", "eval", "checkpoint={ckpt} n_episodes=0", 2, ["n_episodes", ">= 1"]),
     (
         "eval-unset-mapping-field",

@@ -117,6 +117,8 @@ def test_eval_without_safety_gate_and_with_ensembling(debug_runs: dict[str, Path
             f"out_dir={tmp_path}",
             "progress=false",
             "safety_gate=false",
+            "mode=sync",
+            "latency_s=0",  # no time charged for inference: a chunk every control step
             "smoothing=ensemble",
             "n_action_steps=1",
         ],

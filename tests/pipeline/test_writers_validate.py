@@ -13,6 +13,7 @@ module with one is missing from `WRITERS`: a new writer must get a case here.
 from __future__ import annotations
 
 import ast
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ WRITERS: dict[str, tuple[str, ...]] = {
     "vla/convert/dp.py": ("test_dataset_import_dp", "test_convert_dp"),
     "vla/record.py": ("test_record_sink",),
     "vla/dagger/rounds.py": ("test_dagger_round",),
+    "vla/dagger/aggregate.py": ("test_dagger_round",),
     "vla/collect_shards.py": ("test_collect_shards_merge",),
     "vla/data/merge.py": ("test_collect_shards_merge", "test_dataset_merge"),
     "vla/encoders/cache_shards.py": ("test_embed_shards",),
@@ -179,10 +181,16 @@ def test_embed(
 
 
 # ---------------------------------------------------------------------------------------- vla-dagger
+@pytest.mark.parametrize("labels", ["step", "branch"])
 def test_dagger_round(
-    tiny_dataset: Path, debug_runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    labels: str,
+    tiny_dataset: Path,
+    debug_runs: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """One DAgger round appends its labelled rollouts (and extends the embeddings) validly."""
+    """One DAgger round appends its labelled episodes (and extends the embeddings) validly: the
+    rollouts with one-step labels, or the expert's forks from them."""
     from vla.cli import dagger as dagger_cli
 
     path = _copy(tiny_dataset, tmp_path)
@@ -200,16 +208,22 @@ def test_dagger_round(
                     "dagger.eval_episodes=1",
                     "dagger.n_videos=0",
                     "dagger.repeat=2",
+                    f"dagger.labels={labels}",
+                    "dagger.branch_max_steps=100",  # the debug env stops at 12; the expert needs ~50
                 ]
             )
     finally:
         torch.set_num_threads(threads)
     assert ex.value.code == 0
-    root = assert_valid(path, 5, capsys)
+    first, end = json.loads((tmp_path / "dagger" / "dagger.json").read_text())["rounds"][1][
+        "appended_episodes"
+    ]
+    assert first == 3 and end == (5 if labels == "step" else end) and end > first
+    root = assert_valid(path, end, capsys)
     groups = list(root["embeddings"].group_keys())
     assert len(groups) == 1
     g = root["embeddings"][groups[0]]
-    assert g.attrs["complete"] is True and g.attrs["n_episodes"] == 5
+    assert g.attrs["complete"] is True and g.attrs["n_episodes"] == end
 
 
 # ------------------------------------------------------------------------------------- vla-dataset

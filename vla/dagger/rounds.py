@@ -5,8 +5,12 @@ Each round r = 1..N:
 1. roll out the current policy for `episodes_per_round` episodes through the evaluation loop
    (`vla.evaluation.simulator.evaluate`: the control loop and safety gate of vla-eval/vla-deploy),
    each chunk coming from the expert with probability beta_r = beta * beta_decay**(r-1);
-2. label every visited state with the expert's next command (`vla.dagger.LabelRecorder`);
-3. append the episodes to the dataset, info `{"source": "dagger", "dagger": {"round": r, ...}}`;
+2. label the visited states: by default (`labels="branch"`, `vla.dagger.branches`) the expert
+   finishes the task from every `branch_every`-th of them in a forked simulator, and each fork it
+   completes is a demonstration starting where the policy went; `labels="step"` pairs each visited
+   state with the expert's next command (`vla.dagger.LabelRecorder`);
+3. append the episodes to the dataset (`vla.dagger.aggregate`), info `{"source": "dagger",
+   "dagger": {"round": r, "labels": ..., ...}}`;
 4. embed the new frames (`precompute_embeddings` extends the stored set; old frames are not re-encoded);
 5. fine-tune: a copy of the previous round's run directory resumes for `finetune_steps` more steps
    on the grown dataset (`vla-train resume=`: same config, normalizer and optimizer state);
@@ -49,6 +53,14 @@ class DaggerConfig:
         (`data.repeat_sources`): a few hundred labelled episodes beside thousands of demos would
         otherwise be a few percent of every batch.
     train_overrides: extra `key=value` for the fine-tuning runs (e.g. `train.lr=1e-4`).
+    labels: "branch" (default): fork the expert from every `branch_every`-th visited state and keep
+        its successful continuations as episodes (`vla.dagger.branches`); "step": pair each visited
+        state with the expert's next command (`vla.dagger.labeler.LabelRecorder`; measured worse on
+        pick_cube: a chunk of one-step labels along the policy's path is no expert trajectory).
+    branch_every / branch_max_steps: forks every this many steps; the expert's budget from a fork
+        (None: the task's max_steps).
+    mode / smoothing / margin_steps / latency_s: the control loop's schedule for rollouts and
+        evaluations (`vla.evaluation.simulator.EvalConfig`), by default vla-eval's (vla-deploy's).
     n_videos: videos of the first rollouts and evaluation episodes per round.
     threads: torch threads while rolling out and evaluating (the fine-tuning uses its run's own
         `threads`): one, as vla-eval, since the gate's MuJoCo rollouts share the cores with inference
@@ -75,9 +87,25 @@ class DaggerConfig:
     n_videos: int = 1
     progress: bool = True
     threads: int = 1
+    labels: str = "branch"
+    branch_every: int = 8
+    branch_max_steps: int | None = None
+    mode: str = "async"
+    smoothing: str = "auto"
+    margin_steps: int = 2
+    latency_s: float = 0.18
 
     def __post_init__(self) -> None:
-        for name in ("rounds", "episodes_per_round", "finetune_steps", "eval_episodes", "repeat"):
+        if self.labels not in ("branch", "step"):
+            raise ValueError(f"DaggerConfig.labels must be 'branch' or 'step', got {self.labels!r}")
+        for name in (
+            "rounds",
+            "episodes_per_round",
+            "finetune_steps",
+            "eval_episodes",
+            "repeat",
+            "branch_every",
+        ):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"DaggerConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.beta <= 1.0 or not 0.0 <= self.beta_decay <= 1.0:
@@ -122,46 +150,16 @@ def _evaluate(
         seed=seed,
         max_steps=cfg.max_steps,
         safety=cfg.safety,
+        mode=cfg.mode,
+        smoothing=cfg.smoothing,
+        margin_steps=cfg.margin_steps,
+        latency_s=cfg.latency_s,
         n_videos=cfg.n_videos,
         out_dir=str(out),
         progress=False,
     )
     res = evaluate(runner, ecfg, observer=observer)
     return res, policy, runner
-
-
-def _append(
-    dataset: str, episodes, res: dict[str, Any], r: int, beta: float, ckpt: Path, cfg: DaggerConfig
-) -> list[int]:
-    """Append the labelled rollouts to the dataset; returns [first, end) of the new episode indices."""
-    from vla.data import ReplayBuffer
-
-    rb = ReplayBuffer.open(dataset, mode="a")
-    missing = sorted(set(rb.keys) - {*episodes[0][0]}) if episodes else []
-    if missing:
-        raise ValueError(
-            f"{dataset}: holds keys {sorted(rb.keys)} but the rollouts record {sorted(episodes[0][0])} "
-            f"(missing {missing}); give the dataset the policy was trained on"
-        )
-    first = rb.n_episodes
-    for (data, instruction, replans), rec in zip(episodes, res["episodes"]):
-        info = {
-            "task": cfg.task,
-            "seed": int(rec["seed"]),
-            "success": bool(rec["success"]),  # the rollout's; the actions are the expert's labels
-            "length": len(data["action"]),
-            "source": "dagger",
-            "dagger": {
-                "round": r,
-                "beta": beta,
-                "policy": str(ckpt),
-                "out_dir": cfg.out_dir,
-                "labels": "expert",
-                "replans": replans,
-            },
-        }
-        rb.add_episode({k: v for k, v in data.items() if k in rb.keys}, instruction=instruction, info=info)
-    return [first, rb.n_episodes]
 
 
 # Resumes a vla-train run directory with `key=value` overrides (the entry point supplies it: only
@@ -216,6 +214,8 @@ def run_dagger(
 ) -> dict[str, Any]:
     """Run (or continue) the DAgger rounds; returns the state written to out_dir/dagger.json.
     `resume(run_dir, overrides)` continues a vla-train run (the fine-tuning)."""
+    from vla.dagger.aggregate import append_episodes, labelled_episodes
+    from vla.dagger.branches import BranchRecorder
     from vla.dagger.labeler import LabelRecorder
     from vla.data import ReplayBuffer
     from vla.encoders.cache import precompute_embeddings
@@ -255,7 +255,11 @@ def run_dagger(
             log(f"round {r}: episodes {appended} were appended before; continuing with embedding")
         else:
             t = time.perf_counter()
-            rec = LabelRecorder()
+            rec: Any = (
+                LabelRecorder()
+                if cfg.labels == "step"
+                else BranchRecorder(cfg.task, dict(cfg.env_overrides), cfg.branch_every, cfg.branch_max_steps)
+            )
             rng = np.random.default_rng([cfg.rollout_seed, r])
             res, policy, mixed = _evaluate(
                 prev,
@@ -267,16 +271,21 @@ def run_dagger(
                 beta,
                 rng,
             )
-            appended = _append(cfg.dataset, rec.episodes, res, r, beta, prev, cfg)
+            episodes = labelled_episodes(rec, res)
+            appended = append_episodes(cfg.dataset, episodes, r, beta, prev, cfg)
             roll = {
                 "success_rate": res["success_rate"],
                 "successes": res["successes"],
                 "episodes": res["n_episodes"],
-                "frames": int(sum(len(e[0]["action"]) for e in rec.episodes)),
+                "frames": int(sum(len(e[0]["action"]) for e in episodes)),
                 "expert_chunks": mixed.expert_chunks,
                 "policy_chunks": mixed.policy_chunks,
-                "expert_replans": int(sum(len(e[2]) for e in rec.episodes)),
+                "expert_replans": int(sum(len(e[3].get("replans", ())) for e in episodes)),
+                "labels": cfg.labels,
             }
+            if isinstance(rec, BranchRecorder):
+                roll["forks"], roll["forks_kept"] = rec.attempted, len(rec.branches)
+                rec.close()
             secs["rollouts"] = time.perf_counter() - t
             state["pending"] = {"round": r, "appended": appended, "rollouts": roll}
             _write_json(state_path, state)

@@ -11,3 +11,7 @@ factories     policy-node collaborator factories for `python -m ros_bridge.run p
 episodes      EpisodeRunner: episodes over ROS 2 as vla.evaluation records
 launch        DeployConfig + run_deploy (what `vla-deploy` runs)
 """
+
+# MuJoCo reads MUJOCO_GL once, at its first import, and `sim` settles it (EGL/OSMesa headless), so it
+# comes before any module of this package imports mujoco (tests/test_layout.py checks each one).
+import sim  # noqa: F401

@@ -50,8 +50,8 @@ class EvalConfig:
     n_action_steps: actions executed per chunk (None: the policy's own Ta).
     mode: "sync" (the robot waits for each chunk) or "async" (the next chunk is computed while the
         current one runs; its latency is charged in control time).
-    smoothing: "none" (receding horizon), "ensemble" (ACT temporal ensembling, `ensemble_decay`) or
-        "rtc" (real-time chunking, async only).
+    smoothing: "none" (receding horizon), "ensemble" (ACT temporal ensembling, `ensemble_decay`),
+        "rtc" (real-time chunking, async only) or "auto" (rtc when async, else none).
     margin_steps: steps of slack on the delay estimate (async: the RTC prefix and the early trigger).
     latency_s: inference latency charged per chunk in control time (None: measured).
     safety: run every chunk through the world-model safety gate (`safety_config`).
@@ -90,9 +90,11 @@ class EvalConfig:
             raise ValueError(f"EvalConfig.n_episodes must be >= 1, got {self.n_episodes}")
         if self.mode not in ("sync", "async"):
             raise ValueError(f"EvalConfig.mode must be 'sync' or 'async', got {self.mode!r}")
+        if self.smoothing == "auto":
+            self.smoothing = "rtc" if self.mode == "async" else "none"
         if self.smoothing not in ("none", "ensemble", "rtc"):
             raise ValueError(
-                f"EvalConfig.smoothing must be 'none', 'ensemble' or 'rtc', got {self.smoothing!r}"
+                f"EvalConfig.smoothing must be 'none', 'ensemble', 'rtc' or 'auto', got {self.smoothing!r}"
             )
         if self.instruction and self.instructions_file:
             raise ValueError("EvalConfig: instruction= and instructions_file= both set; pick one")
