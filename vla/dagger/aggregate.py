@@ -1,7 +1,7 @@
 """DAgger's aggregation: a round's recorded episodes -> dataset episodes with their provenance.
 
-Either labelling (`vla.dagger.branches.BranchRecorder` forks, `vla.dagger.labeler.LabelRecorder`
-one-step labels) becomes a list of ``(data, instruction, success, provenance)``; `append_episodes`
+Either recorder (`vla.dagger.branches.BranchRecorder` forks, `vla.dagger.labeler.LabelRecorder`
+one-step labels) gives a list of ``(data, instruction, success, provenance)``; `append_episodes`
 writes them to the dataset as ordinary episodes with ``info.source = "dagger"`` and
 ``info.dagger = {round, beta, policy, out_dir, labels, ...}``.
 """
@@ -17,48 +17,20 @@ if TYPE_CHECKING:
     from vla.dagger.rounds import DaggerConfig
 
 
-def labelled_episodes(
-    rec: Any, res: dict[str, Any]
-) -> list[tuple[dict[str, np.ndarray], str, bool, dict[str, Any]]]:
-    """The recorder's episodes as (data, instruction, success, provenance), either labelling."""
-    from vla.dagger.branches import BranchRecorder
-
-    eps = res["episodes"]
-    if isinstance(rec, BranchRecorder):
-        return [
-            (
-                b.data,
-                b.instruction,
-                b.success,  # the expert's, from the fork
-                {
-                    "labels": "branch",
-                    **b.info,
-                    "rollout_seed": int(eps[b.info["rollout_index"]]["seed"]),
-                    "rollout_success": bool(eps[b.info["rollout_index"]]["success"]),
-                },
-            )
-            for b in rec.branches
-        ]
-    return [
-        (
-            data,
-            instruction,
-            bool(ep["success"]),
-            {"labels": "step", "rollout_seed": int(ep["seed"]), "replans": replans},
-        )
-        for (data, instruction, replans), ep in zip(rec.episodes, eps)
-    ]
+# One dataset episode: (data {key: (T, ...)}, instruction, success, provenance for info.dagger); each
+# recorder makes them with its `dataset_episodes(res)`.
+DatasetEpisode = tuple[dict[str, np.ndarray], str, bool, dict[str, Any]]
 
 
 def append_episodes(
     dataset: str,
-    episodes: list[tuple[dict[str, np.ndarray], str, bool, dict[str, Any]]],
+    episodes: list[DatasetEpisode],
     r: int,
     beta: float,
     ckpt: Path,
     cfg: DaggerConfig,
 ) -> list[int]:
-    """Append the labelled episodes (`labelled_episodes`) to the dataset; returns [first, end) of their indices."""
+    """Append a recorder's `dataset_episodes` to the dataset; returns [first, end) of their indices."""
     from vla.data import ReplayBuffer
 
     rb = ReplayBuffer.open(dataset, mode="a")

@@ -126,6 +126,23 @@ class BranchRecorder:
             if br.success or self.keep_failures:
                 self.branches.append(br)
 
+    def dataset_episodes(
+        self, res: dict[str, Any]
+    ) -> list[tuple[dict[str, np.ndarray], str, bool, dict[str, Any]]]:
+        """The kept forks as (data, instruction, success, provenance) for `vla.dagger.aggregate`;
+        `res` is the evaluation's result (each fork's rollout seed and outcome)."""
+        out = []
+        for b in self.branches:
+            ep = res["episodes"][b.info["rollout_index"]]
+            prov = {
+                "labels": "branch",
+                **b.info,
+                "rollout_seed": int(ep["seed"]),
+                "rollout_success": bool(ep["success"]),
+            }
+            out.append((b.data, b.instruction, b.success, prov))  # success: the expert's, from the fork
+        return out
+
     def close(self) -> None:
         if self._fork_env is not None:
             self._fork_env.close()

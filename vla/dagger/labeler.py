@@ -130,6 +130,21 @@ class LabelRecorder:
                 self._frames.setdefault(k, []).append(np.asarray(v))
         self._frames.setdefault("action", []).append(label)
 
+    def dataset_episodes(
+        self, res: dict[str, Any]
+    ) -> list[tuple[dict[str, np.ndarray], str, bool, dict[str, Any]]]:
+        """The recorded episodes as (data, instruction, success, provenance) for `vla.dagger.aggregate`;
+        `res` is the evaluation's result (each episode's seed and outcome, in order)."""
+        return [
+            (
+                data,
+                instruction,
+                bool(ep["success"]),
+                {"labels": "step", "rollout_seed": int(ep["seed"]), "replans": replans},
+            )
+            for (data, instruction, replans), ep in zip(self.episodes, res["episodes"])
+        ]
+
     def finish(self) -> None:
         """Close the episode being recorded (called by the next `on_reset`, and once at the end)."""
         if self._frames and self._frames.get("action"):

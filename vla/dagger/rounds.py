@@ -214,7 +214,7 @@ def run_dagger(
 ) -> dict[str, Any]:
     """Run (or continue) the DAgger rounds; returns the state written to out_dir/dagger.json.
     `resume(run_dir, overrides)` continues a vla-train run (the fine-tuning)."""
-    from vla.dagger.aggregate import append_episodes, labelled_episodes
+    from vla.dagger.aggregate import append_episodes
     from vla.dagger.branches import BranchRecorder
     from vla.dagger.labeler import LabelRecorder
     from vla.data import ReplayBuffer
@@ -271,7 +271,7 @@ def run_dagger(
                 beta,
                 rng,
             )
-            episodes = labelled_episodes(rec, res)
+            episodes = rec.dataset_episodes(res)
             appended = append_episodes(cfg.dataset, episodes, r, beta, prev, cfg)
             roll = {
                 "success_rate": res["success_rate"],
