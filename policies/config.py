@@ -17,6 +17,8 @@ import torch
 TOKEN_POOLS = ("attention", "spatial_softmax", "mean", "none")
 # State offsets [control steps] of the auxiliary future-state loss (0.8, 1.6, 2.4 s at 20 Hz).
 DEFAULT_AUX_FUTURE_OFFSETS = (16, 32, 48)
+# The auxiliary grounding target: the named object's (x, y) on the table, normalized.
+GROUND_TARGET_DIM = 2
 
 
 @dataclass(kw_only=True)
@@ -29,6 +31,10 @@ class PolicyConfig:
         text_mask   (B, N) bool, optional     True = valid instruction text token (pool_text_cond)
         state       (B, n_obs_steps, state_dim) float
         action      (B, horizon, action_dim) float   (training only)
+
+    Training only, with aux_ground_weight > 0 (S extra scenes, any S):
+        ground_tokens, ground_token_mask, ground_text_mask   (S, N', ...) as tokens/token_mask/text_mask
+        ground_target (S, 2) float            the named object's normalized (x, y)
     """
 
     name: ClassVar[str] = ""
@@ -63,6 +69,11 @@ class PolicyConfig:
     # (Policy.aux_future_loss). Training batches then carry future_state (B, K, Ds).
     aux_future_weight: float = 0.0
     aux_future_offsets: tuple[int, ...] = DEFAULT_AUX_FUTURE_OFFSETS
+    # Auxiliary grounding loss (weight > 0): an MLP predicts the (x, y) of the object the instruction
+    # names from the front end's tokens of extra single-frame scenes (Policy.aux_ground_loss). Those
+    # scenes are cheap (one rendered frame each, no expert rollout), so the front end sees many more
+    # layouts than the demos hold. Training batches then carry the ground_* keys (see fake_batch).
+    aux_ground_weight: float = 0.0
     # EMA of the weights, maintained by the trainer and used for inference.
     use_ema: bool = False
     ema_power: float = 0.75
@@ -104,6 +115,10 @@ class PolicyConfig:
             )
         if self.aux_future_weight > 0 and not self.aux_future_offsets:
             raise ValueError(f"{type(self).__name__}.aux_future_offsets is empty with aux_future_weight > 0")
+        if self.aux_ground_weight < 0:
+            raise ValueError(
+                f"{type(self).__name__}.aux_ground_weight must be >= 0, got {self.aux_ground_weight}"
+            )
         if self.state_noise_std < 0:
             raise ValueError(
                 f"{type(self).__name__}.state_noise_std must be >= 0, got {self.state_noise_std}"
@@ -160,4 +175,9 @@ class PolicyConfig:
         if self.aux_future_weight > 0:
             k = len(self.aux_future_offsets)
             batch["future_state"] = torch.rand(batch_size, k, self.state_dim, generator=generator) * 2 - 1
+        if self.aux_ground_weight > 0:
+            scenes = self.fake_obs(batch_size, generator)
+            for key in ("tokens", "token_mask", "text_mask"):
+                batch[f"ground_{key}"] = scenes[key]
+            batch["ground_target"] = torch.randn(batch_size, GROUND_TARGET_DIM, generator=generator)
         return batch

@@ -41,7 +41,7 @@ class TransformerPolicy(Policy):
         c = config
         d = c.d_model
         self.pool = TokenPool.from_config(c, d)
-        self.build_aux_future(self.pool.out_tokens(c.n_tokens), d)
+        self.build_aux_heads(self.pool.out_tokens(c.n_tokens), d)
         # Learned positions only where the token count is fixed (attention pooling); otherwise
         # the encoder tokens carry their own positional information.
         self.token_pos = (
@@ -140,7 +140,12 @@ class TransformerPolicy(Policy):
         if self.aux_future is not None:
             aux = self.aux_future_loss(batch, pooled)
             loss = loss + self.config.aux_future_weight * aux
+        ground = self.aux_ground_loss(batch, self.pool)
+        if ground is not None:
+            loss = loss + self.config.aux_ground_weight * ground
         metrics = {"loss": float(loss.detach()), "l1": float(l1.detach())}
+        if ground is not None:
+            metrics["aux_ground"] = float(ground.detach())
         if self.aux_future is not None:
             metrics["aux_future"] = float(aux.detach())
         if kl is not None:

@@ -23,7 +23,7 @@ class DiffusionPolicy(Policy):
         super().__init__(config)
         c = config
         self.pool = TokenPool.from_config(c, c.d_model)
-        self.build_aux_future(self.pool.out_tokens(c.n_tokens), c.d_model)
+        self.build_aux_heads(self.pool.out_tokens(c.n_tokens), c.d_model)
         if c.denoiser == "unet":
             # Global condition = flattened pooled tokens + flattened state history.
             n_pooled = self.pool.out_tokens(c.n_tokens)
@@ -113,6 +113,10 @@ class DiffusionPolicy(Policy):
         if aux is not None:
             loss = loss + self.config.aux_future_weight * aux
             metrics["aux_future"] = float(aux.detach())
+        ground = self.aux_ground_loss(batch, self.pool)
+        if ground is not None:
+            loss = loss + self.config.aux_ground_weight * ground
+            metrics["aux_ground"] = float(ground.detach())
         metrics["loss"] = float(loss.detach())
         return loss, metrics
 

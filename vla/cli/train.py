@@ -25,10 +25,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from vla.cli.app import Command, entry
+from vla.cli.tasks import task_config
 from vla.encoders import EncoderConfig
 from vla.paths import config_dir
 from vla.training import TrainConfig, distributed
 from vla.training.batches import DataSpec
+from vla.training.grounding import DEFAULT_GROUNDING_SEED, GroundingSpec
 from vla.training.job import TrainJob, TrainOutcome, fresh_run_dir, run_training
 
 GROUPS = ("task", "policy", "encoder", "experiment")
@@ -78,6 +80,7 @@ def to_job(cfg: DictConfig, run_dir: Path) -> TrainJob:
         repeat_tasks={str(k): int(v) for k, v in (d.get("repeat_tasks") or {}).items()},
     )
     t = dict(r["train"])
+    grounding = _grounding_spec(r)
     t["betas"] = tuple(t.get("betas", (0.95, 0.999)))
     try:
         tcfg = TrainConfig(**t)
@@ -101,7 +104,30 @@ def to_job(cfg: DictConfig, run_dir: Path) -> TrainJob:
         eval_episodes=int(r["eval_episodes"]),
         eval_every=int(r["eval_every"]),
         threads=r.get("threads"),
+        grounding=grounding,
     )
+
+
+def _grounding_spec(r: dict[str, Any]) -> GroundingSpec | None:
+    """data.grounding -> the scenes of the auxiliary grounding loss (None: n_scenes 0 or absent, as in
+    configs saved before it). Each task with its configs/task/<name>.yaml env, the run's env on top."""
+    g = (r["data"].get("grounding") or {}) if isinstance(r.get("data"), dict) else {}
+    n = int(g.get("n_scenes", 0) or 0)
+    if n <= 0:
+        return None
+    task = r["task"]
+    shared = dict(task.get("env") or {})
+    if task["name"] == "all":
+        names = tuple(task.get("tasks") or ())
+        envs = {t: {**(task_config(t, "data.grounding").get("env") or {}), **shared} for t in names}
+    else:
+        names, envs = (str(task["name"]),), {str(task["name"]): shared}
+    try:
+        return GroundingSpec(
+            tasks=names, n_scenes=n, env=envs, seed=int(g.get("seed", DEFAULT_GROUNDING_SEED))
+        )
+    except ValueError as e:
+        raise ValueError(f"configs/train.yaml: data.grounding: {e}") from e
 
 
 def resume_config(run_dir: Path, overrides: list[str]) -> DictConfig:

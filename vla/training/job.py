@@ -27,6 +27,7 @@ from vla.policy import PolicyMeta, VLAPolicy
 from vla.training import ResumableLoader, TrainConfig, seed_everything, train
 from vla.training.batches import DataSpec, build_train_data, collate
 from vla.training.distributed import current, main_first
+from vla.training.grounding import GroundedLoader, GroundingSpec, build_grounding_set
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ class TrainJob:
         n_obs_steps, horizon, n_action_steps).
     eval_episodes / eval_every: closed-loop simulator evaluation of the inference copy (0: none).
     eval_task / eval_env: the simulator task and its config overrides (default: the dataset's task).
+    grounding: the extra scenes of the heads' auxiliary grounding loss (`vla.training.grounding`);
+        needed when policy_values sets aux_ground_weight > 0, ignored otherwise.
     """
 
     run_dir: Path
@@ -55,6 +58,7 @@ class TrainJob:
     eval_episodes: int = 0
     eval_every: int = 0
     threads: int | None = None
+    grounding: GroundingSpec | None = None
 
 
 @dataclass
@@ -175,6 +179,18 @@ def run_training(job: TrainJob) -> TrainOutcome:
         collate_fn=collate,
         part=ctx.shard_slice(job.batch_size),
     )
+    ground_note = ""
+    if float(job.policy_values.get("aux_ground_weight", 0.0)) > 0:
+        if job.grounding is None:
+            raise ValueError(
+                f"policy {job.policy_name!r}: aux_ground_weight > 0 needs grounding scenes "
+                "(vla-train data.grounding.n_scenes=N, or policy.aux_ground_weight=0)"
+            )
+        scenes = build_grounding_set(job.grounding, encoder, data.cameras, data.processor)
+        loader = GroundedLoader(
+            loader, scenes, job.batch_size, seed=job.train.seed, part=ctx.shard_slice(job.batch_size)
+        )
+        ground_note = f" | {len(scenes)} grounding scenes ({scenes.seconds:.1f} s)"
     eval_fn = None
     if job.eval_episodes > 0:
         eval_fn = _make_eval_fn(job, encoder, data.processor, meta)
@@ -193,7 +209,7 @@ def run_training(job: TrainJob) -> TrainOutcome:
             f"[vla-train] {job.policy_name}: {sum(p.numel() for p in head.parameters()) / 1e6:.2f} M params | "
             f"{len(data.dataset)} windows from {len(data.train_episodes)} episodes | tokens {data.n_tokens} x "
             f"{data.token_dim} ({data.token_source}) | To={job.data.n_obs_steps} T={job.data.horizon} "
-            f"Ta={job.n_action_steps} | setup {prep_s:.1f} s{dist_note}",
+            f"Ta={job.n_action_steps}{ground_note} | setup {prep_s:.1f} s{dist_note}",
             flush=True,
         )
     t1 = time.perf_counter()

@@ -1,0 +1,178 @@
+"""Grounding scenes: single rendered frames of fresh layouts, labelled with where the named cube is.
+
+A policy learns from its demonstrations both *where* the instruction's cube is and *how* to get
+there. The second is a smooth map that a thousand demos teach well; the first, read from frozen
+encoder tokens, needs several thousand distinct layouts (`benchmarks/probe_grounding.py`: the
+spatial-softmax front end finds the named cube in 80% of held-out scenes after 1000 layouts, 99.8%
+after 4000). A demonstration costs an expert rollout and ~50 rendered and embedded frames per
+layout; a grounding scene costs one reset and one frame. The heads' auxiliary grounding loss
+(`PolicyConfig.aux_ground_weight`, `Policy.aux_ground_loss`) trains the front end on them:
+
+    spec = GroundingSpec(tasks=("pick_cube",), n_scenes=4000)
+    scenes = build_grounding_set(spec, encoder, cameras=("front", "wrist"), processor=data.processor)
+    loader = GroundedLoader(loader, scenes, batch_size=64, seed=0)   # adds the ground_* keys
+
+Every scene is a task's reset from seed `spec.seed + i` (its own instruction, colours and poses,
+the arm at its start pose); the label is the table (x, y) of the task's `target` cube, normalized
+by the scenes' mean and standard deviation. Nothing of this reaches inference: the checkpoint keeps
+only the head (with its auxiliary MLP, unused when acting).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from vla.encoders import FrozenEncoder
+from vla.processor import Processor
+
+# Far from every other seed range the project uses (demos from 0, evaluation 100000+ and 200000+,
+# the encoder's pretraining and its held-out scenes, the grounding probe's 1000000+).
+DEFAULT_GROUNDING_SEED = 5_000_000
+
+
+@dataclass(frozen=True)
+class GroundingSpec:
+    """Which scenes: `n_scenes` resets split evenly over simulator tasks `tasks` (task t with config
+    overrides `env[t]`, e.g. its image size and instruction set), each task's from seeds seed,
+    seed + 1, ..."""
+
+    tasks: tuple[str, ...]
+    n_scenes: int
+    env: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seed: int = DEFAULT_GROUNDING_SEED
+
+    def __post_init__(self) -> None:
+        if self.n_scenes < len(self.tasks) or not self.tasks:
+            raise ValueError(
+                f"GroundingSpec: need tasks and n_scenes >= len(tasks), got {self.tasks}, {self.n_scenes}"
+            )
+        if "all" in self.tasks:
+            raise ValueError("GroundingSpec.tasks: name the simulator tasks, not 'all'")
+
+    def scenes_per_task(self) -> list[int]:
+        k, r = divmod(self.n_scenes, len(self.tasks))
+        return [k + (i < r) for i in range(len(self.tasks))]
+
+
+@dataclass
+class GroundingSet:
+    """Encoded scenes in the training batches' token layout.
+
+    tokens (S, N, D) float16, token_mask (S, N) bool, text_mask (S, N) bool, target (S, 2) float32
+    normalized; target_mean / target_std (2,) the table-frame statistics [m] it was normalized with.
+    """
+
+    tokens: torch.Tensor
+    token_mask: torch.Tensor
+    text_mask: torch.Tensor
+    target: torch.Tensor
+    target_mean: np.ndarray
+    target_std: np.ndarray
+    seconds: float = 0.0
+
+    def __len__(self) -> int:
+        return int(self.tokens.shape[0])
+
+
+def render_grounding_scenes(
+    spec: GroundingSpec, cameras: Sequence[str]
+) -> tuple[dict[str, np.ndarray], list[str], np.ndarray]:
+    """Reset each task once per seed: frames {camera: uint8 (S, H, W, 3)}, S instructions, and the
+    target cube's table (x, y) float32 (S, 2) [m]."""
+    import sim
+
+    frames: dict[str, list[np.ndarray]] = {c: [] for c in cameras}
+    instructions: list[str] = []
+    xy: list[np.ndarray] = []
+    for name, n in zip(spec.tasks, spec.scenes_per_task(), strict=True):
+        env = sim.make(name, **{**spec.env.get(name, {}), "cameras": list(cameras)})
+        try:
+            task = env.unwrapped.task
+            if not hasattr(task, "target"):
+                raise ValueError(f"grounding scenes: task {name!r} names no target cube (no `target`)")
+            for i in range(n):
+                obs, _ = env.reset(seed=spec.seed + i)
+                for c in cameras:
+                    frames[c].append(obs[f"image_{c}"])
+                instructions.append(str(obs["instruction"]))
+                xy.append(np.asarray(task.cube_pos(task.target), dtype=np.float32)[:2])
+        finally:
+            env.close()
+    return {c: np.stack(v) for c, v in frames.items()}, instructions, np.stack(xy)
+
+
+def build_grounding_set(
+    spec: GroundingSpec,
+    encoder: FrozenEncoder,
+    cameras: Sequence[str],
+    processor: Processor,
+    batch: int = 256,
+) -> GroundingSet:
+    """Render and encode `spec`'s scenes as the training batches lay tokens out (`processor`: its
+    cameras order, `use_text` and text mask)."""
+    t0 = time.perf_counter()
+    frames, instructions, xy = render_grounding_scenes(spec, cameras)
+    toks, masks = [], []
+    with torch.no_grad():
+        for i in range(0, len(instructions), batch):
+            part = {c: frames[c][i : i + batch] for c in cameras}
+            # As vla.processor.encode_observation lays them out, with one instruction per scene.
+            img = encoder.encode_images(part)
+            t, m = img.tokens, img.mask
+            if processor.use_text:
+                txt = encoder.encode_text(instructions[i : i + batch])
+                t, m = torch.cat([t, txt.tokens], 1), torch.cat([m, txt.mask], 1)
+            toks.append(t.half())
+            masks.append(m)
+    mask = torch.cat(masks)
+    mean, std = xy.mean(0), xy.std(0) + 1e-6
+    return GroundingSet(
+        tokens=torch.cat(toks),
+        token_mask=mask,
+        text_mask=processor.text_mask(mask),
+        target=torch.from_numpy((xy - mean) / std),
+        target_mean=mean,
+        target_std=std,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+class GroundedLoader:
+    """A `StepIterable` (`vla.training.loader`) that adds a batch of grounding scenes to each batch.
+
+    The scenes of step s are drawn with replacement by a generator seeded by (seed, s), so a resumed
+    run sees the same ones; `part` is this process's slice of them under torchrun (as the loader's).
+    Added keys: ground_tokens (S, N, D) float32, ground_token_mask, ground_text_mask (S, N) bool,
+    ground_target (S, 2).
+    """
+
+    def __init__(
+        self, loader: Any, scenes: GroundingSet, batch_size: int, seed: int = 0, part: slice = slice(None)
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"GroundedLoader.batch_size must be >= 1, got {batch_size}")
+        self.loader, self.scenes, self.batch_size = loader, scenes, int(batch_size)
+        self.seed, self.part = int(seed), part
+
+    def __getattr__(self, name: str) -> Any:  # steps_per_epoch, dataset, ... of the wrapped loader
+        return getattr(self.loader, name)
+
+    def scene_indices(self, step: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + 7_919 * int(step) + 17)
+        return torch.randint(len(self.scenes), (self.batch_size,), generator=g)[self.part]
+
+    def iter_from(self, step: int) -> Iterator[dict[str, Any]]:
+        s = self.scenes
+        for k, batch in enumerate(self.loader.iter_from(step)):
+            idx = self.scene_indices(step + k)
+            batch["ground_tokens"] = s.tokens[idx].float()
+            batch["ground_token_mask"] = s.token_mask[idx]
+            batch["ground_text_mask"] = s.text_mask[idx]
+            batch["ground_target"] = s.target[idx]
+            yield batch
