@@ -117,3 +117,16 @@ def test_vla_train_with_the_grounding_loss(
     assert job.grounding.env["pick_cube"]["image_size"] == IMAGE_SIZE
     out = run_training(job)
     assert out.step == 3 and np.isfinite(out.last_loss)
+
+
+def test_multitask_grounding_takes_each_tasks_own_env(tmp_path: Path) -> None:
+    from vla.cli import train as train_cli
+    from vla.cli.tasks import task_config
+
+    cfg = compose("train", ["task=all", "+task.env.image_size=48", "data.grounding.n_scenes=40"])
+    spec = train_cli.to_job(cfg, tmp_path / "run").grounding
+    assert spec is not None and spec.tasks == ("pick_cube", "place_cube", "push_cube", "stack_cubes")
+    assert spec.scenes_per_task() == [10, 10, 10, 10]
+    for t in spec.tasks:
+        own = task_config(t)["env"]
+        assert spec.env[t] == {**own, "image_size": 48}, t
