@@ -35,6 +35,7 @@ RECIPE = {
         "diffusion_step_embed_dim": 64,
         "state_noise_std": 0.1,
         "aux_future_weight": 1.0,
+        "aux_ground_weight": 1.0,  # with vla-train's data.grounding scenes (README "Grounding scenes")
     },
     "transformer": {
         "token_pool": "spatial_softmax",
