@@ -63,17 +63,17 @@ class Policy(ReplaceableNetworks, nn.Module, ABC):
         c = self.config
         self.aux_future: nn.Module | None = None
         self.aux_ground: nn.Module | None = None
+
+        def readout(n_out: int) -> nn.Module:  # both MLPs read the flattened pooled tokens alone
+            return nn.Sequential(
+                nn.Linear(n_pooled * d_model, 256), nn.GELU(), nn.Linear(256, 256), nn.GELU(),
+                nn.Linear(256, n_out),
+            )  # fmt: skip
+
         if c.aux_future_weight > 0:
-            k = len(c.aux_future_offsets)
-            self.aux_future = nn.Sequential(
-                nn.Linear(n_pooled * d_model, 256), nn.GELU(), nn.Linear(256, 256), nn.GELU(),
-                nn.Linear(256, k * c.state_dim),
-            )  # fmt: skip
+            self.aux_future = readout(len(c.aux_future_offsets) * c.state_dim)
         if c.aux_ground_weight > 0:
-            self.aux_ground = nn.Sequential(
-                nn.Linear(n_pooled * d_model, 256), nn.GELU(), nn.Linear(256, 256), nn.GELU(),
-                nn.Linear(256, GROUND_TARGET_DIM),
-            )  # fmt: skip
+            self.aux_ground = readout(GROUND_TARGET_DIM)
 
     def aux_ground_loss(
         self,

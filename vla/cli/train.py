@@ -111,7 +111,7 @@ def to_job(cfg: DictConfig, run_dir: Path) -> TrainJob:
 def _grounding_spec(r: dict[str, Any]) -> GroundingSpec | None:
     """data.grounding -> the scenes of the auxiliary grounding loss (None: n_scenes 0 or absent, as in
     configs saved before it). Each task with its configs/task/<name>.yaml env, the run's env on top."""
-    g = (r["data"].get("grounding") or {}) if isinstance(r.get("data"), dict) else {}
+    g = r["data"].get("grounding") or {}
     n = int(g.get("n_scenes", 0) or 0)
     if n <= 0:
         return None
