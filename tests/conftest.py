@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
@@ -12,3 +13,5 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
 # Hub access is never allowed in tests.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+# Caches (encoded grounding scenes) go to this run's temporary folder, not the checkout's outputs/.
+os.environ.setdefault("VLA_CACHE_DIR", tempfile.mkdtemp(prefix="vla-test-cache-"))

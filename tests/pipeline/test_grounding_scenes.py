@@ -119,6 +119,48 @@ def test_vla_train_with_the_grounding_loss(
     assert out.step == 3 and np.isfinite(out.last_loss)
 
 
+def test_grounding_cache_gives_the_same_training(
+    tmp_path: Path, tiny_dataset: Path, tiny_encoder_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Runs that load the encoded scenes from the cache train exactly as the run that rendered them;
+    another scene set gets its own file; a damaged file is rebuilt, not trusted."""
+    from vla.cli import train as train_cli
+    from vla.training.job import run_training
+
+    cache = tmp_path / "cache"
+    base = [
+        *train_overrides(tiny_dataset, tiny_encoder_dir),
+        "policy=diffusion",
+        "policy.aux_ground_weight=1.0",
+        "data.grounding.n_scenes=6",
+        "train.steps=3",
+        f"data.grounding.cache_dir={cache}",
+    ]
+
+    def train(name: str, *extra: str) -> tuple[float, str]:
+        job = train_cli.to_job(compose("train", [*base, *extra]), tmp_path / name)
+        assert job.grounding_cache == cache
+        capsys.readouterr()
+        loss = run_training(job).last_loss
+        return loss, capsys.readouterr().out
+
+    fresh, log = train("a")
+    assert "grounding scenes (rendered" in log
+    files = sorted(cache.glob("grounding-*.pt"))
+    assert len(files) == 1
+    again, log = train("b")
+    assert "grounding scenes (from the cache" in log
+    assert again == fresh
+    files[0].write_bytes(b"not a torch file")
+    rebuilt, log = train("c")
+    assert "grounding scenes (rendered" in log and rebuilt == fresh
+    _, log = train("d", "data.grounding.seed=777")
+    assert "grounding scenes (rendered" in log and len(list(cache.glob("grounding-*.pt"))) == 2
+    # No cache: nothing written anywhere under it.
+    job = train_cli.to_job(compose("train", [*base, "data.grounding.cache_dir=null"]), tmp_path / "e")
+    assert job.grounding_cache is None
+
+
 def test_multitask_grounding_takes_each_tasks_own_env(tmp_path: Path) -> None:
     from vla.cli import train as train_cli
     from vla.cli.tasks import task_config

@@ -105,6 +105,7 @@ def to_job(cfg: DictConfig, run_dir: Path) -> TrainJob:
         eval_every=int(r["eval_every"]),
         threads=r.get("threads"),
         grounding=grounding,
+        grounding_cache=_grounding_cache(r) if grounding is not None else None,
     )
 
 
@@ -128,6 +129,12 @@ def _grounding_spec(r: dict[str, Any]) -> GroundingSpec | None:
         )
     except ValueError as e:
         raise ValueError(f"configs/train.yaml: data.grounding: {e}") from e
+
+
+def _grounding_cache(r: dict[str, Any]) -> Path | None:
+    """data.grounding.cache_dir (null or absent, as in configs saved before it: no cache)."""
+    d = (r["data"].get("grounding") or {}).get("cache_dir")
+    return Path(str(d)) if d else None
 
 
 def resume_config(run_dir: Path, overrides: list[str]) -> DictConfig:

@@ -20,9 +20,13 @@ only the head (with its auxiliary MLP, unused when acting).
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -75,6 +79,7 @@ class GroundingSet:
     target_mean: np.ndarray
     target_std: np.ndarray
     seconds: float = 0.0
+    cached: bool = False  # loaded from a cache file instead of rendered and encoded
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
@@ -107,16 +112,55 @@ def render_grounding_scenes(
     return {c: np.stack(v) for c, v in frames.items()}, instructions, np.stack(xy)
 
 
+def grounding_cache_key(
+    spec: GroundingSpec, cameras: Sequence[str], encoder_fingerprint: str, use_text: bool
+) -> str:
+    """Hex digest of everything that decides a grounding set's tokens: the scenes (tasks, counts,
+    env overrides, seeds), the cameras' order, the encoder (its fingerprint covers weights and
+    settings) and whether instruction tokens follow the image tokens."""
+    ident = {
+        "format": 1,
+        "spec": asdict(spec),
+        "cameras": list(cameras),
+        "encoder": encoder_fingerprint,
+        "use_text": bool(use_text),
+    }
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def build_grounding_set(
     spec: GroundingSpec,
     encoder: FrozenEncoder,
     cameras: Sequence[str],
     processor: Processor,
     batch: int = 256,
+    cache_dir: Path | None = None,
 ) -> GroundingSet:
     """Render and encode `spec`'s scenes as the training batches lay tokens out (`processor`: its
-    cameras order, `use_text` and text mask)."""
+    cameras order, `use_text` and text mask).
+
+    cache_dir: keep the encoded scenes in `cache_dir/<key>.pt` (`grounding_cache_key`) and load them
+    from there next time: DAgger's fine-tuning rounds and repeated runs on one recipe then skip the
+    ~60 s of rendering and encoding. None: no cache.
+    """
     t0 = time.perf_counter()
+    path = None
+    if cache_dir is not None:
+        key = grounding_cache_key(spec, cameras, encoder.fingerprint, processor.use_text)
+        path = Path(cache_dir) / f"grounding-{key[:24]}.pt"
+        hit = _load_cached(path, key)
+        if hit is not None:
+            tokens, mask, xy = hit
+            return _grounding_set(tokens, mask, xy, processor, time.perf_counter() - t0, cached=True)
+    tokens, mask, xy = _render_and_encode(spec, encoder, cameras, processor, batch)
+    if path is not None:
+        _save_cached(path, key, tokens, mask, xy)
+    return _grounding_set(tokens, mask, xy, processor, time.perf_counter() - t0, cached=False)
+
+
+def _render_and_encode(
+    spec: GroundingSpec, encoder: FrozenEncoder, cameras: Sequence[str], processor: Processor, batch: int
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     frames, instructions, xy = render_grounding_scenes(spec, cameras)
     toks, masks = [], []
     with torch.no_grad():
@@ -130,17 +174,50 @@ def build_grounding_set(
                 t, m = torch.cat([t, txt.tokens], 1), torch.cat([m, txt.mask], 1)
             toks.append(t.half())
             masks.append(m)
-    mask = torch.cat(masks)
+    return torch.cat(toks), torch.cat(masks), xy
+
+
+def _grounding_set(
+    tokens: torch.Tensor,
+    mask: torch.Tensor,
+    xy: np.ndarray,
+    processor: Processor,
+    seconds: float,
+    cached: bool,
+) -> GroundingSet:
     mean, std = xy.mean(0), xy.std(0) + 1e-6
     return GroundingSet(
-        tokens=torch.cat(toks),
+        tokens=tokens,
         token_mask=mask,
         text_mask=processor.text_mask(mask),
         target=torch.from_numpy((xy - mean) / std),
         target_mean=mean,
         target_std=std,
-        seconds=time.perf_counter() - t0,
+        seconds=seconds,
+        cached=cached,
     )
+
+
+def _load_cached(path: Path, key: str) -> tuple[torch.Tensor, torch.Tensor, np.ndarray] | None:
+    """The cached (tokens, mask, xy) of `key`, or None when there is no usable file (missing,
+    unreadable or written for another key: it is then rebuilt and overwritten)."""
+    if not path.is_file():
+        return None
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a truncated or foreign file is a miss, never a failed run
+        return None
+    if not isinstance(blob, dict) or blob.get("key") != key:
+        return None
+    return blob["tokens"], blob["token_mask"], blob["xy"].numpy()
+
+
+def _save_cached(path: Path, key: str, tokens: torch.Tensor, mask: torch.Tensor, xy: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    blob = {"key": key, "tokens": tokens, "token_mask": mask, "xy": torch.from_numpy(np.asarray(xy))}
+    torch.save(blob, tmp)
+    os.replace(tmp, path)  # atomic: a reader sees no file or a whole one
 
 
 class GroundedLoader:

@@ -43,6 +43,7 @@ class TrainJob:
     eval_task / eval_env: the simulator task and its config overrides (default: the dataset's task).
     grounding: the extra scenes of the heads' auxiliary grounding loss (`vla.training.grounding`);
         needed when policy_values sets aux_ground_weight > 0, ignored otherwise.
+    grounding_cache: where encoded grounding scenes are kept between runs (None: render every time).
     """
 
     run_dir: Path
@@ -59,6 +60,7 @@ class TrainJob:
     eval_every: int = 0
     threads: int | None = None
     grounding: GroundingSpec | None = None
+    grounding_cache: Path | None = None
 
 
 @dataclass
@@ -186,11 +188,14 @@ def run_training(job: TrainJob) -> TrainOutcome:
                 f"policy {job.policy_name!r}: aux_ground_weight > 0 needs grounding scenes "
                 "(vla-train data.grounding.n_scenes=N, or policy.aux_ground_weight=0)"
             )
-        scenes = build_grounding_set(job.grounding, encoder, data.cameras, data.processor)
+        scenes = build_grounding_set(
+            job.grounding, encoder, data.cameras, data.processor, cache_dir=job.grounding_cache
+        )
         loader = GroundedLoader(
             loader, scenes, job.batch_size, seed=job.train.seed, part=ctx.shard_slice(job.batch_size)
         )
-        ground_note = f" | {len(scenes)} grounding scenes ({scenes.seconds:.1f} s)"
+        how = "from the cache" if scenes.cached else "rendered"
+        ground_note = f" | {len(scenes)} grounding scenes ({how}, {scenes.seconds:.1f} s)"
     eval_fn = None
     if job.eval_episodes > 0:
         eval_fn = _make_eval_fn(job, encoder, data.processor, meta)
