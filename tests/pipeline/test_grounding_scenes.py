@@ -123,7 +123,8 @@ def test_grounding_cache_gives_the_same_training(
     tmp_path: Path, tiny_dataset: Path, tiny_encoder_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Runs that load the encoded scenes from the cache train exactly as the run that rendered them;
-    another scene set gets its own file; a damaged file is rebuilt, not trusted."""
+    another scene set gets its own file; a damaged file is rebuilt, not trusted; scenes take the
+    dataset's frame size."""
     from vla.cli import train as train_cli
     from vla.training.job import run_training
 
@@ -156,6 +157,11 @@ def test_grounding_cache_gives_the_same_training(
     assert "grounding scenes (rendered" in log and rebuilt == fresh
     _, log = train("d", "data.grounding.seed=777")
     assert "grounding scenes (rendered" in log and len(list(cache.glob("grounding-*.pt"))) == 2
+    # A task config whose image size is not the dataset's: the scenes are rendered like the demos'
+    # frames (32 px), which is the first run's key, so it loads that file and trains the same.
+    resized, log = train("f", "task.env.image_size=48")
+    assert f"rendered at the dataset's {IMAGE_SIZE} px" in log
+    assert "grounding scenes (from the cache" in log and resized == fresh
     # No cache: nothing written anywhere under it.
     job = train_cli.to_job(compose("train", [*base, "data.grounding.cache_dir=null"]), tmp_path / "e")
     assert job.grounding_cache is None

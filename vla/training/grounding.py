@@ -20,6 +20,7 @@ only the head (with its auxiliary MLP, unused when acting).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -58,6 +59,11 @@ class GroundingSpec:
             )
         if "all" in self.tasks:
             raise ValueError("GroundingSpec.tasks: name the simulator tasks, not 'all'")
+
+    def at_image_size(self, size: int) -> GroundingSpec:
+        """The same scenes rendered at `size` x `size` pixels (every task's env)."""
+        env = {t: {**self.env.get(t, {}), "image_size": int(size)} for t in self.tasks}
+        return dataclasses.replace(self, env=env)
 
     def scenes_per_task(self) -> list[int]:
         k, r = divmod(self.n_scenes, len(self.tasks))

@@ -13,7 +13,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import torch
 
 from policies import make_config, make_policy
 from policies.config import DEFAULT_AUX_FUTURE_OFFSETS
+from vla.data import ReplayBuffer
 from vla.encoders import EncoderConfig, build_encoder
 from vla.policy import PolicyMeta, VLAPolicy
 from vla.training import ResumableLoader, TrainConfig, seed_everything, train
@@ -61,6 +62,23 @@ class TrainJob:
     threads: int | None = None
     grounding: GroundingSpec | None = None
     grounding_cache: Path | None = None
+
+
+def _scenes_like_the_frames(
+    g: GroundingSpec, dataset: str | Path, cameras: Sequence[str]
+) -> tuple[GroundingSpec, str]:
+    """`g` rendered at the size of the dataset's own camera frames, which its tokens were embedded
+    from (a task config's image_size may differ from what the demos were collected at), and a note
+    saying so ("" when nothing changed or the store keeps no square frames of these cameras)."""
+    rb = ReplayBuffer.open(dataset, mode="r")
+    sizes = {rb.shape(f"image_{c}")[:2] for c in cameras if f"image_{c}" in rb.keys}
+    if len(sizes) != 1:
+        return g, ""
+    h, w = sizes.pop()
+    current = {t: g.env.get(t, {}).get("image_size") for t in g.tasks}
+    if h != w or all(v == h for v in current.values()):
+        return g, ""
+    return g.at_image_size(h), f"rendered at the dataset's {h} px (the task config says {current})"
 
 
 @dataclass
@@ -188,8 +206,11 @@ def run_training(job: TrainJob) -> TrainOutcome:
                 f"policy {job.policy_name!r}: aux_ground_weight > 0 needs grounding scenes "
                 "(vla-train data.grounding.n_scenes=N, or policy.aux_ground_weight=0)"
             )
+        gspec, size_note = _scenes_like_the_frames(job.grounding, spec.dataset, data.cameras)
+        if size_note and ctx.is_main:
+            print(f"[vla-train] grounding scenes: {size_note}", flush=True)
         scenes = build_grounding_set(
-            job.grounding, encoder, data.cameras, data.processor, cache_dir=job.grounding_cache
+            gspec, encoder, data.cameras, data.processor, cache_dir=job.grounding_cache
         )
         loader = GroundedLoader(
             loader, scenes, job.batch_size, seed=job.train.seed, part=ctx.shard_slice(job.batch_size)
