@@ -426,8 +426,31 @@ def _resume_point(rb: Any, cfg: CollectConfig, meta: Any) -> tuple[int, int]:
     return n, last + 1 - cfg.seed
 
 
-def collect(cfg: CollectConfig) -> CollectResult:
-    """Collect ``cfg.n_episodes`` expert episodes into a new zarr store (see module docstring)."""
+def _check_joinable(rb: Any, meta: Any, task: str, env: Any) -> None:
+    """Refuse to append `task`'s episodes to a store recorded with another rate, robot or cameras."""
+    have = rb.meta
+    diffs = [
+        f"{name} {mine!r} vs the store's {theirs!r}"
+        for name, mine, theirs in (
+            ("fps", meta.fps, have.fps),
+            ("robot", meta.robot, have.robot),
+            ("joint_names", list(meta.joint_names), list(have.joint_names)),
+            ("camera_names", list(meta.camera_names), list(have.camera_names)),
+        )
+        if mine != theirs
+    ]
+    if diffs:
+        env.close()
+        raise ValueError(f"{rb.path}: cannot add task {task!r}: {'; '.join(diffs)}")
+
+
+def collect(cfg: CollectConfig, into: Any = None) -> CollectResult:
+    """Collect ``cfg.n_episodes`` expert episodes into a new zarr store (see module docstring).
+
+    into: an open, writable `vla.data.ReplayBuffer` to append the episodes to instead of creating
+        ``cfg.out`` (`vla.collect_tasks`: several tasks' demos written straight into one store). Its
+        fps, robot, joint names and cameras must be this task's; resume and shards do not apply.
+    """
     import sim
     from vla.data import DatasetMeta, ReplayBuffer
     from vla.data.staging import staged_output
@@ -471,13 +494,22 @@ def collect(cfg: CollectConfig) -> CollectResult:
             "index": cfg.shard, "num_shards": cfg.num_shards, "n_episodes": cfg.n_episodes,
             "attempts": [block.start, block.stop],
         }  # fmt: skip
+    if into is not None and (sharded or cfg.resume):
+        env.close()
+        raise ValueError("collect(into=...): appends a whole collection; resume and shards do not apply")
+    if into is not None:
+        _check_joinable(into, meta, cfg.task, env)
     with contextlib.ExitStack() as stack:
         target = Path(cfg.out)
-        if cfg.overwrite and target.exists():
+        if into is None and cfg.overwrite and target.exists():
             # Write the new store beside the old one and swap them only once it is complete: an
             # interrupted overwrite (Ctrl-C, SIGKILL, an error) leaves the old store as it was.
             target = stack.enter_context(staged_output(target, overwrite=True))
-        if cfg.resume and target.exists():
+        if into is not None:  # appending to the caller's store
+            rb = into
+            n_saved = n_success = attempts = 0
+            submitted = block.start
+        elif cfg.resume and target.exists():
             rb = ReplayBuffer.open(target, mode="a")
             n_saved, submitted = _resume_point(rb, cfg, meta)
             n_success = sum(bool(rb.episode_info(i).get("success", True)) for i in range(n_saved))

@@ -1,19 +1,21 @@
 """Several tasks' demos in one dataset (`vla-collect task=all`): each task collected as usual
-(its own env, seeds seed, seed + 1, ...) into a hidden scratch store, then all joined in task
-order into `out` (`vla.data.merge.merge_stores`: atomic and validated). Each episode's info names
-its task; the store's `extra.tasks` lists them."""
+(its own env, seeds seed, seed + 1, ...), in task order, straight into one staged store that is
+validated and moved to `out` once complete (`vla.data.staging.staged_output`: an interrupted run
+leaves nothing, an overwrite keeps the old store until the new one is whole). Each episode's info
+names its task; the store's `extra.tasks` lists them.
+
+Collecting into one store, not one store per task joined afterwards, is what keeps the 2000-demo
+collection from spending 17 more minutes copying: a join re-reads and re-writes every frame."""
 
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import time
-import uuid
 from typing import Any
 
 from vla.collect import CollectConfig, CollectResult, collect
-from vla.data.merge import merge_stores
-from vla.data.staging import check_destination
+from vla.data import ReplayBuffer
+from vla.data.staging import check_destination, staged_output
 from vla.shards import shard_range
 
 
@@ -34,33 +36,26 @@ def collect_tasks(cfg: CollectConfig, envs: dict[str, dict[str, Any]]) -> Collec
     out = check_destination(cfg.out, cfg.overwrite)
     tasks = list(envs)
     counts = split_episodes(cfg.n_episodes, tasks)
-    scratch = out.parent / f".{out.name}.tasks-{uuid.uuid4().hex[:8]}"
-    scratch.mkdir(parents=True)
     t0 = time.perf_counter()
     attempts = successes = 0
     video = None
-    try:
-        parts = []
+    with staged_output(out, overwrite=cfg.overwrite) as tmp:
+        rb = None
         for k, task in enumerate(tasks):
-            part = scratch / f"{task}.zarr"
             res = collect(
                 dataclasses.replace(
-                    cfg, task=task, n_episodes=counts[task], out=str(part), env_overrides=envs[task],
+                    cfg, task=task, n_episodes=counts[task], out=str(tmp), env_overrides=envs[task],
                     overwrite=False, video_episodes=cfg.video_episodes if k == 0 else 0,
                     video_path=cfg.video_path or str(out.with_suffix(".mp4")),
-                )
+                ),
+                into=rb,
             )  # fmt: skip
+            if rb is None:  # the first task created the store; the others append to it
+                rb = ReplayBuffer.open(tmp, mode="a")
             attempts, successes = attempts + res.n_attempts, successes + res.n_success
             video = video or res.video
-            parts.append(part)
-        extra = {
-            "task": "all",
-            "tasks": tasks,
-            "episodes_per_task": counts,
-            "seed": cfg.seed,
-            **cfg.extra_meta,
-        }
-        merge_stores(parts, out, overwrite=cfg.overwrite, extra=extra)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        assert rb is not None
+        m = rb.meta
+        extra = {**m.extra, "task": "all", "tasks": tasks, "episodes_per_task": counts, "seed": cfg.seed}
+        rb.set_meta(dataclasses.replace(m, extra={**extra, **cfg.extra_meta}))
     return CollectResult(out, cfg.n_episodes, attempts, successes, time.perf_counter() - t0, video)

@@ -44,6 +44,48 @@ def test_collect_all_writes_every_task_in_one_store(all_dataset: Path) -> None:
     assert rb.episode(0)["image_front"].shape[1:] == (32, 32, 3)  # task=all's env reached each task
 
 
+def test_collect_all_equals_each_task_collected_alone(tmp_path: Path) -> None:
+    """Oracle: every task collected on its own into its own store (plain `collect`); the joint store
+    holds the same episodes, in task order, frame for frame."""
+    import numpy as np
+
+    from vla.collect import CollectConfig, collect
+    from vla.collect_tasks import collect_tasks
+
+    envs = {"pick_cube": {"image_size": 32}, "push_cube": {"image_size": 32, "max_steps": 60}}
+    base = CollectConfig(task="pick_cube", n_episodes=3, out=str(tmp_path / "all.zarr"), progress=False)
+    collect_tasks(base, envs)
+    joint = ReplayBuffer.open(tmp_path / "all.zarr")
+    alone = []
+    for task, n in (("pick_cube", 2), ("push_cube", 1)):
+        out = tmp_path / f"{task}.zarr"
+        collect(
+            CollectConfig(task=task, n_episodes=n, out=str(out), env_overrides=envs[task], progress=False)
+        )
+        rb = ReplayBuffer.open(out)
+        alone += [(rb.episode(i), rb.instructions[i], rb.episode_info(i)) for i in range(rb.n_episodes)]
+    assert joint.n_episodes == len(alone) == 3
+    for i, (data, text, info) in enumerate(alone):
+        got = joint.episode(i)
+        assert sorted(got) == sorted(data)
+        for key in data:
+            np.testing.assert_array_equal(got[key], data[key], err_msg=f"episode {i} {key}")
+        assert joint.instructions[i] == text and joint.episode_info(i) == info
+    assert joint.meta.extra["episodes_per_task"] == {"pick_cube": 2, "push_cube": 1}
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no scratch left
+
+
+def test_collect_all_refuses_a_task_that_does_not_fit_and_leaves_nothing(tmp_path: Path) -> None:
+    from vla.collect import CollectConfig
+    from vla.collect_tasks import collect_tasks
+
+    envs = {"pick_cube": {"image_size": 32}, "push_cube": {"image_size": 32, "cameras": ["front"]}}
+    cfg = CollectConfig(task="pick_cube", n_episodes=2, out=str(tmp_path / "all.zarr"), progress=False)
+    with pytest.raises(ValueError, match=r"cannot add task 'push_cube': camera_names"):
+        collect_tasks(cfg, envs)
+    assert list(tmp_path.iterdir()) == []  # neither the store nor its staged copy
+
+
 def test_train_and_eval_all_tasks_with_an_instructions_file(
     all_dataset: Path, tiny_encoder_dir: Path, tmp_path: Path
 ) -> None:
