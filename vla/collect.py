@@ -23,11 +23,14 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from vla.shards import check_shard, shard_range
+
+if TYPE_CHECKING:  # the data package loads zarr: imported where a store is written
+    from vla.data import DatasetMeta, ReplayBuffer
 
 
 @dataclass(frozen=True)
@@ -426,7 +429,7 @@ def _resume_point(rb: Any, cfg: CollectConfig, meta: Any) -> tuple[int, int]:
     return n, last + 1 - cfg.seed
 
 
-def _check_joinable(rb: Any, meta: Any, task: str, env: Any) -> None:
+def _check_joinable(rb: ReplayBuffer, meta: DatasetMeta, task: str, env: Any) -> None:
     """Refuse to append `task`'s episodes to a store recorded with another rate, robot or cameras."""
     have = rb.meta
     diffs = [
@@ -444,7 +447,7 @@ def _check_joinable(rb: Any, meta: Any, task: str, env: Any) -> None:
         raise ValueError(f"{rb.path}: cannot add task {task!r}: {'; '.join(diffs)}")
 
 
-def collect(cfg: CollectConfig, into: Any = None) -> CollectResult:
+def collect(cfg: CollectConfig, into: ReplayBuffer | None = None) -> CollectResult:
     """Collect ``cfg.n_episodes`` expert episodes into a new zarr store (see module docstring).
 
     into: an open, writable `vla.data.ReplayBuffer` to append the episodes to instead of creating

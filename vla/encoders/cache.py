@@ -577,10 +577,14 @@ class EmbeddingStore:
             raise KeyError(f"embeddings/{self.name}: no camera {key!r}; have {self.cameras}")
         return cam
 
-    def image_tokens(self, key: str, frame_indices: np.ndarray | Sequence[int]) -> torch.Tensor:
-        """float32 (n, tokens_per_image, D) of camera `key` (`front` or `image_front`) at the frames."""
+    def image_tokens(
+        self, key: str, frame_indices: np.ndarray | Sequence[int], dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
+        """(n, tokens_per_image, D) tokens of camera `key` (`front` or `image_front`) at the frames, as
+        `dtype` (float16 keeps the stored precision at half the memory of float32)."""
         idx = np.asarray(frame_indices, dtype=np.int64)
-        return torch.from_numpy(self._rows(f"image_{self._camera(key)}", idx).astype(np.float32))
+        rows = self._rows(f"image_{self._camera(key)}", idx)
+        return torch.from_numpy(rows).to(dtype)
 
     def text_tokens(self, episode: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Separable encoders: (L, D) float32 tokens and (L,) bool mask of one episode's instruction."""
