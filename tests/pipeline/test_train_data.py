@@ -102,6 +102,13 @@ def test_wilson_interval() -> None:
     assert math.isclose(lo, 0.6696, abs_tol=1e-3) and math.isclose(hi, 0.8876, abs_tol=1e-3)
     assert wilson_interval(0, 10)[0] == 0.0 and math.isclose(wilson_interval(10, 10)[1], 1.0)
     assert np.isclose(sum(wilson_interval(25, 50)), 1.0)
+    # The interval holds the observed rate itself, exactly at 0/n and n/n (a 50/50 task's upper
+    # bound was 1 - 1e-16, a negative error bar that broke vla-eval task=all's plot).
+    for n in range(1, 201):
+        for k in range(n + 1):
+            lo, hi = wilson_interval(k, n)
+            assert 0.0 <= lo <= k / n <= hi <= 1.0, (k, n)
+        assert wilson_interval(n, n)[1] == 1.0 and wilson_interval(0, n)[0] == 0.0
 
 
 def test_future_state_is_the_normalized_state_ahead_clamped_to_the_episode(

@@ -65,7 +65,9 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # The interval contains p: at 0/n and n/n rounding put a bound 1e-17 inside it, which made the
+    # error bars (p - lo, hi - p) negative and matplotlib refuse the plot of a 50/50 task.
+    return (min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half)))
 
 
 def _percentiles(values: list[float]) -> dict[str, float | int | None]:
