@@ -49,6 +49,7 @@ WRITERS: dict[str, tuple[str, ...]] = {
     "vla/dagger/rounds.py": ("test_dagger_round",),
     "vla/dagger/aggregate.py": ("test_dagger_round",),
     "vla/collect_shards.py": ("test_collect_shards_merge",),
+    "vla/collect_tasks.py": ("test_collect_tasks",),
     "vla/data/merge.py": ("test_collect_shards_merge", "test_dataset_merge"),
     "vla/encoders/cache_shards.py": ("test_embed_shards",),
 }
@@ -122,6 +123,16 @@ def test_collect_overwrite(tiny_dataset: Path, tmp_path: Path, capsys: pytest.Ca
     path = _copy(tiny_dataset, tmp_path)
     _collect(path, 1, overwrite=True)  # staged beside the old store, then swapped in
     assert_valid(path, 1, capsys)
+
+
+def test_collect_tasks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vla.collect import CollectConfig
+    from vla.collect_tasks import collect_tasks
+
+    out = tmp_path / "all.zarr"
+    envs = {"pick_cube": {"image_size": IMAGE_SIZE}, "push_cube": {"image_size": IMAGE_SIZE, "max_steps": 60}}
+    collect_tasks(CollectConfig(task="pick_cube", n_episodes=2, out=str(out), progress=False), envs)
+    assert_valid(out, 2, capsys)
 
 
 def test_collect_shards_merge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
