@@ -497,10 +497,10 @@ def collect(cfg: CollectConfig, into: ReplayBuffer | None = None) -> CollectResu
             "index": cfg.shard, "num_shards": cfg.num_shards, "n_episodes": cfg.n_episodes,
             "attempts": [block.start, block.stop],
         }  # fmt: skip
-    if into is not None and (sharded or cfg.resume):
-        env.close()
-        raise ValueError("collect(into=...): appends a whole collection; resume and shards do not apply")
     if into is not None:
+        if sharded or cfg.resume:
+            env.close()
+            raise ValueError("collect(into=...): appends a whole collection; resume and shards do not apply")
         _check_joinable(into, meta, cfg.task, env)
     with contextlib.ExitStack() as stack:
         target = Path(cfg.out)

@@ -26,7 +26,7 @@ import json
 import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +126,7 @@ def grounding_cache_key(
     settings) and whether instruction tokens follow the image tokens."""
     ident = {
         "format": 1,
-        "spec": asdict(spec),
+        "spec": dataclasses.asdict(spec),
         "cameras": list(cameras),
         "encoder": encoder_fingerprint,
         "use_text": bool(use_text),
