@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from policies.config import GROUND_TARGET_DIM, PolicyConfig
+from policies.config import PolicyConfig
 from policies.networks import ReplaceableNetworks
 
 
@@ -58,8 +58,8 @@ class Policy(ReplaceableNetworks, nn.Module, ABC):
         """Forget per-episode state. The heads here are stateless between chunks; kept for the contract."""
 
     def build_aux_heads(self, n_pooled: int, d_model: int) -> None:
-        """Create the auxiliary MLPs (flattened pooled tokens -> (K, Ds) future states, -> (2,) grounding
-        target) of the enabled auxiliary losses; None for the others."""
+        """Create the auxiliary MLPs (flattened pooled tokens -> (K, Ds) future states, ->
+        (aux_ground_dim,) grounding target) of the enabled auxiliary losses; None for the others."""
         c = self.config
         self.aux_future: nn.Module | None = None
         self.aux_ground: nn.Module | None = None
@@ -73,14 +73,15 @@ class Policy(ReplaceableNetworks, nn.Module, ABC):
         if c.aux_future_weight > 0:
             self.aux_future = readout(len(c.aux_future_offsets) * c.state_dim)
         if c.aux_ground_weight > 0:
-            self.aux_ground = readout(GROUND_TARGET_DIM)
+            self.aux_ground = readout(c.aux_ground_dim)
 
     def aux_ground_loss(
         self,
         batch: dict[str, torch.Tensor],
         pool: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]],
     ) -> torch.Tensor | None:
-        """MSE of the named object's (x, y) (S, 2) predicted from the pooled tokens of extra scenes.
+        """MSE of the named object's (x, y) (S, 2) [and its goal's, (S, 4): `aux_ground_dim`] predicted
+        from the pooled tokens of extra scenes.
 
         Why: the policy must find the object the instruction names in the image, and with frozen
         tokens that takes on the order of thousands of distinct layouts (benchmarks/probe_grounding:
@@ -98,9 +99,10 @@ class Policy(ReplaceableNetworks, nn.Module, ABC):
                 f"grounding scenes), missing {missing}"
             )
         target = batch["ground_target"]
-        if target.ndim != 2 or target.shape[1] != GROUND_TARGET_DIM:
+        dim = self.config.aux_ground_dim
+        if target.ndim != 2 or target.shape[1] != dim:
             raise ValueError(
-                f"{self.name} policy: batch['ground_target'] must be (S, {GROUND_TARGET_DIM}), got "
+                f"{self.name} policy: batch['ground_target'] must be (S, aux_ground_dim={dim}), got "
                 f"{tuple(target.shape)}"
             )
         pooled, _ = pool(batch["ground_tokens"], batch["ground_token_mask"], batch["ground_text_mask"])

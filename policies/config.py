@@ -17,8 +17,9 @@ import torch
 TOKEN_POOLS = ("attention", "spatial_softmax", "mean", "none")
 # State offsets [control steps] of the auxiliary future-state loss (0.8, 1.6, 2.4 s at 20 Hz).
 DEFAULT_AUX_FUTURE_OFFSETS = (16, 32, 48)
-# The auxiliary grounding target: the named object's (x, y) on the table, normalized.
-GROUND_TARGET_DIM = 2
+# The auxiliary grounding target's columns, normalized: the named object's (x, y) on the table,
+# then where it must end (x, y) (PolicyConfig.aux_ground_dim picks the first 2 or all 4).
+GROUND_TARGET_DIMS = (2, 4)
 
 
 @dataclass(kw_only=True)
@@ -34,7 +35,7 @@ class PolicyConfig:
 
     Training only, with aux_ground_weight > 0 (S extra scenes, any S):
         ground_tokens, ground_token_mask, ground_text_mask   (S, N', ...) as tokens/token_mask/text_mask
-        ground_target (S, 2) float            the named object's normalized (x, y)
+        ground_target (S, aux_ground_dim) float   the named object's normalized (x, y) [, its goal's]
     """
 
     name: ClassVar[str] = ""
@@ -74,6 +75,9 @@ class PolicyConfig:
     # scenes are cheap (one rendered frame each, no expert rollout), so the front end sees many more
     # layouts than the demos hold. Training batches then carry the ground_* keys (see fake_batch).
     aux_ground_weight: float = 0.0
+    # 2: the target is the named object's (x, y); 4: also where the instruction says it must end
+    # (the pad, the bottom cube, the pushed-to point), the second referent of place/stack/push.
+    aux_ground_dim: int = 2
     # EMA of the weights, maintained by the trainer and used for inference.
     use_ema: bool = False
     ema_power: float = 0.75
@@ -118,6 +122,10 @@ class PolicyConfig:
         if self.aux_ground_weight < 0:
             raise ValueError(
                 f"{type(self).__name__}.aux_ground_weight must be >= 0, got {self.aux_ground_weight}"
+            )
+        if self.aux_ground_dim not in GROUND_TARGET_DIMS:
+            raise ValueError(
+                f"{type(self).__name__}.aux_ground_dim must be one of {GROUND_TARGET_DIMS}, got {self.aux_ground_dim}"
             )
         if self.state_noise_std < 0:
             raise ValueError(
@@ -179,5 +187,5 @@ class PolicyConfig:
             scenes = self.fake_obs(batch_size, generator)
             for key in ("tokens", "token_mask", "text_mask"):
                 batch[f"ground_{key}"] = scenes[key]
-            batch["ground_target"] = torch.randn(batch_size, GROUND_TARGET_DIM, generator=generator)
+            batch["ground_target"] = torch.randn(batch_size, self.aux_ground_dim, generator=generator)
         return batch

@@ -360,19 +360,46 @@ class CubeTask(Task):
         out["close_nearest_is_target"] = min(dist, key=dist.get) == target
         return out
 
+    def goal_xy(self) -> np.ndarray:
+        """Where the target cube must end, on the table plane: (2,) float [m]. Here (a pick) its own
+        (x, y): it is lifted straight up. Tasks that move the cube elsewhere override this."""
+        return np.asarray(self.cube_pos(self.target), dtype=np.float64)[:2].copy()
+
     def diagnostics(self) -> dict[str, Any]:
-        """``{"grasp": {}}`` when the gripper was never commanded closed, else ``close_step`` and,
+        """``grasp``: ``{}`` when the gripper was never commanded closed, else ``close_step`` and,
         with a target cube, ``close_xy_to_target_m``, ``close_height_above_target_m`` and
-        ``close_nearest_is_target``."""
-        return {"grasp": dict(self._grasp)}
+        ``close_nearest_is_target``. ``goal`` (with a target cube; as of the call, so the episode's
+        end in records): ``target_xy_to_goal_m`` (the cube's xy distance from `goal_xy`) and
+        ``target_held``."""
+        out: dict[str, Any] = {"grasp": dict(self._grasp)}
+        if getattr(self, "target", None) in self.cube_names:
+            out["goal"] = {
+                "target_xy_to_goal_m": float(np.linalg.norm(self.cube_pos(self.target)[:2] - self.goal_xy())),
+                "target_held": bool(self.grasped(self.target)),
+            }
+        return out
 
     @classmethod
     def summarize_diagnostics(cls, episodes: list[dict[str, Any]]) -> dict[str, Any]:
         """``grasp_summary``: episodes that never closed / closed, closed nearest the target, and the
-        median xy distance to the target at the first close."""
+        median xy distance to the target at the first close. ``failure_summary``: failed episodes
+        still holding the target at the end / having released it, and the released ones' median xy
+        distance from the goal."""
         closed = [e["grasp"] for e in episodes if e.get("grasp")]
         located = [g for g in closed if "close_xy_to_target_m" in g]
+        # Where the failures ended: still holding the cube (ran out of time), or let go of it, and
+        # how far from its goal (a few cm: an imprecise place; tens: dropped or the wrong goal).
+        ends = [e["goal"] for e in episodes if not e.get("success") and e.get("goal")]
+        released = [f for f in ends if not f["target_held"]]
         return {
+            "failure_summary": {
+                "failed": sum(not e.get("success") for e in episodes),
+                "held_at_end": len(ends) - len(released),
+                "released": len(released),
+                "median_released_xy_to_goal_m": float(np.median([f["target_xy_to_goal_m"] for f in released]))
+                if released
+                else float("nan"),
+            },
             "grasp_summary": {
                 "never_closed": len(episodes) - len(closed),
                 "closed": len(closed),
@@ -380,5 +407,5 @@ class CubeTask(Task):
                 "median_close_xy_to_target_m": float(np.median([g["close_xy_to_target_m"] for g in located]))
                 if located
                 else float("nan"),
-            }
+            },
         }

@@ -72,6 +72,10 @@ class PlaceCube(CubeTask):
         self.instruction_fields = {"c": colours[0], "p": colours[nc]}
         self.instruction = template.format(**self.instruction_fields)
 
+    def goal_xy(self) -> np.ndarray:
+        """The named pad's centre (x, y) [m]."""
+        return np.asarray(self.pad_pos(self.target_pad), dtype=np.float64)[:2].copy()
+
     def _offset(self) -> tuple[float, float]:
         cube, pad = self.cube_pos(self.target), self.pad_pos(self.target_pad)
         return float(np.linalg.norm(cube[:2] - pad[:2])), float(cube[2] - (2 * PAD_HALF_Z + CUBE_HALF))

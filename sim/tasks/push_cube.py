@@ -84,6 +84,11 @@ class PushCube(CubeTask):
         self.instruction_fields = {"c": colours[0], "s": self.side}
         self.instruction = template.format(**self.instruction_fields)
 
+    def goal_xy(self) -> np.ndarray:
+        """The cube's start (x, y) moved `push_distance` toward the instructed side [m]: the nearest
+        point that counts as pushed far enough."""
+        return np.array([self.start[0], self.start[1] + self.direction * self.cfg.push_distance])
+
     def displacement(self) -> float:
         """How far the target cube moved toward the instructed side [m]."""
         return float((self.cube_pos(self.target)[1] - self.start[1]) * self.direction)

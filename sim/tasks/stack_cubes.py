@@ -57,6 +57,10 @@ class StackCubes(CubeTask):
         self.instruction_fields = {"a": colours[0], "b": colours[1]}
         self.instruction = template.format(**self.instruction_fields)
 
+    def goal_xy(self) -> np.ndarray:
+        """The bottom cube's (x, y) [m] (the top one is stacked centred on it)."""
+        return np.asarray(self.cube_pos(self.base), dtype=np.float64)[:2].copy()
+
     def _offset(self) -> tuple[float, float]:
         top, bottom = self.cube_pos(self.target), self.cube_pos(self.base)
         return float(np.linalg.norm(top[:2] - bottom[:2])), float(top[2] - bottom[2] - 2 * CUBE_HALF)

@@ -1,49 +1,77 @@
-"""The auxiliary grounding loss's data: scenes labelled with the named cube's position (checked against
-the MuJoCo model directly, through the instruction's colour word), batches that resume exactly, and a
-`vla-train` run with the loss on."""
+"""The auxiliary grounding loss's data: scenes labelled with the named cube's position and its goal's
+(checked against the MuJoCo model directly, through the instruction's words), batches that resume
+exactly, and a `vla-train` run with the loss on."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from hydra_helpers import compose
 from pipeline_helpers import IMAGE_SIZE, train_overrides
+from safetensors.torch import load_file
 
 from vla.training.grounding import GroundedLoader, GroundingSet, GroundingSpec, render_grounding_scenes
 
+PUSH_DISTANCE = 0.08  # push_cube's default success distance [m], restated here as the oracle's own
 
-@pytest.mark.parametrize("task", ["pick_cube", "stack_cubes"])
-def test_labels_are_the_cube_the_instruction_names(task: str) -> None:
+
+def _body_xy(env: Any, body: str) -> np.ndarray:
+    """A body's world (x, y) from MuJoCo's own frames."""
     import mujoco
 
+    bid = mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_BODY, body)
+    assert bid >= 0, body
+    return env.data.xpos[bid][:2]
+
+
+def _named(colours: dict[str, str], words: list[str], prefix: str) -> list[str]:
+    """Objects (names starting with `prefix`) whose colour the instruction names, in its word order."""
+    hits = [(words.index(c), n) for n, c in colours.items() if n.startswith(prefix) and c in words]
+    return [n for _, n in sorted(hits)]
+
+
+@pytest.mark.parametrize("task", ["pick_cube", "place_cube", "push_cube", "stack_cubes"])
+def test_labels_are_the_cube_the_instruction_names_and_its_goal(task: str) -> None:
     import sim
 
     spec = GroundingSpec(tasks=(task,), n_scenes=4, env={task: {"image_size": IMAGE_SIZE}}, seed=123)
     frames, instructions, xy = render_grounding_scenes(spec, ["front", "wrist"])
     assert frames["front"].shape == (4, IMAGE_SIZE, IMAGE_SIZE, 3) and frames["wrist"].dtype == np.uint8
-    assert xy.shape == (4, 2)
-    # Oracle: a fresh env reset with the same seed; the cube whose colour word the instruction names
-    # first, its position read from MuJoCo's own body frame (not the task's helpers).
+    assert xy.shape == (4, 4)
+    # Oracle: a fresh env reset with the same seed; objects found through the instruction's words
+    # (the first cube colour named is the one to move; stack's second the cube to stack on, place's
+    # pad colour the pad; push's "left" is +y), positions read from MuJoCo's own body frames (not
+    # the task's helpers).
     env = sim.make(task, image_size=IMAGE_SIZE)
     try:
         for i in range(4):
             env.reset(seed=123 + i)
             task_obj = env.unwrapped.task
             words = instructions[i].split()
-            named = [
-                (words.index(colour), name)
-                for name, colour in task_obj.colours.items()
-                if name.startswith("cube") and colour in words
-            ]
-            assert named, instructions[i]
-            cube = min(named)[1]
-            m, d = env.unwrapped.model, env.unwrapped.data
-            bid = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, f"obj/{cube}")
-            assert bid >= 0, cube
-            np.testing.assert_allclose(xy[i], d.xpos[bid][:2], atol=1e-5)
+            body_xy = partial(_body_xy, env.unwrapped)
+            named = partial(_named, task_obj.colours, words)
+            cubes = named("cube")
+            assert cubes, instructions[i]
+            np.testing.assert_allclose(xy[i, :2], body_xy(f"obj/{cubes[0]}"), atol=1e-5)
+            if task == "pick_cube":
+                goal = body_xy(f"obj/{cubes[0]}")
+            elif task == "stack_cubes":
+                assert len(cubes) == 2, instructions[i]
+                goal = body_xy(f"obj/{cubes[1]}")
+            elif task == "place_cube":
+                pads = named("pad")
+                assert len(pads) == 1, instructions[i]
+                goal = body_xy(f"pad/{pads[0]}")
+            else:
+                side = 1.0 if "left" in words else -1.0
+                assert ("left" in words) != ("right" in words), instructions[i]
+                goal = body_xy(f"obj/{cubes[0]}") + np.array([0.0, side * PUSH_DISTANCE])
+            np.testing.assert_allclose(xy[i, 2:], goal, atol=1e-5)
     finally:
         env.close()
 
@@ -54,9 +82,9 @@ def _scenes(n: int = 10) -> GroundingSet:
         tokens=torch.randn(n, 6, 4, generator=g).half(),
         token_mask=torch.ones(n, 6, dtype=torch.bool),
         text_mask=torch.zeros(n, 6, dtype=torch.bool),
-        target=torch.arange(2 * n, dtype=torch.float32).view(n, 2),
-        target_mean=np.zeros(2),
-        target_std=np.ones(2),
+        target=torch.arange(4 * n, dtype=torch.float32).view(n, 4),
+        target_mean=np.zeros(4),
+        target_std=np.ones(4),
     )
 
 
@@ -80,8 +108,14 @@ def test_grounded_batches_are_a_function_of_seed_and_step() -> None:
     b = first[2]
     assert b["ground_tokens"].dtype == torch.float32 and b["ground_tokens"].shape == (8, 6, 4)
     # Rows stay together: a scene's target is the row of its tokens.
-    idx = (b["ground_target"][:, 0] / 2).long()
+    assert b["ground_target"].shape == (8, 2)  # dims=2: the cube's (x, y) only
+    idx = (b["ground_target"][:, 0] / 4).long()
     assert torch.equal(b["ground_tokens"], scenes.tokens[idx].float())
+    # dims=4: the same draw with the goal's columns too.
+    both = next(GroundedLoader(_Steps(), scenes, batch_size=8, seed=3, dims=4).iter_from(2))
+    assert torch.equal(both["ground_target"], scenes.target[idx])
+    with pytest.raises(ValueError, match="dims"):
+        GroundedLoader(_Steps(), scenes, batch_size=8, dims=5)
     # torchrun: each process keeps its slice of the same global draw.
     part = GroundedLoader(_Steps(), scenes, batch_size=8, seed=3, part=slice(4, 8))
     assert torch.equal(next(part.iter_from(2))["ground_target"], b["ground_target"][4:8])
@@ -111,12 +145,20 @@ def test_vla_train_with_the_grounding_loss(
         run_training(
             train_cli.to_job(compose("train", [*base, "data.grounding.n_scenes=0"]), tmp_path / "none")
         )
-    cfg = compose("train", [*base, "data.grounding.n_scenes=6", "train.steps=3", "train.log_every=1"])
-    job = train_cli.to_job(cfg, tmp_path / "run")
-    assert job.grounding is not None and job.grounding.tasks == ("pick_cube",)
-    assert job.grounding.env["pick_cube"]["image_size"] == IMAGE_SIZE
-    out = run_training(job)
-    assert out.step == 3 and np.isfinite(out.last_loss)
+    for dim in (2, 4):
+        cfg = compose(
+            "train",
+            [*base, "data.grounding.n_scenes=6", "train.steps=3", f"policy.aux_ground_dim={dim}"],
+        )
+        job = train_cli.to_job(cfg, tmp_path / f"run{dim}")
+        assert job.grounding is not None and job.grounding.tasks == ("pick_cube",)
+        assert job.grounding.env["pick_cube"]["image_size"] == IMAGE_SIZE
+        out = run_training(job)
+        assert out.step == 3 and np.isfinite(out.last_loss)
+        # The checkpoint's head regresses `dim` columns.
+        weights = load_file(tmp_path / f"run{dim}" / "checkpoints" / "3" / "model.safetensors")
+        last = sorted(k for k in weights if k.startswith("aux_ground.") and k.endswith(".weight"))[-1]
+        assert weights[last].shape[0] == dim, last
 
 
 def test_grounding_cache_gives_the_same_training(

@@ -48,6 +48,9 @@ VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
         {"aux_future_weight": 1.0, "aux_future_offsets": (2, 5), "state_noise_std": 0.1},
     ),
     ("transformer-aux-noise", "transformer", {"aux_future_weight": 1.0, "state_noise_std": 0.1}),
+    # The grounding loss regressing the named cube and its goal (4 columns).
+    ("diffusion-unet-ground4", "diffusion", {"aux_ground_weight": 1.0, "aux_ground_dim": 4}),
+    ("transformer-ground2", "transformer", {"aux_ground_weight": 1.0, "aux_ground_dim": 2}),
 ]
 
 

@@ -40,6 +40,7 @@ def test_default_config_round_trips_through_json(name: str) -> None:
         (TransformerConfig, {"kl_weight": -1.0}, "kl_weight"),
         (TransformerConfig, {"token_pool": "max"}, "token_pool"),
         (TransformerConfig, {"state_dim": 0}, "state_dim"),
+        (TransformerConfig, {"aux_ground_dim": 3}, "aux_ground_dim"),
     ],
 )
 def test_invalid_config_raises_naming_the_field(cls: type, kwargs: dict[str, Any], field: str) -> None:

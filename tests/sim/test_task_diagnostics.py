@@ -35,12 +35,12 @@ def env():
 def test_pick_cube_reports_the_first_close_over_the_target(env) -> None:
     env.reset(seed=0)
     task = env.unwrapped.task
-    assert isinstance(task, CubeTask) and task.diagnostics() == {"grasp": {}}
+    assert isinstance(task, CubeTask) and task.diagnostics()["grasp"] == {}
     hold = np.append(env.unwrapped.robot_state()[:6], 0.0)
     for step in (1, 2, 3):  # open commands: nothing to report
         task.on_gripper_command(step, False)
         env.step(hold)
-    assert task.diagnostics() == {"grasp": {}}
+    assert task.diagnostics()["grasp"] == {}
 
     # The named cube right below the pinch point, the distractors 6 and 12 cm to the side.
     cube = _put_under_pinch(env, task.target)
@@ -55,14 +55,14 @@ def test_pick_cube_reports_the_first_close_over_the_target(env) -> None:
     assert g["close_height_above_target_m"] == pytest.approx(pinch[2] - cube[2], abs=1e-9)
     assert g["close_height_above_target_m"] > 0.05  # the arm is still high above it
     assert g["close_nearest_is_target"] is True
-    assert json.loads(json.dumps(task.diagnostics())) == {"grasp": g}  # JSON-ready as it is
+    assert json.loads(json.dumps(task.diagnostics()))["grasp"] == g  # JSON-ready as it is
 
     env.step(np.append(hold[:6], 1.0))
     task.on_gripper_command(9, True)  # only the first close counts
     assert task.diagnostics()["grasp"] == g
 
     env.reset(seed=1)  # a new episode starts with nothing reported
-    assert task.diagnostics() == {"grasp": {}}
+    assert task.diagnostics()["grasp"] == {}
 
 
 def test_pick_cube_reports_a_close_over_the_wrong_cube(env) -> None:
@@ -85,7 +85,7 @@ def test_grasp_summary_counts_over_episodes() -> None:
         {"grasp": {"close_step": 9}},  # closed, but the task had no target to measure against
     ]
     s = sim.task_class("pick_cube").summarize_diagnostics(eps)
-    assert set(s) == {"grasp_summary"}
+    assert set(s) == {"grasp_summary", "failure_summary"}
     g = s["grasp_summary"]
     assert (g["never_closed"], g["closed"], g["closed_nearest_target"]) == (1, 3, 1)
     assert np.isclose(g["median_close_xy_to_target_m"], 0.05)
@@ -100,3 +100,32 @@ def test_every_registered_task_summarizes_with_its_own_class() -> None:
         assert issubclass(cls, Task) and cls.name == name
         assert "grasp_summary" in cls.summarize_diagnostics([])
     assert Task.summarize_diagnostics([{"grasp": {"close_step": 1}}]) == {}  # the base task: none
+
+
+def test_place_cube_reports_where_the_cube_ended_against_the_named_pad() -> None:
+    """`goal`: the target's xy distance from the pad the instruction names (found here by its colour
+    word and read from MuJoCo's body frame) and whether it is held; failure_summary over episodes."""
+    env = sim.make("place_cube", render_images=False)
+    try:
+        env.reset(seed=3)
+        task = env.unwrapped.task
+        words = env.unwrapped.task.instruction.split()
+        pad = next(n for n, c in task.colours.items() if n.startswith("pad") and c in words)
+        m, d = env.unwrapped.model, env.unwrapped.data
+        pad_xy = d.xpos[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, f"pad/{pad}")][:2].copy()
+        task.place_cube(task.target, pad_xy + np.array([0.05, 0.0]), 0.0)
+        mujoco.mj_forward(m, d)
+        goal = task.diagnostics()["goal"]
+        assert goal["target_xy_to_goal_m"] == pytest.approx(0.05, abs=1e-6)
+        assert goal["target_held"] is False
+    finally:
+        env.close()
+    eps = [
+        {"success": True, "goal": {"target_xy_to_goal_m": 0.0, "target_held": False}},
+        {"success": False, "goal": {"target_xy_to_goal_m": 0.04, "target_held": False}},
+        {"success": False, "goal": {"target_xy_to_goal_m": 0.20, "target_held": False}},
+        {"success": False, "goal": {"target_xy_to_goal_m": 0.10, "target_held": True}},
+    ]
+    f = sim.task_class("place_cube").summarize_diagnostics(eps)["failure_summary"]
+    assert (f["failed"], f["held_at_end"], f["released"]) == (3, 1, 2)
+    assert f["median_released_xy_to_goal_m"] == pytest.approx(0.12)

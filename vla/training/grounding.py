@@ -1,4 +1,5 @@
-"""Grounding scenes: single rendered frames of fresh layouts, labelled with where the named cube is.
+"""Grounding scenes: single rendered frames of fresh layouts, labelled with where the named cube is
+and where it must go.
 
 A policy learns from its demonstrations both *where* the instruction's cube is and *how* to get
 there. The second is a smooth map that a thousand demos teach well; the first, read from frozen
@@ -13,8 +14,10 @@ layout; a grounding scene costs one reset and one frame. The heads' auxiliary gr
     loader = GroundedLoader(loader, scenes, batch_size=64, seed=0)   # adds the ground_* keys
 
 Every scene is a task's reset from seed `spec.seed + i` (its own instruction, colours and poses,
-the arm at its start pose); the label is the table (x, y) of the task's `target` cube, normalized
-by the scenes' mean and standard deviation. Nothing of this reaches inference: the checkpoint keeps
+the arm at its start pose); the label is the table (x, y) of the task's `target` cube, then the
+(x, y) where the instruction says it must end (`goal_xy`: the named pad, the bottom cube, the
+pushed-to point; a pick's own position), normalized by the scenes' mean and standard deviation.
+The head regresses the first `PolicyConfig.aux_ground_dim` columns (2: the cube, 4: both). Nothing of this reaches inference: the checkpoint keeps
 only the head (with its auxiliary MLP, unused when acting).
 """
 
@@ -74,8 +77,9 @@ class GroundingSpec:
 class GroundingSet:
     """Encoded scenes in the training batches' token layout.
 
-    tokens (S, N, D) float16, token_mask (S, N) bool, text_mask (S, N) bool, target (S, 2) float32
-    normalized; target_mean / target_std (2,) the table-frame statistics [m] it was normalized with.
+    tokens (S, N, D) float16, token_mask (S, N) bool, text_mask (S, N) bool, target (S, 4) float32
+    normalized (the target cube's x, y, then its goal's x, y); target_mean / target_std (4,) the
+    table-frame statistics [m] it was normalized with.
     """
 
     tokens: torch.Tensor
@@ -95,7 +99,7 @@ def render_grounding_scenes(
     spec: GroundingSpec, cameras: Sequence[str]
 ) -> tuple[dict[str, np.ndarray], list[str], np.ndarray]:
     """Reset each task once per seed: frames {camera: uint8 (S, H, W, 3)}, S instructions, and the
-    target cube's table (x, y) float32 (S, 2) [m]."""
+    target cube's table (x, y) and its goal's (`goal_xy`) float32 (S, 4) [m]."""
     import sim
 
     frames: dict[str, list[np.ndarray]] = {c: [] for c in cameras}
@@ -105,14 +109,16 @@ def render_grounding_scenes(
         env = sim.make(name, **{**spec.env.get(name, {}), "cameras": list(cameras)})
         try:
             task = env.unwrapped.task
-            if not hasattr(task, "target"):
-                raise ValueError(f"grounding scenes: task {name!r} names no target cube (no `target`)")
+            if not hasattr(task, "target") or not hasattr(task, "goal_xy"):
+                raise ValueError(
+                    f"grounding scenes: task {name!r} names no target cube and goal (`target`, `goal_xy`)"
+                )
             for i in range(n):
                 obs, _ = env.reset(seed=spec.seed + i)
                 for c in cameras:
                     frames[c].append(obs[f"image_{c}"])
                 instructions.append(str(obs["instruction"]))
-                xy.append(np.asarray(task.cube_pos(task.target), dtype=np.float32)[:2])
+                xy.append(np.concatenate([task.cube_pos(task.target)[:2], task.goal_xy()]).astype(np.float32))
         finally:
             env.close()
     return {c: np.stack(v) for c, v in frames.items()}, instructions, np.stack(xy)
@@ -125,7 +131,7 @@ def grounding_cache_key(
     env overrides, seeds), the cameras' order, the encoder (its fingerprint covers weights and
     settings) and whether instruction tokens follow the image tokens."""
     ident = {
-        "format": 1,
+        "format": 2,  # 2: labels (S, 4) with the goal (format 1 caches held (S, 2))
         "spec": dataclasses.asdict(spec),
         "cameras": list(cameras),
         "encoder": encoder_fingerprint,
@@ -232,16 +238,24 @@ class GroundedLoader:
     The scenes of step s are drawn with replacement by a generator seeded by (seed, s), so a resumed
     run sees the same ones; `part` is this process's slice of them under torchrun (as the loader's).
     Added keys: ground_tokens (S, N, D) float32, ground_token_mask, ground_text_mask (S, N) bool,
-    ground_target (S, 2).
+    ground_target (S, dims): the scenes' first `dims` label columns (2: the cube, 4: and its goal).
     """
 
     def __init__(
-        self, loader: Any, scenes: GroundingSet, batch_size: int, seed: int = 0, part: slice = slice(None)
+        self,
+        loader: Any,
+        scenes: GroundingSet,
+        batch_size: int,
+        seed: int = 0,
+        part: slice = slice(None),
+        dims: int = 2,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"GroundedLoader.batch_size must be >= 1, got {batch_size}")
+        if not 1 <= dims <= scenes.target.shape[1]:
+            raise ValueError(f"GroundedLoader.dims must be in [1, {scenes.target.shape[1]}], got {dims}")
         self.loader, self.scenes, self.batch_size = loader, scenes, int(batch_size)
-        self.seed, self.part = int(seed), part
+        self.seed, self.part, self.dims = int(seed), part, int(dims)
 
     def __getattr__(self, name: str) -> Any:  # steps_per_epoch, dataset, ... of the wrapped loader
         return getattr(self.loader, name)
@@ -257,5 +271,5 @@ class GroundedLoader:
             batch["ground_tokens"] = s.tokens[idx].float()
             batch["ground_token_mask"] = s.token_mask[idx]
             batch["ground_text_mask"] = s.text_mask[idx]
-            batch["ground_target"] = s.target[idx]
+            batch["ground_target"] = s.target[idx, : self.dims]
             yield batch

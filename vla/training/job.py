@@ -213,7 +213,12 @@ def run_training(job: TrainJob) -> TrainOutcome:
             gspec, encoder, data.cameras, data.processor, cache_dir=job.grounding_cache
         )
         loader = GroundedLoader(
-            loader, scenes, job.batch_size, seed=job.train.seed, part=ctx.shard_slice(job.batch_size)
+            loader,
+            scenes,
+            job.batch_size,
+            seed=job.train.seed,
+            part=ctx.shard_slice(job.batch_size),
+            dims=int(job.policy_values.get("aux_ground_dim", 2)),
         )
         how = "from the cache" if scenes.cached else "rendered"
         ground_note = f" | {len(scenes)} grounding scenes ({how}, {scenes.seconds:.1f} s)"
