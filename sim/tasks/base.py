@@ -343,6 +343,7 @@ class CubeTask(Task):
 
     def clear_diagnostics(self) -> None:
         self._grasp: dict[str, Any] = {}
+        self._close_xy: np.ndarray | None = None
 
     def on_gripper_command(self, step: int, closed: bool) -> None:
         if closed and not self._grasp:
@@ -358,6 +359,7 @@ class CubeTask(Task):
         out["close_xy_to_target_m"] = dist[target]
         out["close_height_above_target_m"] = float(pinch[2] - self.cube_pos(target)[2])
         out["close_nearest_is_target"] = min(dist, key=dist.get) == target
+        self._close_xy = self.cube_pos(target)[:2].copy()  # where the cube was when the grasp began
         return out
 
     def goal_xy(self) -> np.ndarray:
@@ -365,26 +367,42 @@ class CubeTask(Task):
         (x, y): it is lifted straight up. Tasks that move the cube elsewhere override this."""
         return np.asarray(self.cube_pos(self.target), dtype=np.float64)[:2].copy()
 
+    def decoy_goals_xy(self) -> list[np.ndarray]:
+        """Where the target would end if the instruction's goal were misread, (2,) each [m]: the
+        other pads, the other cubes to stack on, the other side. None here (a pick)."""
+        return []
+
     def diagnostics(self) -> dict[str, Any]:
         """``grasp``: ``{}`` when the gripper was never commanded closed, else ``close_step`` and,
         with a target cube, ``close_xy_to_target_m``, ``close_height_above_target_m`` and
         ``close_nearest_is_target``. ``goal`` (with a target cube; as of the call, so the episode's
-        end in records): ``target_xy_to_goal_m`` (the cube's xy distance from `goal_xy`) and
-        ``target_held``."""
+        end in records): ``target_xy_to_goal_m`` (the cube's xy distance from `goal_xy`),
+        ``target_held``, ``target_moved_since_close_m`` (xy, from where it was at the first close;
+        only once closed) and ``nearer_a_decoy_goal`` (closer to one of `decoy_goals_xy` than to
+        its own goal: the instruction's goal misread)."""
         out: dict[str, Any] = {"grasp": dict(self._grasp)}
         if getattr(self, "target", None) in self.cube_names:
-            out["goal"] = {
-                "target_xy_to_goal_m": float(np.linalg.norm(self.cube_pos(self.target)[:2] - self.goal_xy())),
+            xy = self.cube_pos(self.target)[:2]
+            to_goal = float(np.linalg.norm(xy - self.goal_xy()))
+            goal: dict[str, Any] = {
+                "target_xy_to_goal_m": to_goal,
                 "target_held": bool(self.grasped(self.target)),
             }
+            if self._close_xy is not None:
+                goal["target_moved_since_close_m"] = float(np.linalg.norm(xy - self._close_xy))
+            goal["nearer_a_decoy_goal"] = any(
+                float(np.linalg.norm(xy - d)) < to_goal for d in self.decoy_goals_xy()
+            )
+            out["goal"] = goal
         return out
 
     @classmethod
     def summarize_diagnostics(cls, episodes: list[dict[str, Any]]) -> dict[str, Any]:
         """``grasp_summary``: episodes that never closed / closed, closed nearest the target, and the
         median xy distance to the target at the first close. ``failure_summary``: failed episodes
-        still holding the target at the end / having released it, and the released ones' median xy
-        distance from the goal."""
+        still holding the target at the end / having released it, the released ones' median xy
+        distance from the goal, how many of those had not carried it (moved < 3 cm since the first
+        close: the grasp failed) and how many ended nearer a decoy goal (the goal misread)."""
         closed = [e["grasp"] for e in episodes if e.get("grasp")]
         located = [g for g in closed if "close_xy_to_target_m" in g]
         # Where the failures ended: still holding the cube (ran out of time), or let go of it, and
@@ -399,6 +417,10 @@ class CubeTask(Task):
                 "median_released_xy_to_goal_m": float(np.median([f["target_xy_to_goal_m"] for f in released]))
                 if released
                 else float("nan"),
+                "released_not_carried": sum(
+                    f.get("target_moved_since_close_m", 0.0) < 0.03 for f in released
+                ),
+                "ended_nearer_a_decoy_goal": sum(bool(f.get("nearer_a_decoy_goal")) for f in ends),
             },
             "grasp_summary": {
                 "never_closed": len(episodes) - len(closed),

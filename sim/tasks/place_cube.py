@@ -76,6 +76,10 @@ class PlaceCube(CubeTask):
         """The named pad's centre (x, y) [m]."""
         return np.asarray(self.pad_pos(self.target_pad), dtype=np.float64)[:2].copy()
 
+    def decoy_goals_xy(self) -> list[np.ndarray]:
+        """The other pads' centres."""
+        return [self.pad_pos(p)[:2].copy() for p in self.pad_names if p != self.target_pad]
+
     def _offset(self) -> tuple[float, float]:
         cube, pad = self.cube_pos(self.target), self.pad_pos(self.target_pad)
         return float(np.linalg.norm(cube[:2] - pad[:2])), float(cube[2] - (2 * PAD_HALF_Z + CUBE_HALF))

@@ -89,6 +89,10 @@ class PushCube(CubeTask):
         point that counts as pushed far enough."""
         return np.array([self.start[0], self.start[1] + self.direction * self.cfg.push_distance])
 
+    def decoy_goals_xy(self) -> list[np.ndarray]:
+        """The same push toward the other side."""
+        return [np.array([self.start[0], self.start[1] - self.direction * self.cfg.push_distance])]
+
     def displacement(self) -> float:
         """How far the target cube moved toward the instructed side [m]."""
         return float((self.cube_pos(self.target)[1] - self.start[1]) * self.direction)

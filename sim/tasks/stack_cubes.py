@@ -61,6 +61,10 @@ class StackCubes(CubeTask):
         """The bottom cube's (x, y) [m] (the top one is stacked centred on it)."""
         return np.asarray(self.cube_pos(self.base), dtype=np.float64)[:2].copy()
 
+    def decoy_goals_xy(self) -> list[np.ndarray]:
+        """The other cubes (the distractors) to stack on."""
+        return [self.cube_pos(c)[:2].copy() for c in self.cube_names if c not in (self.target, self.base)]
+
     def _offset(self) -> tuple[float, float]:
         top, bottom = self.cube_pos(self.target), self.cube_pos(self.base)
         return float(np.linalg.norm(top[:2] - bottom[:2])), float(top[2] - bottom[2] - 2 * CUBE_HALF)

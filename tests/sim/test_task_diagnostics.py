@@ -117,15 +117,35 @@ def test_place_cube_reports_where_the_cube_ended_against_the_named_pad() -> None
         mujoco.mj_forward(m, d)
         goal = task.diagnostics()["goal"]
         assert goal["target_xy_to_goal_m"] == pytest.approx(0.05, abs=1e-6)
-        assert goal["target_held"] is False
+        assert goal["target_held"] is False and goal["nearer_a_decoy_goal"] is False
+        assert "target_moved_since_close_m" not in goal  # never closed
+        task.on_gripper_command(7, True)  # the grasp begins here ...
+        other = next(n for n in task.colours if n.startswith("pad") and n != pad)
+        other_xy = d.xpos[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, f"pad/{other}")][:2].copy()
+        task.place_cube(task.target, other_xy, 0.0)  # ... and the cube ends on the other pad
+        mujoco.mj_forward(m, d)
+        goal = task.diagnostics()["goal"]
+        assert goal["nearer_a_decoy_goal"] is True
+        moved = np.linalg.norm(other_xy - (pad_xy + np.array([0.05, 0.0])))
+        assert goal["target_moved_since_close_m"] == pytest.approx(moved, abs=1e-6)
     finally:
         env.close()
     eps = [
         {"success": True, "goal": {"target_xy_to_goal_m": 0.0, "target_held": False}},
-        {"success": False, "goal": {"target_xy_to_goal_m": 0.04, "target_held": False}},
-        {"success": False, "goal": {"target_xy_to_goal_m": 0.20, "target_held": False}},
-        {"success": False, "goal": {"target_xy_to_goal_m": 0.10, "target_held": True}},
+        {
+            "success": False,
+            "goal": {"target_xy_to_goal_m": 0.04, "target_held": False, "target_moved_since_close_m": 0.15},
+        },
+        {
+            "success": False,
+            "goal": {"target_xy_to_goal_m": 0.20, "target_held": False, "target_moved_since_close_m": 0.01},
+        },
+        {
+            "success": False,
+            "goal": {"target_xy_to_goal_m": 0.10, "target_held": True, "nearer_a_decoy_goal": True},
+        },
     ]
     f = sim.task_class("place_cube").summarize_diagnostics(eps)["failure_summary"]
     assert (f["failed"], f["held_at_end"], f["released"]) == (3, 1, 2)
     assert f["median_released_xy_to_goal_m"] == pytest.approx(0.12)
+    assert (f["released_not_carried"], f["ended_nearer_a_decoy_goal"]) == (1, 1)
