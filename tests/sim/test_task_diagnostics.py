@@ -144,8 +144,18 @@ def test_place_cube_reports_where_the_cube_ended_against_the_named_pad() -> None
             "success": False,
             "goal": {"target_xy_to_goal_m": 0.10, "target_held": True, "nearer_a_decoy_goal": True},
         },
+        {
+            "success": False,
+            "goal": {
+                "target_xy_to_goal_m": 0.2,
+                "target_held": True,
+                "target_moved_since_close_m": 0.2,
+                "nearer_a_decoy_goal": True,
+            },
+        },
     ]
     f = sim.task_class("place_cube").summarize_diagnostics(eps)["failure_summary"]
-    assert (f["failed"], f["held_at_end"], f["released"]) == (3, 1, 2)
+    assert (f["failed"], f["held_at_end"], f["released"]) == (4, 2, 2)
     assert f["median_released_xy_to_goal_m"] == pytest.approx(0.12)
-    assert (f["released_not_carried"], f["ended_nearer_a_decoy_goal"]) == (1, 1)
+    # Released: carried 15 cm (4 cm off) / nudged 1 cm; near a decoy: one not carried, one carried.
+    assert (f["released_not_carried"], f["carried_to_a_decoy_goal"]) == (1, 1)
