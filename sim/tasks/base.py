@@ -24,6 +24,7 @@ import mujoco
 import numpy as np
 
 from sim.scene import PAD_GEOMS, PALETTE, PINCH_SITE, TABLE_GEOM, SceneConfig, add_box_object
+from sim.tasks.episode_summary import failure_summary, grasp_summary
 
 CUBE_HALF = 0.02  # 4 cm cubes: well inside the 2F-85's 85 mm stroke
 INSTRUCTION_CHARSET = string.ascii_letters + string.digits + " ,.'-"
@@ -333,17 +334,6 @@ class Task:
             m.cam_quat[self._front_cam] = q
 
 
-# A failed grasp still nudges the cube while the fingers close on its edge (measured 0-7.5 cm on
-# place_cube's failures); a carry to a pad or another cube moves it 10-30 cm.
-CARRIED_M = 0.08
-
-
-def _carried(goal: dict[str, Any]) -> bool:
-    """Whether an episode's `goal` report shows the target carried (moved >= CARRIED_M since the
-    first close)."""
-    return float(goal.get("target_moved_since_close_m", 0.0)) >= CARRIED_M
-
-
 class CubeTask(Task):
     """A task over the cubes of :func:`add_cubes` whose instruction names one (``target``).
 
@@ -379,8 +369,7 @@ class CubeTask(Task):
         return np.asarray(self.cube_pos(self.target), dtype=np.float64)[:2].copy()
 
     def decoy_goals_xy(self) -> list[np.ndarray]:
-        """Where the target would end if the instruction's goal were misread, (2,) each [m]: the
-        other pads, the other cubes to stack on, the other side. None here (a pick)."""
+        """Where the target would end with the goal misread (other pads, cubes, side): (2,) each [m]."""
         return []
 
     def diagnostics(self) -> dict[str, Any]:
@@ -389,16 +378,13 @@ class CubeTask(Task):
         ``close_nearest_is_target``. ``goal`` (with a target cube; as of the call, so the episode's
         end in records): ``target_xy_to_goal_m`` (the cube's xy distance from `goal_xy`),
         ``target_held``, ``target_moved_since_close_m`` (xy, from where it was at the first close;
-        only once closed) and ``nearer_a_decoy_goal`` (closer to one of `decoy_goals_xy` than to
-        its own goal: the instruction's goal misread)."""
+        once closed), ``nearer_a_decoy_goal`` (closer to one of `decoy_goals_xy`: goal misread)."""
         out: dict[str, Any] = {"grasp": dict(self._grasp)}
         if getattr(self, "target", None) in self.cube_names:
             xy = self.cube_pos(self.target)[:2]
             to_goal = float(np.linalg.norm(xy - self.goal_xy()))
-            goal: dict[str, Any] = {
-                "target_xy_to_goal_m": to_goal,
-                "target_held": bool(self.grasped(self.target)),
-            }
+            held = bool(self.grasped(self.target))
+            goal: dict[str, Any] = {"target_xy_to_goal_m": to_goal, "target_held": held}
             if self._close_xy is not None:
                 goal["target_moved_since_close_m"] = float(np.linalg.norm(xy - self._close_xy))
             goal["nearer_a_decoy_goal"] = any(
@@ -409,37 +395,5 @@ class CubeTask(Task):
 
     @classmethod
     def summarize_diagnostics(cls, episodes: list[dict[str, Any]]) -> dict[str, Any]:
-        """``grasp_summary``: episodes that never closed / closed, closed nearest the target, and the
-        median xy distance to the target at the first close. ``failure_summary``: failed episodes
-        still holding the target at the end / having released it, the released ones' median xy
-        distance from the goal, how many of those had not carried it (moved < `CARRIED_M` since the
-        first close: the grasp failed) and how many were carried but ended nearer a decoy goal (the
-        goal misread)."""
-        closed = [e["grasp"] for e in episodes if e.get("grasp")]
-        located = [g for g in closed if "close_xy_to_target_m" in g]
-        # Where the failures ended: still holding the cube (ran out of time), or let go of it, and
-        # how far from its goal (a few cm: an imprecise place; tens: dropped or the wrong goal).
-        ends = [e["goal"] for e in episodes if not e.get("success") and e.get("goal")]
-        released = [f for f in ends if not f["target_held"]]
-        return {
-            "failure_summary": {
-                "failed": sum(not e.get("success") for e in episodes),
-                "held_at_end": len(ends) - len(released),
-                "released": len(released),
-                "median_released_xy_to_goal_m": float(np.median([f["target_xy_to_goal_m"] for f in released]))
-                if released
-                else float("nan"),
-                "released_not_carried": sum(not _carried(f) for f in released),
-                "carried_to_a_decoy_goal": sum(
-                    _carried(f) and bool(f.get("nearer_a_decoy_goal")) for f in ends
-                ),
-            },
-            "grasp_summary": {
-                "never_closed": len(episodes) - len(closed),
-                "closed": len(closed),
-                "closed_nearest_target": sum(bool(g["close_nearest_is_target"]) for g in located),
-                "median_close_xy_to_target_m": float(np.median([g["close_xy_to_target_m"] for g in located]))
-                if located
-                else float("nan"),
-            },
-        }
+        """``grasp_summary`` and ``failure_summary`` (`sim.tasks.episode_summary`)."""
+        return {"failure_summary": failure_summary(episodes), "grasp_summary": grasp_summary(episodes)}
