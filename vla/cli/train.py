@@ -52,7 +52,8 @@ COMMAND = Command(
     examples=(
         "vla-train dataset=outputs/demos/pick_cube.zarr train.steps=3000",
         "vla-train policy=transformer experiment=debug",
-        "vla-train resume=outputs/train/<run> train.steps=6000   # continue (also after Ctrl-C)",
+        "vla-train resume=outputs/train/<run> train.steps=6000   # continue (also after Ctrl-C); a longer",
+        "    # train.steps than the run's own stretches its cosine from the resume step on (a warm restart)",
         "vla-train -m policy=diffusion,transformer                # one run dir per head",
         "torchrun --standalone --nproc_per_node=2 -m vla.cli.train experiment=debug   # 2 processes (DDP)",
     ),
