@@ -81,8 +81,8 @@ class PlaceCube(CubeTask):
         return [self.pad_pos(p)[:2].copy() for p in self.pad_names if p != self.target_pad]
 
     def _offset(self) -> tuple[float, float]:
-        cube, pad = self.cube_pos(self.target), self.pad_pos(self.target_pad)
-        return float(np.linalg.norm(cube[:2] - pad[:2])), float(cube[2] - (2 * PAD_HALF_Z + CUBE_HALF))
+        cube = self.cube_pos(self.target)
+        return float(np.linalg.norm(cube[:2] - self.goal_xy())), float(cube[2] - (2 * PAD_HALF_Z + CUBE_HALF))
 
     def is_success(self) -> bool:
         dxy, dz = self._offset()

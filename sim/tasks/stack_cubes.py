@@ -67,7 +67,7 @@ class StackCubes(CubeTask):
 
     def _offset(self) -> tuple[float, float]:
         top, bottom = self.cube_pos(self.target), self.cube_pos(self.base)
-        return float(np.linalg.norm(top[:2] - bottom[:2])), float(top[2] - bottom[2] - 2 * CUBE_HALF)
+        return float(np.linalg.norm(top[:2] - self.goal_xy())), float(top[2] - bottom[2] - 2 * CUBE_HALF)
 
     def is_success(self) -> bool:
         dxy, dz = self._offset()

@@ -17,8 +17,9 @@ Every scene is a task's reset from seed `spec.seed + i` (its own instruction, co
 the arm at its start pose); the label is the table (x, y) of the task's `target` cube, then the
 (x, y) where the instruction says it must end (`goal_xy`: the named pad, the bottom cube, the
 pushed-to point; a pick's own position), normalized by the scenes' mean and standard deviation.
-The head regresses the first `PolicyConfig.aux_ground_dim` columns (2: the cube, 4: both). Nothing of this reaches inference: the checkpoint keeps
-only the head (with its auxiliary MLP, unused when acting).
+The head regresses the first `PolicyConfig.aux_ground_dim` columns (2: the cube, 4: both).
+Nothing of this reaches inference: the checkpoint keeps only the head (with its auxiliary MLP,
+unused when acting).
 """
 
 from __future__ import annotations
