@@ -182,6 +182,19 @@ class Bench:
     timeout_s: float = 600.0
 
 
+def _token_arrays(r: dict) -> str:
+    rows = {x["mode"].split()[0]: x for x in r["rows"]}
+    parts = [f"{r['tokens_gb']:.2f} GB of tokens"]
+    if "ram" in rows:
+        parts.append(
+            f"ram {rows['ram']['gather_ms_warm']:.2f} ms/batch, {rows['ram']['private_memory_gb']:.2f} GB private"
+        )
+    if "mmap" in rows:
+        m = [x for x in r["rows"] if x["mode"].startswith("mmap")][-1]
+        parts.append(f"mmap {m['gather_ms_warm']:.2f} ms warm / {m['gather_ms_cold']:.2f} ms cold")
+    return ", ".join(parts)
+
+
 QUICK: dict[str, Bench] = {
     "bench_convert": Bench(
         ("--seconds", "1", "--size", "32", "--repeats", "1"), _convert, needs=("rosbags",)
@@ -242,6 +255,22 @@ QUICK: dict[str, Bench] = {
         _sampler,
     ),
     "bench_sim": Bench(("--frames", "2", "--steps", "2", "--episodes", "1"), _sim),
+    "bench_token_arrays": Bench(
+        (
+            "--dataset",
+            "{dataset}",
+            "--model",
+            "{encoder}",
+            "--batches",
+            "3",
+            "--batch-size",
+            "8",
+            "--cache-dir",
+            "{out_dir}/token_cache",
+        ),
+        _token_arrays,
+        needs=("encoder", "dataset"),
+    ),
     "bench_threads": Bench(("--seconds", "1", "--batch-size", "8"), _threads),
     "bench_ddp": Bench(("--steps", "3", "--batch-size", "8"), _ddp),
     "bench_retrieval": Bench(("--scenes", "64", "--encoder", "{encoder}"), _retrieval, needs=("encoder",)),

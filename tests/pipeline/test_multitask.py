@@ -129,6 +129,28 @@ def test_train_and_eval_all_tasks_with_an_instructions_file(
     pick = json.loads((out / "pick_cube" / "eval.json").read_text())
     assert [e["template"] for e in pick["episodes"]] == PHRASINGS["pick_cube"]
     assert pick["episodes"][0]["instruction"].startswith("raise the ")
+    # Sharded: each shard runs its share of every task; merge=true (task=all found from the dirs)
+    # writes the same per-task and overall results as the run above.
+    parts = tmp_path / "parts"
+    for i in (1, 0):
+        eval_cli.run(
+            compose(
+                "eval", [*args, f"instructions_file={phr}", "num_shards=2", f"shard={i}", f"out_dir={parts}"]
+            )
+        )
+    assert not (parts / "eval.json").exists()
+    merged = eval_cli.run(compose("eval", [*args, "num_shards=2", "merge=true", f"out_dir={parts}"]))
+    assert json.loads((parts / "eval.json").read_text())["overall"] == merged["overall"] == res["overall"]
+    for t in TASKS:
+        a, b = merged["tasks"][t], res["tasks"][t]
+        assert {k: a[k] for k in ("successes", "per_template", "per_instruction")} == {
+            k: b[k] for k in ("successes", "per_template", "per_instruction")
+        }, t
+        whole = json.loads((out / t / "eval.json").read_text())["episodes"]
+        joined = json.loads((parts / t / "eval.json").read_text())["episodes"]
+        assert [(e["seed"], e["instruction"], e["success"]) for e in joined] == [
+            (e["seed"], e["instruction"], e["success"]) for e in whole
+        ], t
 
 
 @pytest.mark.parametrize(

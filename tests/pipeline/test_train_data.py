@@ -59,17 +59,17 @@ def test_precomputed_tokens_read_in_blocks_equal_one_read(
     import shutil
 
     from vla.encoders.cache import EmbeddingStore
-    from vla.training import batches
+    from vla.training import token_arrays
 
     ds_path = tmp_path / "d.zarr"
     shutil.copytree(tiny_dataset, ds_path)
     rb = ReplayBuffer.open(ds_path, mode="a")
     precompute_embeddings(rb, encoder, dtype="float16")
     spec = DataSpec(dataset=str(ds_path), n_obs_steps=2, horizon=8, embeddings="precomputed")
-    monkeypatch.setattr(batches, "_READ_BLOCK_FRAMES", 7)
+    monkeypatch.setattr(token_arrays, "_READ_BLOCK_FRAMES", 7)
     assert rb.n_frames % 7 and rb.n_frames > 14
     blocks = build_train_data(spec, encoder)
-    monkeypatch.setattr(batches, "_READ_BLOCK_FRAMES", 1 << 20)
+    monkeypatch.setattr(token_arrays, "_READ_BLOCK_FRAMES", 1 << 20)
     whole = build_train_data(spec, encoder)
     idx = list(range(len(whole.dataset)))
     a, b = blocks.dataset.__getitems__(idx), whole.dataset.__getitems__(idx)
@@ -81,7 +81,7 @@ def test_precomputed_tokens_read_in_blocks_equal_one_read(
     store = EmbeddingStore.for_encoder(ReplayBuffer.open(ds_path), encoder)
     raw = zarr.open_array(str(ds_path / "embeddings" / store.name / "image_front"), mode="r")
     last = np.arange(rb.n_frames - 3, rb.n_frames)
-    got = batches._read_blocks(store, "front", rb.n_frames, torch.float16)
+    got = token_arrays.read_image_tokens(store, "front", torch.float16)
     assert got.dtype == torch.float16 and got.shape[0] == rb.n_frames
     np.testing.assert_array_equal(got[last].numpy(), raw[last[0] : last[-1] + 1])
 

@@ -40,6 +40,7 @@ COMMAND = Command(
         "vla-eval checkpoint=outputs/train/<run> num_shards=4 shard=0 out_dir=outputs/eval/x   # one of 4 shards",
         "vla-eval checkpoint=outputs/train/<run> num_shards=4 merge=true out_dir=outputs/eval/x   # join them",
         "vla-eval checkpoint=outputs/train/<run> task=all phrasing=heldout   # every task, unseen wording",
+        "vla-eval checkpoint=outputs/train/<run> task=all num_shards=2 shard=1 out_dir=outputs/eval/x   # its share of every task",
     ),
     multirun=_sweep,
 )
@@ -87,6 +88,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "num_shards > 1 / merge=true need out_dir=<dir>, the same for every shard and the merge"
         )
     if r.get("merge"):
+        tasks = _task_list(r.get("task"), None) or _sharded_tasks(r["out_dir"], num_shards)
+        if tasks:
+            return _merge_tasks(r["out_dir"], tasks, num_shards)
         res = merge_shards(r["out_dir"], num_shards)
         lo, hi = res["success_ci95"]
         print(
@@ -139,9 +143,9 @@ def _run_tasks(r: dict[str, Any], policy: Any, ckpt: Path, tasks: list[str]) -> 
     and env_overrides), into <out_dir>/<task>/; then the per-task + overall summary."""
     from vla.cli.tasks import task_config
     from vla.evaluation.multitask import evaluate_tasks
+    from vla.shards import shard_dir
 
-    if int(r.get("num_shards") or 1) > 1:
-        raise ValueError("task=all runs its tasks one after another; shard one task at a time (task=<name>)")
+    shard, num_shards = int(r.get("shard") or 0), int(r.get("num_shards") or 1)
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt
     out_dir = Path(
         r.get("out_dir") or run_dir / "eval" / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_step{ckpt.name}_all"
@@ -153,9 +157,49 @@ def _run_tasks(r: dict[str, Any], policy: Any, ckpt: Path, tasks: list[str]) -> 
         chosen["env"] = {**chosen.get("env", {}), **all_env}  # type: ignore[index]
         name, env = eval_task(policy.meta.task, chosen, ckpt)  # type: ignore[arg-type]
         env.update(r.get("env_overrides") or {})
-        configs[t] = _eval_config(r, name, env, str(out_dir / t), 0, 1)
+        if num_shards > 1:  # this shard of every task; merge=true task=all joins them
+            configs[t] = _eval_config(
+                r, name, env, str(shard_dir(out_dir / t, shard, num_shards)), shard, num_shards
+            )
+        else:
+            configs[t] = _eval_config(r, name, env, str(out_dir / t), 0, 1)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if num_shards > 1:
+        from vla.evaluation.simulator import evaluate
+
+        parts = {t: evaluate(policy, c) for t, c in configs.items()}
+        for t, part in parts.items():
+            _report_line(part, ckpt, f" {t} (shard {shard} of {num_shards})", configs[t].out_dir)
+        return {"tasks": parts, "shard": shard, "num_shards": num_shards}
     res = evaluate_tasks(policy, configs, out_dir)
+    _task_lines(res)
+    _overall_line(res, str(ckpt), out_dir)
+    return res
+
+
+def _sharded_tasks(out_dir: str, num_shards: int) -> list[str] | None:
+    """The tasks whose shards lie under `out_dir/<task>/` (a `task=all` run's shards, merged without
+    task=all given); None when `out_dir` holds one task's shards itself."""
+    from vla.evaluation.multitask import ALL_TASKS
+    from vla.shards import shard_dir
+
+    if shard_dir(out_dir, 0, num_shards).is_dir():
+        return None
+    found = [t for t in ALL_TASKS if shard_dir(Path(out_dir) / t, 0, num_shards).is_dir()]
+    return found or None
+
+
+def _merge_tasks(out_dir: str, tasks: list[str], num_shards: int) -> dict[str, Any]:
+    """merge=true task=all: each task's shards, then the per-task + overall summary."""
+    from vla.evaluation.multitask import merge_task_shards
+
+    res = merge_task_shards(out_dir, tasks, num_shards)
+    _task_lines(res)
+    _overall_line(res, f"merged {num_shards} shards", Path(out_dir))
+    return res
+
+
+def _task_lines(res: dict[str, Any]) -> None:
     for t, row in res["tasks"].items():
         lo, hi = row["success_ci95"]
         print(
@@ -163,14 +207,16 @@ def _run_tasks(r: dict[str, Any], policy: Any, ckpt: Path, tasks: list[str]) -> 
             f"(95% CI {lo:.0%}-{hi:.0%}) | mean length {row['mean_episode_length']:.1f}",
             flush=True,
         )
+
+
+def _overall_line(res: dict[str, Any], what: str, out_dir: Path) -> None:
     o = res["overall"]
     print(
-        f"[vla-eval] {ckpt}: all {len(tasks)} tasks: success {o['successes']}/{o['n_episodes']} = "
+        f"[vla-eval] {what}: all {len(res['tasks'])} tasks: success {o['successes']}/{o['n_episodes']} = "
         f"{o['success_rate']:.0%} (95% CI {o['success_ci95'][0]:.0%}-{o['success_ci95'][1]:.0%}), lowest task "
         f"{res['min_task_success_rate']:.0%} | results {out_dir}/eval.json, plot {res['plot']}",
         flush=True,
     )
-    return res
 
 
 def _eval_config(r: dict[str, Any], task: str, env: dict, out_dir: str, shard: int, num_shards: int) -> Any:

@@ -79,6 +79,9 @@ def to_job(cfg: DictConfig, run_dir: Path) -> TrainJob:
         embeddings=str(d["embeddings"]),
         repeat_sources={str(k): int(v) for k, v in (d.get("repeat_sources") or {}).items()},
         repeat_tasks={str(k): int(v) for k, v in (d.get("repeat_tasks") or {}).items()},
+        # .get: configs saved before these keys resume with the old behaviour (tokens in RAM)
+        tokens=str(d.get("tokens", "ram")),
+        token_cache_dir=str(d["token_cache_dir"]) if d.get("token_cache_dir") else None,
     )
     t = dict(r["train"])
     grounding = _grounding_spec(r)

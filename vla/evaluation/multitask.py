@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from vla.evaluation.records import wilson_interval
+from vla.evaluation.shards import merge_shards
 from vla.evaluation.simulator import EvalConfig, evaluate, write_json
 from vla.runtime import ChunkPolicy
 
@@ -22,20 +23,39 @@ def evaluate_tasks(
     normally `<out_dir>/<task>`), then write `<out_dir>/eval.json` and `eval.png`: per task and
     overall success with 95% CIs, the lowest task, each task's per-instruction (and per-template)
     table and mean length. Returns that summary."""
+    per = {task: task_row(evaluate(policy, cfg), cfg.out_dir) for task, cfg in configs.items()}
+    return summarize_tasks(per, out_dir, str(getattr(policy, "checkpoint", None) or ""))
+
+
+def merge_task_shards(out_dir: str | Path, tasks: list[str], num_shards: int) -> dict[str, Any]:
+    """`vla-eval task=all num_shards=N merge=true`: join each task's shards (`<out_dir>/<task>/
+    shard_i_of_N`, see `merge_shards`) into its own report, then write the summary
+    `evaluate_tasks` writes."""
+    out = Path(out_dir)
+    per, checkpoint = {}, ""
+    for task in tasks:
+        res = merge_shards(out / task, num_shards)
+        checkpoint = checkpoint or str(res.get("checkpoint") or "")
+        per[task] = task_row(res, out / task)
+    return summarize_tasks(per, out, checkpoint)
+
+
+def task_row(res: dict[str, Any], task_dir: str | Path) -> dict[str, Any]:
+    """One task's line of the summary from its `evaluate` (or merged) report."""
+    row = {
+        k: res[k] for k in ("successes", "n_episodes", "success_rate", "success_ci95", "mean_episode_length")
+    }
+    row["per_instruction"] = res["per_instruction"]
+    if "per_template" in res:
+        row["per_template"] = res["per_template"]
+    row["report"] = str(Path(task_dir) / "eval.json")
+    return row
+
+
+def summarize_tasks(per: dict[str, dict[str, Any]], out_dir: str | Path, checkpoint: str) -> dict[str, Any]:
+    """Write `<out_dir>/eval.json` + `eval.png` from the per-task rows (`task_row`) and return it."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    per: dict[str, dict[str, Any]] = {}
-    for task, cfg in configs.items():
-        res = evaluate(policy, cfg)
-        row = {
-            k: res[k]
-            for k in ("successes", "n_episodes", "success_rate", "success_ci95", "mean_episode_length")
-        }
-        row["per_instruction"] = res["per_instruction"]
-        if "per_template" in res:
-            row["per_template"] = res["per_template"]
-        row["report"] = str(Path(cfg.out_dir) / "eval.json")
-        per[task] = row
     k = sum(r["successes"] for r in per.values())
     n = sum(r["n_episodes"] for r in per.values())
     summary = {
@@ -43,7 +63,7 @@ def evaluate_tasks(
         "overall": {"successes": k, "n_episodes": n, "success_rate": k / n if n else 0.0,
                     "success_ci95": list(wilson_interval(k, n))},
         "min_task_success_rate": min(r["success_rate"] for r in per.values()),
-        "checkpoint": str(getattr(policy, "checkpoint", None) or ""),
+        "checkpoint": checkpoint,
     }  # fmt: skip
     summary["plot"] = str(_plot(per, summary["overall"], out / "eval.png"))
     write_json(out / "eval.json", summary)

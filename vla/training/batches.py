@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,15 @@ from vla.data import Normalizer, ReplayBuffer, SequenceDataset, compute_stats, s
 from vla.encoders import FrozenEncoder
 from vla.encoders.cache import EmbeddingStore, StaleEmbeddingsError
 from vla.processor import Processor, encode_observation
+from vla.training.token_arrays import (
+    TOKEN_MODES,
+    available_memory_bytes,
+    choose_mode,
+    image_tokens_nbytes,
+    local_processes,
+    memmap_image_tokens,
+    read_image_tokens,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +61,10 @@ class DataSpec:
         make a share of every batch). Statistics count each episode once.
     repeat_tasks: {episode info "task": n}: the same by task, the sampling weights of a multi-task
         dataset (`vla-collect task=all`), e.g. {"stack_cubes": 2}; multiplies with repeat_sources.
+    tokens: where precomputed image tokens live while training: "ram" (read into memory), "mmap"
+        (memory-mapped `.npy` files under `token_cache_dir`, `vla.training.token_arrays`) or
+        "auto" (mmap when they would take more than half the available memory).
+    token_cache_dir: the directory of the mmap files (None: mmap is refused).
     """
 
     dataset: str
@@ -66,6 +80,8 @@ class DataSpec:
     future_offsets: tuple[int, ...] = ()
     repeat_sources: dict[str, int] = field(default_factory=dict)
     repeat_tasks: dict[str, int] = field(default_factory=dict)
+    tokens: str = "auto"
+    token_cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("repeat_sources", "repeat_tasks"):
@@ -74,6 +90,8 @@ class DataSpec:
                 raise ValueError(f"DataSpec.{name}: repeats must be integers >= 1, got {bad}")
         if any(int(o) < 1 for o in self.future_offsets):
             raise ValueError(f"DataSpec.future_offsets must all be >= 1, got {self.future_offsets}")
+        if self.tokens not in TOKEN_MODES:
+            raise ValueError(f"DataSpec.tokens must be one of {TOKEN_MODES}, got {self.tokens!r}")
         if self.embeddings not in ("auto", "precomputed", "on_the_fly"):
             raise ValueError(
                 f"DataSpec.embeddings must be auto | precomputed | on_the_fly, got {self.embeddings!r}"
@@ -96,34 +114,39 @@ class TokenSource:
     kind: str
 
 
-_READ_BLOCK_FRAMES = 4096
-
-
-def _read_blocks(store: EmbeddingStore, camera: str, n_frames: int, dtype: torch.dtype) -> torch.Tensor:
-    """(n_frames, tokens_per_image, D) `dtype` image tokens of `camera`, read block by block."""
-    out: torch.Tensor | None = None
-    for start in range(0, n_frames, _READ_BLOCK_FRAMES):
-        stop = min(n_frames, start + _READ_BLOCK_FRAMES)
-        part = store.image_tokens(camera, np.arange(start, stop), dtype=dtype)
-        if out is None:
-            out = torch.empty((n_frames, *part.shape[1:]), dtype=dtype)
-        out[start:stop] = part
-    if out is None:
-        raise ValueError(f"embeddings/{store.name}: the dataset has no frames")
-    return out
-
-
 class PrecomputedTokens(TokenSource):
-    """Tokens read once from `embeddings/<fingerprint>/` into memory (float16) for fast batching."""
+    """Tokens read once from `embeddings/<fingerprint>/` into memory (float16) for fast batching, or
+    memory-mapped from uncompressed cache files when they do not fit (`mode`, see DataSpec.tokens)."""
 
     kind = "precomputed"
 
-    def __init__(self, store: EmbeddingStore, cameras: Sequence[str], use_text: bool) -> None:
-        # Keep the stored precision in memory (float16 halves it; ~200 MB for 100 demos x 2 cameras),
-        # read in blocks into one preallocated tensor per camera: a whole-array read converted
-        # afterwards peaked far above it (2000 demos x 384-dim tokens: killed at 22.8 GB RSS).
+    def __init__(
+        self,
+        store: EmbeddingStore,
+        cameras: Sequence[str],
+        use_text: bool,
+        mode: str = "ram",
+        cache_dir: str | None = None,
+    ) -> None:
         dt = torch.float16 if store.attrs.get("dtype") == "float16" else torch.float32
-        self.images = [_read_blocks(store, c, store.rb.n_frames, dt) for c in cameras]
+        nbytes = image_tokens_nbytes(store, list(cameras))
+        self.mode = choose_mode(mode, nbytes, available_memory_bytes(), local_processes())
+        if self.mode == "mmap" and cache_dir is None:
+            if mode == "mmap":
+                raise ValueError("data.tokens=mmap needs data.token_cache_dir")
+            log.warning(
+                "image tokens take %.1f GB but data.token_cache_dir is null: reading them into RAM",
+                nbytes / 1e9,
+            )
+            self.mode = "ram"
+        if self.mode == "mmap":
+            log.info("image tokens: %.1f GB, memory-mapped from %s", nbytes / 1e9, cache_dir)
+            self.images = [memmap_image_tokens(store, c, Path(cache_dir)) for c in cameras]  # type: ignore[arg-type]
+        else:
+            # Keep the stored precision in memory (float16 halves it; ~200 MB for 100 demos x 2
+            # cameras), read in blocks into one preallocated tensor per camera: a whole-array read
+            # converted afterwards peaked far above it (2000 demos x 384-dim: killed at 22.8 GB RSS).
+            self.images = [read_image_tokens(store, c, dt) for c in cameras]
         self.use_text = use_text
         self.separable = store.separable
         if use_text:
@@ -329,7 +352,7 @@ def build_train_data(spec: DataSpec, enc: FrozenEncoder) -> TrainData:
     else:
         try:
             store = EmbeddingStore(rb, enc.fingerprint)
-            source = PrecomputedTokens(store, cameras, spec.use_text)
+            source = PrecomputedTokens(store, cameras, spec.use_text, spec.tokens, spec.token_cache_dir)
         except StaleEmbeddingsError as e:
             if spec.embeddings == "precomputed":
                 raise
