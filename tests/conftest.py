@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
+
+# A shell without job control (`cmd &` in a script, nohup) starts background jobs with SIGINT
+# ignored, and Python keeps it ignored: the Ctrl-C tests would never see their interrupt. Restore
+# Python's handler; processes the tests start then begin with the default disposition again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
