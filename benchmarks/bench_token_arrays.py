@@ -8,8 +8,9 @@ Opens the dataset's embeddings group (`--group`, default its first complete one;
 dataset that has none, for small ones) the way `vla-train` does (`PrecomputedTokens`), then times
 `--batches` gathers of `--batch-size` random frames' image tokens (the token part of a training
 batch, float32 on return). `mmap` runs twice: the first setup builds the cache file (or reuses
-it), the second reuses it; its gathers are timed warm and again after `posix_fadvise(DONTNEED)`
-evicts the files from the page cache (cold: what a batch costs when the tokens do not fit). Private
+it), the second reuses it; its gathers are timed first with the files evicted from the page cache
+(`posix_fadvise(DONTNEED)`; cold: what a batch costs when the tokens do not fit), then again on the
+same frames (warm). Private
 memory is the process's RssAnon growth over the setup (memory the kernel cannot reclaim). Prints a
 table with ratios to the first mode and writes benchmarks/results/bench_token_arrays.json.
 """
@@ -73,9 +74,11 @@ def _gather_ms(images: list[torch.Tensor], frames: np.ndarray, batch: int) -> fl
 
 
 def _drop_cache(paths: list[Path]) -> None:
+    """Evict `paths` from the page cache (written back first: dirty pages are not dropped)."""
     for p in paths:
         fd = os.open(p, os.O_RDONLY)
         try:
+            os.fsync(fd)
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
             os.close(fd)
@@ -113,12 +116,12 @@ def main() -> None:
                 "mode": mode if mode == "ram" else f"mmap ({'build or reuse' if attempt == 0 else 'reuse'})",
                 "setup_s": round(setup_s, 2),
                 "private_memory_gb": round(anon / 1e9, 3),
-                "gather_ms_warm": round(_gather_ms(src.images, frames, args.batch_size), 3),
             }
             if mode == "mmap":
-                files = [cache_path(store, c, args.cache_dir) for c in cams]
-                _drop_cache(files)
+                # Cold first: pages this process has touched stay mapped and cannot be evicted.
+                _drop_cache([cache_path(store, c, args.cache_dir) for c in cams])
                 row["gather_ms_cold"] = round(_gather_ms(src.images, frames, args.batch_size), 3)
+            row["gather_ms_warm"] = round(_gather_ms(src.images, frames, args.batch_size), 3)
             rows.append(row)
             del src
     base = rows[0]["gather_ms_warm"]
