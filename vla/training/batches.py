@@ -37,6 +37,7 @@ from vla.training.token_arrays import (
     local_processes,
     memmap_image_tokens,
     read_image_tokens,
+    stored_dtype,
 )
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ class PrecomputedTokens(TokenSource):
         mode: str = "ram",
         cache_dir: str | None = None,
     ) -> None:
-        dt = torch.float16 if store.attrs.get("dtype") == "float16" else torch.float32
+        dt = stored_dtype(store)
         nbytes = image_tokens_nbytes(store, list(cameras))
         self.mode = choose_mode(mode, nbytes, available_memory_bytes(), local_processes())
         if self.mode == "mmap" and cache_dir is None:
@@ -143,9 +144,7 @@ class PrecomputedTokens(TokenSource):
             log.info("image tokens: %.1f GB, memory-mapped from %s", nbytes / 1e9, cache_dir)
             self.images = [memmap_image_tokens(store, c, Path(cache_dir)) for c in cameras]  # type: ignore[arg-type]
         else:
-            # Keep the stored precision in memory (float16 halves it; ~200 MB for 100 demos x 2
-            # cameras), read in blocks into one preallocated tensor per camera: a whole-array read
-            # converted afterwards peaked far above it (2000 demos x 384-dim: killed at 22.8 GB RSS).
+            # The stored precision (float16 halves it; ~200 MB for 100 demos x 2 cameras).
             self.images = [read_image_tokens(store, c, dt) for c in cameras]
         self.use_text = use_text
         self.separable = store.separable

@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -34,25 +35,39 @@ TOKEN_MODES = ("ram", "mmap", "auto")
 AUTO_RAM_FRACTION = 0.5
 _READ_BLOCK_FRAMES = 4096
 _SPOT_CHECK_ROWS = 8
+_NP = {torch.float16: np.dtype(np.float16), torch.float32: np.dtype(np.float32)}
+
+
+def stored_dtype(store: EmbeddingStore) -> torch.dtype:
+    """The precision the tokens are stored in (vla-embed's dtype), kept in memory and in the files."""
+    return torch.float16 if store.attrs.get("dtype") == "float16" else torch.float32
+
+
+def _blocks(
+    store: EmbeddingStore, camera: str, dtype: torch.dtype
+) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """(start, stop, tokens) of `camera`, _READ_BLOCK_FRAMES frames at a time: whole-array reads
+    converted afterwards peaked far above the result (2000 demos x 384-dim: killed at 22.8 GB RSS)."""
+    n = int(store.rb.n_frames)
+    if n == 0:
+        raise ValueError(f"embeddings/{store.name}: the dataset has no frames")
+    for start in range(0, n, _READ_BLOCK_FRAMES):
+        stop = min(n, start + _READ_BLOCK_FRAMES)
+        yield start, stop, store.image_tokens(camera, np.arange(start, stop), dtype=dtype)
 
 
 def read_image_tokens(store: EmbeddingStore, camera: str, dtype: torch.dtype) -> torch.Tensor:
     """(n_frames, tokens_per_image, D) `dtype` tokens of `camera` in RAM, read block by block into one
-    preallocated tensor (a whole-array read converted afterwards peaked far above it: 2000 demos x
-    384-dim tokens were killed at 22.8 GB RSS)."""
-    n = int(store.rb.n_frames)
-    if n == 0:
-        raise ValueError(f"embeddings/{store.name}: the dataset has no frames")
-    out = torch.empty((n, store.tokens_per_image, store.dim), dtype=dtype)
-    for start in range(0, n, _READ_BLOCK_FRAMES):
-        stop = min(n, start + _READ_BLOCK_FRAMES)
-        out[start:stop] = store.image_tokens(camera, np.arange(start, stop), dtype=dtype)
+    preallocated tensor."""
+    out = torch.empty((int(store.rb.n_frames), store.tokens_per_image, store.dim), dtype=dtype)
+    for start, stop, part in _blocks(store, camera, dtype):
+        out[start:stop] = part
     return out
 
 
 def image_tokens_nbytes(store: EmbeddingStore, cameras: list[str]) -> int:
     """Bytes the image tokens of `cameras` take in memory at the stored precision."""
-    itemsize = 2 if store.attrs.get("dtype") == "float16" else 4
+    itemsize = _NP[stored_dtype(store)].itemsize
     return len(cameras) * int(store.rb.n_frames) * store.tokens_per_image * store.dim * itemsize
 
 
@@ -111,26 +126,21 @@ def cache_path(store: EmbeddingStore, camera: str, cache_dir: Path) -> Path:
     return Path(cache_dir) / f"{prefix}-{camera}-{content}.npy"
 
 
-def _spot_check(arr: np.ndarray, store: EmbeddingStore, camera: str) -> bool:
+def _spot_check(arr: np.ndarray, store: EmbeddingStore, camera: str, dtype: torch.dtype) -> bool:
     """True when a few rows of `arr` (first, last, spread between) equal the store's."""
-    n = arr.shape[0]
-    rows = np.unique(np.linspace(0, n - 1, _SPOT_CHECK_ROWS).astype(np.int64))
-    ref = store.image_tokens(camera, rows, dtype=torch.from_numpy(arr[:1]).dtype).numpy()
-    return bool(np.array_equal(np.asarray(arr[rows]), ref))
+    rows = np.unique(np.linspace(0, arr.shape[0] - 1, _SPOT_CHECK_ROWS).astype(np.int64))
+    return bool(np.array_equal(np.asarray(arr[rows]), store.image_tokens(camera, rows, dtype=dtype).numpy()))
 
 
-def _write(store: EmbeddingStore, camera: str, path: Path, dtype: np.dtype) -> None:
+def _write(store: EmbeddingStore, camera: str, path: Path, dtype: torch.dtype) -> None:
     """Decode `camera`'s tokens block by block into `path` (written to a temporary name, then
     renamed, so an interrupted run leaves no half file under the real name)."""
-    n = int(store.rb.n_frames)
-    shape = (n, store.tokens_per_image, store.dim)
+    shape = (int(store.rb.n_frames), store.tokens_per_image, store.dim)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=_NP[dtype], shape=shape)
     try:
-        tdt = torch.from_numpy(np.zeros(1, dtype=dtype)).dtype
-        for start in range(0, n, _READ_BLOCK_FRAMES):
-            stop = min(n, start + _READ_BLOCK_FRAMES)
-            out[start:stop] = store.image_tokens(camera, np.arange(start, stop), dtype=tdt).numpy()
+        for start, stop, part in _blocks(store, camera, dtype):
+            out[start:stop] = part.numpy()
         out.flush()
         del out
         os.replace(tmp, path)
@@ -144,14 +154,14 @@ def memmap_image_tokens(store: EmbeddingStore, camera: str, cache_dir: Path) -> 
     (built on first use; older cache files of the same dataset and camera are removed then)."""
     if getattr(store.rb, "path", None) is None:
         raise ValueError("data.tokens=mmap needs a dataset on disk (the store has no path)")
-    dtype = np.dtype(np.float16 if store.attrs.get("dtype") == "float16" else np.float32)
+    dtype = stored_dtype(store)
     path = cache_path(store, camera, cache_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     want = (int(store.rb.n_frames), store.tokens_per_image, store.dim)
     if path.exists():
         try:
             arr = np.load(path, mmap_mode="c")
-            if arr.shape == want and arr.dtype == dtype and _spot_check(arr, store, camera):
+            if arr.shape == want and arr.dtype == _NP[dtype] and _spot_check(arr, store, camera, dtype):
                 log.info("tokens of %s: memory-mapped %s", camera, path)
                 return torch.from_numpy(arr)
             log.warning("%s: does not match the store's tokens; rebuilding it", path)
@@ -160,7 +170,7 @@ def memmap_image_tokens(store: EmbeddingStore, camera: str, cache_dir: Path) -> 
     for old in path.parent.glob(f"{path.name.rsplit('-', 1)[0]}-*.npy"):
         if old != path:  # another torchrun process may be writing or reading this very name
             old.unlink(missing_ok=True)  # an mmap already open on it stays valid (POSIX)
-    gb = np.prod(want) * dtype.itemsize / 1e9
+    gb = np.prod(want) * _NP[dtype].itemsize / 1e9
     log.info("tokens of %s: writing %.1f GB to %s (once per embeddings)", camera, gb, path)
     _write(store, camera, path, dtype)
     return torch.from_numpy(np.load(path, mmap_mode="c"))
