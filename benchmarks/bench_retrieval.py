@@ -158,7 +158,7 @@ def main() -> None:
     a.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"cpu_count": os.cpu_count(), "machine": platform.machine(), "torch": torch.__version__}
     a.out.write_text(json.dumps({"rows": rows, "scenes": a.scenes, "batch": a.batch, "encoder": str(a.encoder),
-                                 "seconds": time.perf_counter() - t0, **meta}, indent=2) + "\\n")  # fmt: skip
+                                 "seconds": time.perf_counter() - t0, **meta}, indent=2) + "\n")  # fmt: skip
     print(f"wrote {a.out}")
 
 

@@ -163,6 +163,14 @@ def _probe(r: dict) -> str:
     return f"target identified (chance {100 * r['chance_target_identified']:.0f}%): {res}"
 
 
+def _probe_text(r: dict) -> str:
+    cells = {(x["text_pool"], x["test"]): x["all"] for x in r["rows"]}
+    return "held-out instructions read right (task + both referents): " + ", ".join(
+        f"{pool} {cells[pool, 'heldout_words']:.2f} / {cells[pool, 'heldout']:.2f} with colour synonyms"
+        for pool in ("mean", "attention")
+    )
+
+
 # ----------------------------------------------------------------------------- quick settings
 @dataclass(frozen=True)
 class Bench:
@@ -276,6 +284,7 @@ QUICK: dict[str, Bench] = {
     "bench_retrieval": Bench(("--scenes", "64", "--encoder", "{encoder}"), _retrieval, needs=("encoder",)),
     "bench_stack": Bench(("--quick", "--encoder", "{encoder}"), _stack, needs=("encoder",)),
     "probe_grounding": Bench(("--quick", "--encoder", "{encoder}"), _probe, needs=("encoder",)),
+    "probe_text": Bench(("--quick",), _probe_text),
 }
 
 MISSING_HINT = {

@@ -39,6 +39,8 @@ class TokenPool(nn.Module):
             text_cond=c.pool_text_cond,
             n_cameras=c.n_cameras,
             tokens_per_camera=c.tokens_per_camera,
+            text_pool=c.text_pool,
+            n_text_queries=c.n_text_queries,
         )
 
     def __init__(
@@ -51,6 +53,8 @@ class TokenPool(nn.Module):
         text_cond: bool = False,
         n_cameras: int = 1,
         tokens_per_camera: int = 0,
+        text_pool: str = "mean",
+        n_text_queries: int = 4,
     ) -> None:
         super().__init__()
         self.mode = mode
@@ -69,7 +73,10 @@ class TokenPool(nn.Module):
                 self.text_norm = nn.LayerNorm(token_dim)
                 self.text_proj = nn.Linear(token_dim, n_queries * d_model)
         elif mode == "spatial_softmax":
-            self.spatial = SpatialKeypoints(token_dim, d_model, n_queries, n_cameras, tokens_per_camera)
+            text = TextAttentionPool(token_dim, n_text_queries) if text_pool == "attention" else None
+            self.spatial = SpatialKeypoints(
+                token_dim, d_model, n_queries, n_cameras, tokens_per_camera, text_pool=text
+            )
         elif mode in ("mean", "none"):
             self.proj = nn.Linear(token_dim, d_model)
         else:
@@ -120,6 +127,35 @@ class TokenPool(nn.Module):
         return off.view(tokens.shape[0], self.n_queries, -1)
 
 
+class TextAttentionPool(nn.Module):
+    """The instruction's text tokens (B, N, D) -> one vector (B, D) by learned-query attention.
+
+    Q learned queries each take a softmax over the valid text tokens (logits from the normalized
+    token states), pool a D/Q-wide projection of them, and the Q pools are concatenated and mapped
+    back to D. Unlike a masked mean, one query can follow the first colour word and another the
+    second, so the roles in "put the red cube on the blue pad" survive pooling. A sample with no
+    valid text token gets zeros (the caller gates on it).
+    """
+
+    def __init__(self, token_dim: int, n_queries: int = 4) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(token_dim)
+        self.logits = nn.Linear(token_dim, n_queries)
+        width = -(-token_dim // n_queries)  # ceil: Q pools of this width, then back to D
+        self.value = nn.Linear(token_dim, width)
+        self.out = nn.Linear(n_queries * width, token_dim)
+
+    def forward(self, tokens: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+        """tokens (B, N, D), text_mask (B, N) bool True = valid text token -> (B, D)."""
+        x = self.norm(tokens)
+        logits = self.logits(x).masked_fill(~text_mask.unsqueeze(-1), float("-inf"))  # (B, N, Q)
+        # A sample without text would softmax over all -inf (NaN): give it uniform weights, then zero.
+        has = text_mask.any(1)
+        attn = torch.where(has[:, None, None], logits, torch.zeros_like(logits)).softmax(1)
+        pooled = torch.einsum("bnq,bnw->bqw", attn, self.value(x)).flatten(1)
+        return self.out(pooled) * has.unsqueeze(-1).to(tokens.dtype)
+
+
 class SpatialKeypoints(nn.Module):
     """Instruction-conditioned spatial softmax over each camera's patch grid (B, N, D) -> (B, C*K+1, d_model).
 
@@ -134,6 +170,9 @@ class SpatialKeypoints(nn.Module):
 
     Token layout (as `vla.encoders` writes it): n_cameras * tokens_per_camera image tokens, camera by
     camera, each camera a row-major square grid, then any text tokens (marked by `text_mask`).
+
+    text_pool: a `TextAttentionPool` reads the text tokens in place of their masked mean
+    (`PolicyConfig.text_pool="attention"`); None keeps the mean.
     """
 
     def __init__(
@@ -145,8 +184,10 @@ class SpatialKeypoints(nn.Module):
         tokens_per_camera: int,
         hidden: int = 128,
         value_dim: int = 16,
+        text_pool: TextAttentionPool | None = None,
     ) -> None:
         super().__init__()
+        self.text_pool = text_pool
         g = math.isqrt(tokens_per_camera)
         if g * g != tokens_per_camera:
             raise ValueError(
@@ -194,7 +235,10 @@ class SpatialKeypoints(nn.Module):
         text_mask = text_mask & mask
         w = text_mask.to(tokens.dtype).unsqueeze(-1)
         n_text = w.sum(1)
-        text = (tokens * w).sum(1) / n_text.clamp_min(1.0)  # (B, D); zero without text
+        if self.text_pool is None:
+            text = (tokens * w).sum(1) / n_text.clamp_min(1.0)  # (B, D); zero without text
+        else:
+            text = self.text_pool(tokens, text_mask)
         has_text = (n_text > 0).to(tokens.dtype)
         gamma, beta = (self.film(self.text_norm(text)) * has_text).view(b, 2, self.c, 1, -1).unbind(1)
         h = self.inp(tokens[:, :n_img]).view(b, self.c, self.p, -1) + self.pos

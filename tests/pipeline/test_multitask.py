@@ -191,5 +191,5 @@ def test_heldout_phrasing_shorthand(debug_runs: dict[str, Path], tmp_path: Path)
     held = json.loads((Path(__file__).resolve().parents[2] / "configs/phrasings/heldout.json").read_text())
     assert set(res["per_template"]) == set(held["pick_cube"])
     assert all(t.split()[0] in {"hoist", "could", "snatch", "i"} for t in res["per_instruction"])
-    with pytest.raises(ValueError, match="the one named set is 'heldout'"):
+    with pytest.raises(ValueError, match=r"the named sets are \['heldout', 'heldout_words'\]"):
         eval_cli.run(compose("eval", [*args, "phrasing=mine"]))

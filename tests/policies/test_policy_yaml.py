@@ -36,6 +36,7 @@ RECIPE = {
         "state_noise_std": 0.1,
         "aux_future_weight": 1.0,
         "aux_ground_weight": 1.0,  # with vla-train's data.grounding scenes (README "Grounding scenes")
+        "text_pool": "attention",  # the dataclass keeps "mean" so older checkpoints load unchanged
     },
     "transformer": {
         "token_pool": "spatial_softmax",
@@ -45,6 +46,7 @@ RECIPE = {
         "dim_feedforward": 256,
         "state_noise_std": 0.1,
         "aux_future_weight": 1.0,
+        "text_pool": "attention",
     },
 }
 

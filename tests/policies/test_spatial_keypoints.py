@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from policies import make_config
-from policies.layers import SpatialKeypoints
+from policies import make_config, make_policy
+from policies.layers import SpatialKeypoints, TextAttentionPool
 
 D, C, G, L = 12, 2, 3, 4  # token dim, cameras, grid side, text tokens
 P = G * G
@@ -110,3 +110,75 @@ def test_learns_to_find_the_patch_the_instruction_names() -> None:
     err = (pred - test_target).norm(dim=-1)
     # Patches are 1.0 apart on the [-1, 1] grid; guessing the mean position errs by ~0.9.
     assert float(err.mean()) < 0.3, float(err.mean())
+
+
+# ---------------------------------------------------------------- text_pool="attention"
+def test_text_attention_pool_masks_padding_and_zeroes_a_sample_without_text() -> None:
+    torch.manual_seed(0)
+    pool = TextAttentionPool(D, n_queries=3)
+    tokens, _, text_mask = _batch(3)
+    text_mask[1, -1] = False  # one padded text token
+    text_mask[2] = False  # no text at all
+    out = pool(tokens, text_mask)
+    assert out.shape == (3, D) and torch.isfinite(out).all()
+    assert out[2].abs().max() == 0
+    moved = tokens.clone()
+    moved[1, -1] += 7.0  # the padded token
+    moved[:, :5] += 7.0  # image tokens are never text
+    torch.testing.assert_close(pool(moved, text_mask), out)
+
+
+def test_text_pool_config_builds_the_attention_reader_and_old_configs_keep_the_mean() -> None:
+    base = {"token_pool": "spatial_softmax", "n_tokens": 8, "tokens_per_camera": 4}
+    assert make_config("diffusion", base).text_pool == "mean"  # a checkpoint without the field
+    pol = make_policy("diffusion", make_config("diffusion", {**base, "text_pool": "attention"}))
+    assert isinstance(pol.pool.spatial.text_pool, TextAttentionPool)
+    with pytest.raises(ValueError, match="text_pool"):
+        make_config("diffusion", {**base, "text_pool": "max"})
+    with pytest.raises(ValueError, match="n_text_queries"):
+        make_config("diffusion", {**base, "n_text_queries": 0})
+
+
+def test_attention_keeps_word_roles_that_the_mean_loses() -> None:
+    """Text = two colour words, each with a role embedding (first / second), plus filler; the label
+    is the FIRST colour. The mean of the tokens is symmetric in the two colours (it cannot beat
+    ~50% on pairs of distinct colours); learned queries can attend to the first role."""
+    torch.manual_seed(0)
+    k_col, n_txt, b = 5, 6, 512
+    colours, roles = torch.randn(k_col, D), 2.0 * torch.randn(2, D)
+
+    def texts(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(seed)
+        tok = 0.1 * torch.randn(n, n_txt, D, generator=g)
+        first = torch.randint(k_col, (n,), generator=g)
+        second = (first + torch.randint(1, k_col, (n,), generator=g)) % k_col
+        slots = torch.stack([torch.randperm(n_txt, generator=g)[:2] for _ in range(n)])
+        rows = torch.arange(n)
+        tok[rows, slots[:, 0]] += colours[first] + roles[0]
+        tok[rows, slots[:, 1]] += colours[second] + roles[1]
+        return tok, first
+
+    def fit(attention: bool) -> float:
+        torch.manual_seed(1)
+        pool = TextAttentionPool(D, n_queries=2) if attention else None
+        head = torch.nn.Sequential(torch.nn.Linear(D, 64), torch.nn.GELU(), torch.nn.Linear(64, k_col))
+        params = [*head.parameters(), *(pool.parameters() if pool else [])]
+        opt = torch.optim.Adam(params, 3e-3)
+        tok, y = texts(b, 0)
+        m = torch.ones(b, n_txt, dtype=torch.bool)
+
+        def read(t: torch.Tensor, mk: torch.Tensor) -> torch.Tensor:
+            return head(pool(t, mk) if pool else t.mean(1))
+
+        for _ in range(300):
+            loss = torch.nn.functional.cross_entropy(read(tok, m), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        t_tok, t_y = texts(256, 1)
+        with torch.no_grad():
+            return float((read(t_tok, m[:256]).argmax(1) == t_y).float().mean())
+
+    mean_acc, attn_acc = fit(False), fit(True)
+    assert mean_acc < 0.65, mean_acc
+    assert attn_acc > 0.9, attn_acc

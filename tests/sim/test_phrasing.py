@@ -64,3 +64,12 @@ def test_paraphrase_episodes_draw_from_the_grammar(task: str) -> None:
         env.close()
     with pytest.raises(ValueError, match="instructions must be 'templates' or 'paraphrase'"):
         sim.make(task, render_images=False, instructions="free")
+
+
+def test_heldout_words_is_heldout_without_the_colour_synonyms() -> None:
+    """`phrasing=heldout_words`: the same unseen templates with the palette's own colour names, so the
+    two sets separate unseen verbs/nouns from unseen colour words."""
+    held = json.loads(HELDOUT.read_text())
+    words = json.loads(HELDOUT.with_name("heldout_words.json").read_text())
+    del held["colour_synonyms"]
+    assert words == held

@@ -40,6 +40,7 @@ COMMAND = Command(
         "vla-eval checkpoint=outputs/train/<run> num_shards=4 shard=0 out_dir=outputs/eval/x   # one of 4 shards",
         "vla-eval checkpoint=outputs/train/<run> num_shards=4 merge=true out_dir=outputs/eval/x   # join them",
         "vla-eval checkpoint=outputs/train/<run> task=all phrasing=heldout   # every task, unseen wording",
+        "vla-eval checkpoint=outputs/train/<run> task=all phrasing=heldout_words   # same, palette colour names",
         "vla-eval checkpoint=outputs/train/<run> task=all num_shards=2 shard=1 out_dir=outputs/eval/x   # its share of every task",
     ),
     multirun=_sweep,
@@ -74,13 +75,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     r: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     if r.get("phrasing"):
-        if r["phrasing"] != "heldout":
+        named = sorted(f.stem for f in (Path(config_dir()) / "phrasings").glob("*.json"))
+        if r["phrasing"] not in named:
             raise ValueError(
-                f"phrasing={r['phrasing']!r}: the one named set is 'heldout' (or give instructions_file=)"
+                f"phrasing={r['phrasing']!r}: the named sets are {named} (configs/phrasings/), "
+                "or give instructions_file="
             )
         if r.get("instructions_file"):
-            raise ValueError("phrasing=heldout and instructions_file= both set; pick one")
-        r["instructions_file"] = str(Path(config_dir()) / "phrasings" / "heldout.json")
+            raise ValueError(f"phrasing={r['phrasing']} and instructions_file= both set; pick one")
+        r["instructions_file"] = str(Path(config_dir()) / "phrasings" / f"{r['phrasing']}.json")
     shard, num_shards = int(r.get("shard") or 0), int(r.get("num_shards") or 1)
     check_shard(shard, num_shards)
     if (num_shards > 1 or r.get("merge")) and not r.get("out_dir"):
