@@ -69,7 +69,7 @@ class PolicyConfig:
     # queries over the text tokens, concatenated). A mean blurs which word plays which role ("the
     # red cube on the blue pad" and "the blue cube on the red pad" differ only in order): on a text
     # probe of the held-out phrasings the mean recovered the second referent in 65% of them, the
-    # attention pool in 100% (ARCHITECTURE.md, "Token front ends").
+    # attention pool in 99% (ARCHITECTURE.md, "Token front ends").
     text_pool: str = "mean"
     n_text_queries: int = 4
     # Gaussian noise (normalized units) added to the state in compute_loss only (Policy.augment_state).
