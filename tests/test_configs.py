@@ -87,3 +87,24 @@ def test_plain_vla_train_is_the_best_recipe_experiments_only_change_scale() -> N
             and head["aux_future_weight"] > 0
         )
         assert not plain["policy_overrides"]
+
+
+def test_demo_takes_fields_named_like_config_directories() -> None:
+    """vla-demo's `task` and `policy` are plain strings, yet configs/task/ and configs/policy/ exist:
+    Hydra alone read `task=place_cube` as a config-group choice and refused it."""
+    from vla.cli.app import UsageError, compose_command
+    from vla.cli.demo import COMMAND
+
+    cfg = compose_command(
+        COMMAND,
+        ["task=place_cube", "policy=transformer", 'train_overrides=["experiment=sim_cpu","train.steps=20"]'],
+    )
+    assert (cfg.task, cfg.policy) == ("place_cube", "transformer")
+    assert cfg.dataset == "outputs/demos/place_cube.zarr"  # interpolations see the new value
+    assert list(cfg.train_overrides) == ["experiment=sim_cpu", "train.steps=20"]
+    with pytest.raises(UsageError, match="unknown option 'tsk'"):
+        compose_command(COMMAND, ["tsk=place_cube"])
+    # Commands that load configs/task/ as a group keep Hydra's group choice.
+    from vla.cli.eval import COMMAND as EVAL
+
+    assert compose_command(EVAL, ["checkpoint=x", "task=place_cube"]).task.name == "place_cube"

@@ -28,6 +28,7 @@ import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from vla.cli.help import choices, config_groups, help_text
@@ -162,14 +163,42 @@ def _compose(cmd: Command, overrides: list[str]) -> Any:
                         f"unknown option {name!r}{_suggest(name, known)}; `+` only adds a field inside a "
                         f"mapping such as env_overrides (see {cmd.prog} --help)"
                     )
+        # A plain field named like a config directory (vla-demo's `task: pick_cube`, `policy:`): Hydra
+        # would read `task=place_cube` as a choice of configs/task/ that the command does not load and
+        # refuse it, so such overrides are set on the composed config instead.
+        shadowed = [o for o in overrides if _shadows_group(o, base, groups)]
         try:
-            cfg = compose(cmd.config, overrides=overrides, return_hydra_config=True)
+            cfg = compose(
+                cmd.config, overrides=[o for o in overrides if o not in shadowed], return_hydra_config=True
+            )
+            if shadowed:
+                from hydra.core.override_parser.overrides_parser import OverridesParser
+
+                parser = OverridesParser.create()
+                for o in shadowed:
+                    ov = parser.parse_override(o)
+                    OmegaConf.update(cfg, ov.key_or_group, ov.value(), merge=False)
         except (HydraException, OmegaConfBaseException) as e:
             raise UsageError(_compose_message(cmd, str(e), known)) from None
         HydraConfig.instance().set_config(cfg)
         with open_dict(cfg):
             del cfg["hydra"]
     return cfg
+
+
+def _shadows_group(override: str, base: Any, groups: Sequence[str]) -> bool:
+    """Whether `key=value` sets a plain top-level field of `base` whose name is also a directory of
+    configs/ that is not one of the command's own config groups."""
+    from omegaconf import DictConfig, ListConfig
+
+    key = override.split("=", 1)[0]
+    if "=" not in override or key.startswith(("+", "~")) or "." in key or "@" in key or key in groups:
+        return False
+    return (
+        key in base
+        and not isinstance(base[key], (DictConfig, ListConfig))
+        and (Path(config_dir()) / key).is_dir()
+    )
 
 
 def compose_command(cmd: Command, overrides: list[str]) -> Any:

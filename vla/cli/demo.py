@@ -30,7 +30,8 @@ COMMAND = Command(
     summary="collect, pretrain the encoder, embed, train and evaluate the default pick_cube policy, each stage skipped when its output is up to date",
     examples=(
         "make demo",
-        "python -m vla.cli.demo n_demos=200 'train_overrides=[experiment=sim_cpu,train.steps=2000]'",
+        'python -m vla.cli.demo n_demos=200 \'train_overrides=["experiment=sim_cpu","train.steps=2000"]\'',
+        "python -m vla.cli.demo task=place_cube out_dir=outputs/demo_place",
     ),
 )
 
