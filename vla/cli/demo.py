@@ -5,6 +5,7 @@
     3. embed     vla-embed    (skipped by vla-embed itself when the embeddings are up to date)
     4. train     vla-train    the diffusion head (skipped when the run dir has a finished checkpoint)
     5. evaluate  vla-eval     closed loop, safety gate on; prints success rate + 95% CI, plot, videos
+                              (eval_shards processes side by side, then merged into one report)
 
 Configured by configs/demo.yaml; progress and time are printed per stage.
 """
@@ -44,6 +45,31 @@ def _run(args: list[str]) -> None:
     cmd = [sys.executable, "-m", *args]
     print("[demo] $ " + " ".join(cmd[1:]), flush=True)
     subprocess.run(cmd, check=True, cwd=REPO_ROOT)
+
+
+def _run_parallel(jobs: list[list[str]]) -> None:
+    """Run the entry points side by side; the first failure stops the others and is raised."""
+    cmds = [[sys.executable, "-m", *args] for args in jobs]
+    for cmd in cmds:
+        print("[demo] $ " + " ".join(cmd[1:]) + " &", flush=True)
+    procs = [subprocess.Popen(cmd, cwd=REPO_ROOT) for cmd in cmds]
+    try:
+        pending = list(zip(procs, cmds, strict=True))
+        while pending:
+            for p, cmd in list(pending):
+                rc = p.poll()
+                if rc is None:
+                    continue
+                pending.remove((p, cmd))
+                if rc != 0:
+                    raise subprocess.CalledProcessError(rc, cmd)
+            time.sleep(0.2)
+    finally:  # a failed shard or Ctrl-C: do not leave the others running
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            p.wait()
 
 
 def dataset_matches(
@@ -118,12 +144,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if (enc / "config.json").is_file() and any(enc.glob("*.safetensors")):
         print(f"[demo] skip: {enc} has a pretrained encoder", flush=True)
     else:
-        _run(["vla.cli.pretrain_encoder", f"out_dir={enc}"])
+        _run(["vla.cli.pretrain_encoder", f"out_dir={enc}", f"threads={r['threads']}"])
     times["pretrain_encoder"] = time.perf_counter() - t
 
     _stage("3/5 embed the dataset", t0)
     t = time.perf_counter()
-    _run(["vla.cli.embed", f"dataset={dataset}", f"encoder.model={enc}"])
+    _run(["vla.cli.embed", f"dataset={dataset}", f"encoder.model={enc}", f"threads={r['threads']}"])
     times["embed"] = time.perf_counter() - t
 
     _stage(f"4/5 train the {r['policy']} head", t0)
@@ -154,16 +180,22 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     _stage(f"5/5 evaluate on {r['eval_episodes']} episodes", t0)
     t = time.perf_counter()
     eval_dir = out / "eval"
-    _run(
-        [
-            "vla.cli.eval",
-            f"checkpoint={run_dir}",
-            f"n_episodes={r['eval_episodes']}",
-            f"out_dir={eval_dir}",
-            "progress=false",
-            *r["eval_overrides"],
-        ]
-    )
+    ev = [
+        "vla.cli.eval",
+        f"checkpoint={run_dir}",
+        f"n_episodes={r['eval_episodes']}",
+        f"out_dir={eval_dir}",
+        "progress=false",
+        *r["eval_overrides"],
+    ]
+    shards = int(r["eval_shards"])
+    if shards < 1:
+        raise ValueError(f"configs/demo.yaml: eval_shards must be >= 1, got {shards}")
+    if shards == 1:
+        _run(ev)
+    else:
+        _run_parallel([[*ev, f"num_shards={shards}", f"shard={i}"] for i in range(shards)])
+        _run([*ev, f"num_shards={shards}", "merge=true"])
     times["eval"] = time.perf_counter() - t
 
     res = json.loads((eval_dir / "eval.json").read_text())
