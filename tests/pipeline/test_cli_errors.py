@@ -111,6 +111,13 @@ CASES: list[tuple[str, str, str, int, list[str]]] = [
         2,
         ["missing.zarr"],
     ),
+    (
+        "train-grounding-workers",
+        "train",
+        "{train} dataset={dataset} data.grounding.workers=0 run_dir={tmp}/run_gw",
+        2,
+        ["data.grounding.workers", ">= 1"],
+    ),
     # --- vla-embed
     ("embed-no-dataset", "embed", "", 2, ["dataset="]),
     ("embed-missing-dataset", "embed", "dataset={tmp}/none.zarr encoder.model={encoder}", 2, ["none.zarr"]),

@@ -129,6 +129,25 @@ def test_grounding_spec_refuses_bad_values() -> None:
     assert GroundingSpec(tasks=("a", "b", "c"), n_scenes=8).scenes_per_task() == [3, 3, 2]
 
 
+def test_scenes_rendered_in_worker_processes_equal_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each worker renders a contiguous block; the joined set is the one-process set, scene for scene,
+    including a block boundary inside a task's seeds and one between two tasks."""
+    import vla.training.grounding as grounding
+
+    monkeypatch.setattr(grounding, "_MIN_SCENES_PER_WORKER", 1)  # spawn workers for 5 scenes
+    env = {t: {"image_size": IMAGE_SIZE} for t in ("pick_cube", "push_cube")}
+    spec = GroundingSpec(tasks=("pick_cube", "push_cube"), n_scenes=5, env=env, seed=77)
+    one = render_grounding_scenes(spec, ["front", "wrist"], workers=1)
+    two = render_grounding_scenes(spec, ["front", "wrist"], workers=2)
+    assert one[1] == two[1] and len(one[1]) == 5
+    np.testing.assert_array_equal(one[2], two[2])
+    for c in ("front", "wrist"):
+        assert one[0][c].shape == (5, IMAGE_SIZE, IMAGE_SIZE, 3)
+        np.testing.assert_array_equal(one[0][c], two[0][c])
+    with pytest.raises(ValueError, match="workers"):
+        render_grounding_scenes(spec, ["front"], workers=0)
+
+
 def test_vla_train_with_the_grounding_loss(
     tmp_path: Path, tiny_dataset: Path, tiny_encoder_dir: Path
 ) -> None:

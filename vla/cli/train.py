@@ -110,6 +110,7 @@ def to_job(cfg: DictConfig, run_dir: Path) -> TrainJob:
         threads=r.get("threads"),
         grounding=grounding,
         grounding_cache=_grounding_cache(r) if grounding is not None else None,
+        grounding_workers=_grounding_workers(r),
     )
 
 
@@ -139,6 +140,18 @@ def _grounding_cache(r: dict[str, Any]) -> Path | None:
     """data.grounding.cache_dir (null or absent, as in configs saved before it: no cache)."""
     d = (r["data"].get("grounding") or {}).get("cache_dir")
     return Path(str(d)) if d else None
+
+
+def _grounding_workers(r: dict[str, Any]) -> int | None:
+    """data.grounding.workers (null or absent: the CPU's cores, at most 4)."""
+    w = (r["data"].get("grounding") or {}).get("workers")
+    if w is None:
+        return None
+    if not isinstance(w, int) or isinstance(w, bool) or w < 1:
+        raise ValueError(
+            f"configs/train.yaml: data.grounding.workers must be an integer >= 1 or null, got {w!r}"
+        )
+    return w
 
 
 def resume_config(run_dir: Path, overrides: list[str]) -> DictConfig:

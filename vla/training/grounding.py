@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 import time
@@ -96,17 +97,77 @@ class GroundingSet:
         return int(self.tokens.shape[0])
 
 
+# Below this many scenes a worker process's start-up (spawn, import MuJoCo) costs more than it saves.
+_MIN_SCENES_PER_WORKER = 256
+
+
+def default_render_workers() -> int:
+    """Processes that render grounding scenes when none are asked for: the CPU's cores, at most 4
+    (rendering happens in training's setup, before anything else wants the cores)."""
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
 def render_grounding_scenes(
-    spec: GroundingSpec, cameras: Sequence[str]
+    spec: GroundingSpec, cameras: Sequence[str], workers: int | None = None
 ) -> tuple[dict[str, np.ndarray], list[str], np.ndarray]:
     """Reset each task once per seed: frames {camera: uint8 (S, H, W, 3)}, S instructions, and the
-    target cube's table (x, y) and its goal's (`goal_xy`) float32 (S, 4) [m]."""
+    target cube's table (x, y) and its goal's (`goal_xy`) float32 (S, 4) [m].
+
+    workers: render in this many spawned processes, each a contiguous block of the scenes (None:
+    `default_render_workers()`; fewer when there are under 256 scenes a worker). A scene depends on
+    its task and seed only, so the result is the same for any number of workers."""
+    blocks = [(name, 0, n) for name, n in zip(spec.tasks, spec.scenes_per_task(), strict=True)]
+    n_workers = default_render_workers() if workers is None else int(workers)
+    if n_workers < 1:
+        raise ValueError(f"render_grounding_scenes: workers must be >= 1, got {workers}")
+    n_workers = max(1, min(n_workers, spec.n_scenes // _MIN_SCENES_PER_WORKER))
+    if n_workers == 1:
+        parts = [_render_block(spec, tuple(cameras), blocks)]
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        # "spawn": MuJoCo's EGL/OSMesa contexts are not fork-safe (as vla-collect's workers).
+        with ProcessPoolExecutor(n_workers, mp_context=mp.get_context("spawn")) as pool:
+            parts = list(
+                pool.map(
+                    _render_block,
+                    [spec] * n_workers,
+                    [tuple(cameras)] * n_workers,
+                    _split_blocks(blocks, n_workers),
+                )
+            )
+    frames = {c: np.concatenate([p[0][c] for p in parts]) for c in cameras}
+    instructions = [t for p in parts for t in p[1]]
+    return frames, instructions, np.concatenate([p[2] for p in parts])
+
+
+def _split_blocks(blocks: list[tuple[str, int, int]], k: int) -> list[list[tuple[str, int, int]]]:
+    """Cut the (task, first, stop) scene ranges, in order, into `k` runs of about equal length."""
+    total = sum(stop - start for _, start, stop in blocks)
+    bounds = [round(total * i / k) for i in range(k + 1)]
+    out: list[list[tuple[str, int, int]]] = []
+    for lo, hi in itertools.pairwise(bounds):
+        run, pos = [], 0
+        for name, start, stop in blocks:
+            a, b = max(lo, pos), min(hi, pos + stop - start)
+            if a < b:
+                run.append((name, start + a - pos, start + b - pos))
+            pos += stop - start
+        out.append(run)
+    return out
+
+
+def _render_block(
+    spec: GroundingSpec, cameras: tuple[str, ...], blocks: list[tuple[str, int, int]]
+) -> tuple[dict[str, np.ndarray], list[str], np.ndarray]:
+    """Scenes first..stop-1 of each (task, first, stop): `render_grounding_scenes`' arrays."""
     import sim
 
     frames: dict[str, list[np.ndarray]] = {c: [] for c in cameras}
     instructions: list[str] = []
     xy: list[np.ndarray] = []
-    for name, n in zip(spec.tasks, spec.scenes_per_task(), strict=True):
+    for name, first, stop in blocks:
         env = sim.make(name, **{**spec.env.get(name, {}), "cameras": list(cameras)})
         try:
             task = env.unwrapped.task
@@ -114,7 +175,7 @@ def render_grounding_scenes(
                 raise ValueError(
                     f"grounding scenes: task {name!r} names no target cube and goal (`target`, `goal_xy`)"
                 )
-            for i in range(n):
+            for i in range(first, stop):
                 obs, _ = env.reset(seed=spec.seed + i)
                 for c in cameras:
                     frames[c].append(obs[f"image_{c}"])
@@ -148,6 +209,7 @@ def build_grounding_set(
     processor: Processor,
     batch: int = 256,
     cache_dir: Path | None = None,
+    workers: int | None = None,
 ) -> GroundingSet:
     """Render and encode `spec`'s scenes as the training batches lay tokens out (`processor`: its
     cameras order, `use_text` and text mask).
@@ -155,6 +217,7 @@ def build_grounding_set(
     cache_dir: keep the encoded scenes in `cache_dir/<key>.pt` (`grounding_cache_key`) and load them
     from there next time: DAgger's fine-tuning rounds and repeated runs on one recipe then skip the
     ~60 s of rendering and encoding. None: no cache.
+    workers: processes that render the scenes (`render_grounding_scenes`; the same set for any).
     """
     t0 = time.perf_counter()
     path = None
@@ -165,16 +228,21 @@ def build_grounding_set(
         if hit is not None:
             tokens, mask, xy = hit
             return _grounding_set(tokens, mask, xy, processor, time.perf_counter() - t0, cached=True)
-    tokens, mask, xy = _render_and_encode(spec, encoder, cameras, processor, batch)
+    tokens, mask, xy = _render_and_encode(spec, encoder, cameras, processor, batch, workers)
     if path is not None:
         _save_cached(path, key, tokens, mask, xy)
     return _grounding_set(tokens, mask, xy, processor, time.perf_counter() - t0, cached=False)
 
 
 def _render_and_encode(
-    spec: GroundingSpec, encoder: FrozenEncoder, cameras: Sequence[str], processor: Processor, batch: int
+    spec: GroundingSpec,
+    encoder: FrozenEncoder,
+    cameras: Sequence[str],
+    processor: Processor,
+    batch: int,
+    workers: int | None,
 ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    frames, instructions, xy = render_grounding_scenes(spec, cameras)
+    frames, instructions, xy = render_grounding_scenes(spec, cameras, workers)
     toks, masks = [], []
     with torch.no_grad():
         for i in range(0, len(instructions), batch):

@@ -45,6 +45,7 @@ class TrainJob:
     grounding: the extra scenes of the heads' auxiliary grounding loss (`vla.training.grounding`);
         needed when policy_values sets aux_ground_weight > 0, ignored otherwise.
     grounding_cache: where encoded grounding scenes are kept between runs (None: render every time).
+    grounding_workers: processes that render the grounding scenes (None: the CPU's cores, at most 4).
     """
 
     run_dir: Path
@@ -62,6 +63,7 @@ class TrainJob:
     threads: int | None = None
     grounding: GroundingSpec | None = None
     grounding_cache: Path | None = None
+    grounding_workers: int | None = None
 
 
 def _scenes_like_the_frames(
@@ -210,7 +212,12 @@ def run_training(job: TrainJob) -> TrainOutcome:
         if size_note and ctx.is_main:
             print(f"[vla-train] grounding scenes: {size_note}", flush=True)
         scenes = build_grounding_set(
-            gspec, encoder, data.cameras, data.processor, cache_dir=job.grounding_cache
+            gspec,
+            encoder,
+            data.cameras,
+            data.processor,
+            cache_dir=job.grounding_cache,
+            workers=job.grounding_workers,
         )
         loader = GroundedLoader(
             loader,
