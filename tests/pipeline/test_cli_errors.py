@@ -118,6 +118,8 @@ CASES: list[tuple[str, str, str, int, list[str]]] = [
         2,
         ["data.grounding.workers", ">= 1"],
     ),
+    # --- make demo (refused before its first stage)
+    ("demo-eval-shards", "demo", "eval_shards=0 out_dir={tmp}/demo", 2, ["eval_shards", ">= 1"]),
     # --- vla-embed
     ("embed-no-dataset", "embed", "", 2, ["dataset="]),
     ("embed-missing-dataset", "embed", "dataset={tmp}/none.zarr encoder.model={encoder}", 2, ["none.zarr"]),

@@ -115,6 +115,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     task_cfg = task_config(task, "configs/demo.yaml: task")
     env = dict(task_cfg.get("env") or {})
     times: dict[str, float] = {}
+    # Checked before the first stage, not after half an hour of them.
+    shards = int(r["eval_shards"])
+    if shards < 1:
+        raise ValueError(f"configs/demo.yaml: eval_shards must be >= 1, got {shards}")
 
     _stage(f"1/5 collect {r['n_demos']} {task} demos", t0)
     t = time.perf_counter()
@@ -188,9 +192,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "progress=false",
         *r["eval_overrides"],
     ]
-    shards = int(r["eval_shards"])
-    if shards < 1:
-        raise ValueError(f"configs/demo.yaml: eval_shards must be >= 1, got {shards}")
     if shards == 1:
         _run(ev)
     else:
