@@ -41,3 +41,21 @@ def test_ordered_phrase() -> None:
     assert ordered_phrase([]) == "no objects in view"
     assert ordered_phrase(["orange cube"]) == "an orange cube"
     assert ordered_phrase(["red cube", "blue pad"]) == "red cube and blue pad from left to right"
+
+
+def test_pairs_rendered_in_worker_processes_equal_one_process(monkeypatch) -> None:
+    """Each worker renders a contiguous range of scenes (tasks interleaved, so a range starts on any
+    task); the joined pairs are the one-process pairs, frame for frame and text for text."""
+    import pytest
+
+    import vla.scene_workers
+
+    monkeypatch.setattr(vla.scene_workers, "MIN_SCENES_PER_WORKER", 1)  # spawn workers for 5 scenes
+    cfg = PairConfig(tasks=("pick_cube", "push_cube"), n_scenes=5, image_size=48, seed=31)
+    one, two = render_pairs(cfg, workers=1), render_pairs(cfg, workers=2)
+    assert len(one) == len(two) == 5
+    for c in cfg.cameras:
+        np.testing.assert_array_equal(one.images[c], two.images[c])
+        assert one.texts[c] == two.texts[c]
+    with pytest.raises(ValueError, match="workers"):
+        render_pairs(cfg, workers=0)

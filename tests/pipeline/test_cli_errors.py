@@ -118,6 +118,14 @@ CASES: list[tuple[str, str, str, int, list[str]]] = [
         2,
         ["data.grounding.workers", ">= 1"],
     ),
+    # --- vla-pretrain-encoder
+    (
+        "pretrain-render-workers",
+        "pretrain_encoder",
+        "render_workers=0 out_dir={tmp}/enc",
+        2,
+        ["pretrain_encoder.yaml", "render_workers", ">= 1"],
+    ),
     # --- make demo (refused before its first stage)
     ("demo-eval-shards", "demo", "eval_shards=0 out_dir={tmp}/demo", 2, ["eval_shards", ">= 1"]),
     # --- vla-embed

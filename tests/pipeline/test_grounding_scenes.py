@@ -132,9 +132,9 @@ def test_grounding_spec_refuses_bad_values() -> None:
 def test_scenes_rendered_in_worker_processes_equal_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each worker renders a contiguous block; the joined set is the one-process set, scene for scene,
     including a block boundary inside a task's seeds and one between two tasks."""
-    import vla.training.grounding as grounding
+    import vla.scene_workers
 
-    monkeypatch.setattr(grounding, "_MIN_SCENES_PER_WORKER", 1)  # spawn workers for 5 scenes
+    monkeypatch.setattr(vla.scene_workers, "MIN_SCENES_PER_WORKER", 1)  # spawn workers for 5 scenes
     env = {t: {"image_size": IMAGE_SIZE} for t in ("pick_cube", "push_cube")}
     spec = GroundingSpec(tasks=("pick_cube", "push_cube"), n_scenes=5, env=env, seed=77)
     one = render_grounding_scenes(spec, ["front", "wrist"], workers=1)

@@ -46,7 +46,7 @@ def to_pretrain_config(cfg: DictConfig) -> tuple[PretrainConfig, int | None]:
             train=pairs(c["train"], "train"),
             eval=pairs(c["eval"], "eval"),
         )
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise ValueError(f"configs/pretrain_encoder.yaml: {e}") from e
     return pc, threads
 

@@ -130,7 +130,7 @@ def pretrain_lit(
 
     t0 = time.time()
     rng = random.Random(cfg.seed)
-    train, held_out = render_pairs(cfg.train), render_pairs(cfg.eval)
+    train, held_out = render_pairs(cfg.train, cfg.render_workers), render_pairs(cfg.eval, cfg.render_workers)
     log(f"rendered {len(train)} train + {len(held_out)} held-out scenes in {time.time() - t0:.1f}s")
     tok = AutoTokenizer.from_pretrained(str(packaged_minilm_dir()), local_files_only=True)
     pre = preprocessing(cfg.model)

@@ -58,6 +58,8 @@ class PretrainConfig:
         (side a `crop_scale` fraction of the frame), described by the objects inside it.
     grad_clip: max gradient norm.
     eval_batch: retrieval is top-1 among this many candidates (full frames, never crops).
+    render_workers: processes that render the scenes (None: the CPU's cores up to 4; the same
+        scenes for any count: `vla.pretrain.sim_pairs.render_pairs`).
     time_limit_s: optional safety valve: training stops early after this many seconds. None (the
         default) stops on `steps` alone, so the encoder, and every result downstream of it, is the
         same on a fast and a slow machine (a 200 s limit stopped two demo runs at 631 and 700 steps).
@@ -79,8 +81,15 @@ class PretrainConfig:
     seed: int = 0
     time_limit_s: float | None = None
     log_every: int = 50
+    render_workers: int | None = None
 
     def __post_init__(self) -> None:
+        if self.render_workers is not None and (
+            not isinstance(self.render_workers, int) or self.render_workers < 1
+        ):
+            raise ValueError(
+                f"PretrainConfig.render_workers must be an integer >= 1 or None, got {self.render_workers!r}"
+            )
         if (
             self.train.seed + self.train.n_scenes > self.eval.seed
             and self.eval.seed + self.eval.n_scenes > self.train.seed
@@ -213,7 +222,7 @@ def pretrain(cfg: PretrainConfig, log: Callable[[str], None] = print) -> dict[st
     """Render pairs, train, evaluate held-out retrieval, save the checkpoint. Returns the metrics."""
     t0 = time.time()
     rng = random.Random(cfg.seed)
-    train, held_out = render_pairs(cfg.train), render_pairs(cfg.eval)
+    train, held_out = render_pairs(cfg.train, cfg.render_workers), render_pairs(cfg.eval, cfg.render_workers)
     t_render = time.time() - t0
     log(f"rendered {len(train)} train + {len(held_out)} held-out scenes in {t_render:.1f}s")
     tok = build_word_tokenizer([BASE_VOCAB, *train.corpus()])

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vla.scene_workers import map_in_processes, render_workers, split_range
+
 TEXT_KINDS = ("ordered", "instruction", "single")
 
 
@@ -149,23 +151,42 @@ def describe(task, camera: str) -> dict:
     }
 
 
-def render_pairs(cfg: PairConfig) -> ScenePairs:
-    """Reset each task's environment `n_scenes` times in total and record frames + texts."""
+def render_pairs(cfg: PairConfig, workers: int | None = None) -> ScenePairs:
+    """Reset each task's environment `n_scenes` times in total (scene i: task i mod the task count,
+    seed `cfg.seed + i`) and record frames + texts.
+
+    workers: render in this many spawned processes, each a contiguous range of scenes (None: the
+    CPU's cores up to 4; fewer when there are under 256 scenes a worker: `vla.scene_workers`). A
+    scene depends on its task and seed only, so the pairs are the same for any number of workers."""
     import sim
 
-    tasks = list(cfg.tasks) or sim.task_names()
+    tasks = tuple(cfg.tasks) or tuple(sim.task_names())
     unknown = sorted(set(tasks) - set(sim.task_names()))
     if unknown:
         raise ValueError(f"PairConfig.tasks: unknown task(s) {unknown}; registered: {sim.task_names()}")
-    images = {c: np.zeros((cfg.n_scenes, cfg.image_size, cfg.image_size, 3), np.uint8) for c in cfg.cameras}
+    n_workers = render_workers(cfg.n_scenes, workers, "render_pairs")
+    parts = map_in_processes(
+        _render_range, [(cfg, tasks, lo, hi) for lo, hi in split_range(cfg.n_scenes, n_workers)]
+    )
+    images = {c: np.concatenate([p.images[c] for p in parts]) for c in cfg.cameras}
+    return ScenePairs(images, {c: [t for p in parts for t in p.texts[c]] for c in cfg.cameras})
+
+
+def _render_range(cfg: PairConfig, tasks: tuple[str, ...], lo: int, hi: int) -> ScenePairs:
+    """Scenes lo..hi-1 of `render_pairs` (one process)."""
+    import sim
+
+    images = {c: np.zeros((hi - lo, cfg.image_size, cfg.image_size, 3), np.uint8) for c in cfg.cameras}
     texts: dict[str, list[dict]] = {c: [] for c in cfg.cameras}
-    envs = {t: sim.make(t, image_size=cfg.image_size, cameras=tuple(cfg.cameras)) for t in tasks}
+    # Only the tasks this range draws from: a worker builds no scene it does not render.
+    used = dict.fromkeys(tasks[i % len(tasks)] for i in range(lo, min(hi, lo + len(tasks))))
+    envs = {t: sim.make(t, image_size=cfg.image_size, cameras=tuple(cfg.cameras)) for t in used}
     try:
-        for i in range(cfg.n_scenes):
+        for i in range(lo, hi):
             env = envs[tasks[i % len(tasks)]]
             obs, _ = env.reset(seed=cfg.seed + i)
             for c in cfg.cameras:
-                images[c][i] = obs[f"image_{c}"]
+                images[c][i - lo] = obs[f"image_{c}"]
                 texts[c].append(describe(env.unwrapped.task, c))
     finally:
         for env in envs.values():

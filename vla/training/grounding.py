@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
 import json
 import os
 import time
@@ -40,6 +39,7 @@ import torch
 
 from vla.encoders import FrozenEncoder
 from vla.processor import Processor
+from vla.scene_workers import map_in_processes, render_workers, split_range
 
 # Far from every other seed range the project uses (demos from 0, evaluation 100000+ and 200000+,
 # the encoder's pretraining and its held-out scenes, the grounding probe's 1000000+).
@@ -97,16 +97,6 @@ class GroundingSet:
         return int(self.tokens.shape[0])
 
 
-# Below this many scenes a worker process's start-up (spawn, import MuJoCo) costs more than it saves.
-_MIN_SCENES_PER_WORKER = 256
-
-
-def default_render_workers() -> int:
-    """Processes that render grounding scenes when none are asked for: the CPU's cores, at most 4
-    (rendering happens in training's setup, before anything else wants the cores)."""
-    return max(1, min(os.cpu_count() or 1, 4))
-
-
 def render_grounding_scenes(
     spec: GroundingSpec, cameras: Sequence[str], workers: int | None = None
 ) -> tuple[dict[str, np.ndarray], list[str], np.ndarray]:
@@ -114,29 +104,13 @@ def render_grounding_scenes(
     target cube's table (x, y) and its goal's (`goal_xy`) float32 (S, 4) [m].
 
     workers: render in this many spawned processes, each a contiguous block of the scenes (None:
-    `default_render_workers()`; fewer when there are under 256 scenes a worker). A scene depends on
-    its task and seed only, so the result is the same for any number of workers."""
+    the CPU's cores up to 4; fewer when there are under 256 scenes a worker: `vla.scene_workers`).
+    A scene depends on its task and seed only, so the result is the same for any number of workers."""
     blocks = [(name, 0, n) for name, n in zip(spec.tasks, spec.scenes_per_task(), strict=True)]
-    n_workers = default_render_workers() if workers is None else int(workers)
-    if n_workers < 1:
-        raise ValueError(f"render_grounding_scenes: workers must be >= 1, got {workers}")
-    n_workers = max(1, min(n_workers, spec.n_scenes // _MIN_SCENES_PER_WORKER))
-    if n_workers == 1:
-        parts = [_render_block(spec, tuple(cameras), blocks)]
-    else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        # "spawn": MuJoCo's EGL/OSMesa contexts are not fork-safe (as vla-collect's workers).
-        with ProcessPoolExecutor(n_workers, mp_context=mp.get_context("spawn")) as pool:
-            parts = list(
-                pool.map(
-                    _render_block,
-                    [spec] * n_workers,
-                    [tuple(cameras)] * n_workers,
-                    _split_blocks(blocks, n_workers),
-                )
-            )
+    n_workers = render_workers(spec.n_scenes, workers, "render_grounding_scenes")
+    parts = map_in_processes(
+        _render_block, [(spec, tuple(cameras), run) for run in _split_blocks(blocks, n_workers)]
+    )
     frames = {c: np.concatenate([p[0][c] for p in parts]) for c in cameras}
     instructions = [t for p in parts for t in p[1]]
     return frames, instructions, np.concatenate([p[2] for p in parts])
@@ -144,10 +118,8 @@ def render_grounding_scenes(
 
 def _split_blocks(blocks: list[tuple[str, int, int]], k: int) -> list[list[tuple[str, int, int]]]:
     """Cut the (task, first, stop) scene ranges, in order, into `k` runs of about equal length."""
-    total = sum(stop - start for _, start, stop in blocks)
-    bounds = [round(total * i / k) for i in range(k + 1)]
     out: list[list[tuple[str, int, int]]] = []
-    for lo, hi in itertools.pairwise(bounds):
+    for lo, hi in split_range(sum(stop - start for _, start, stop in blocks), k):
         run, pos = [], 0
         for name, start, stop in blocks:
             a, b = max(lo, pos), min(hi, pos + stop - start)
