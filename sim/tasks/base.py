@@ -24,7 +24,7 @@ import mujoco
 import numpy as np
 
 from sim.scene import PAD_GEOMS, PALETTE, PINCH_SITE, TABLE_GEOM, SceneConfig, add_box_object
-from sim.tasks.episode_summary import failure_summary, grasp_summary
+from sim.tasks.episode_summary import failure_summary, grasp_summary, offset_toward_goal
 
 CUBE_HALF = 0.02  # 4 cm cubes: well inside the 2F-85's 85 mm stroke
 INSTRUCTION_CHARSET = string.ascii_letters + string.digits + " ,.'-"
@@ -361,6 +361,7 @@ class CubeTask(Task):
         out["close_height_above_target_m"] = float(pinch[2] - self.cube_pos(target)[2])
         out["close_nearest_is_target"] = min(dist, key=dist.get) == target
         self._close_xy = self.cube_pos(target)[:2].copy()  # where the cube was when the grasp began
+        out.update(offset_toward_goal(pinch[:2], self._close_xy, self.goal_xy()))  # {} for a pick
         return out
 
     def goal_xy(self) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Summaries over episodes of the cube tasks' diagnostics (`CubeTask.diagnostics`): why they failed.
 
 Pure functions of the episode dicts vla-eval and vla-deploy record (`EpisodeRecord.as_dict()`: the
-task's diagnostics merged with `success`), so both runners summarize identically.
+task's diagnostics merged with `success`), so both runners summarize identically; and
+`offset_toward_goal`, one number of the grasp report, kept here beside the summary that reads it.
 """
 
 from __future__ import annotations
@@ -43,14 +44,30 @@ def failure_summary(episodes: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def offset_toward_goal(hand_xy: np.ndarray, cube_xy: np.ndarray, goal_xy: np.ndarray) -> dict[str, float]:
+    """{"close_offset_toward_goal_m": the hand's offset from the cube along cube -> goal} [m]: > 0
+    when the hand closed on the goal's side (drifting toward where it will carry the cube); empty
+    when the goal is within 2 cm of the cube (a pick's goal is the cube's own place)."""
+    to_goal = np.asarray(goal_xy, np.float64)[:2] - np.asarray(cube_xy, np.float64)
+    d = float(np.linalg.norm(to_goal))
+    if d <= 0.02:
+        return {}
+    return {"close_offset_toward_goal_m": float((np.asarray(hand_xy) - cube_xy) @ to_goal / d)}
+
+
 def grasp_summary(episodes: list[dict[str, Any]]) -> dict[str, Any]:
-    """Episodes that never closed / closed the gripper, closed nearest the target, and the median
-    xy distance to the target at the first close."""
+    """Episodes that never closed / closed the gripper, closed nearest the target, the median xy
+    distance to the target at the first close, and (tasks with a goal away from the cube) the
+    median of that offset's component toward the goal."""
     closed = [e["grasp"] for e in episodes if e.get("grasp")]
     located = [g for g in closed if "close_xy_to_target_m" in g]
-    return {
+    out = {
         "never_closed": len(episodes) - len(closed),
         "closed": len(closed),
         "closed_nearest_target": sum(bool(g["close_nearest_is_target"]) for g in located),
         "median_close_xy_to_target_m": _median([g["close_xy_to_target_m"] for g in located]),
     }
+    toward = [g["close_offset_toward_goal_m"] for g in located if "close_offset_toward_goal_m" in g]
+    if toward:  # tasks that carry the cube elsewhere (place, stack, push)
+        out["median_close_offset_toward_goal_m"] = _median(toward)
+    return out

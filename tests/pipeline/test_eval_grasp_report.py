@@ -37,6 +37,43 @@ def test_expert_closes_on_the_named_cube() -> None:
         env.close()
 
 
+def test_offset_toward_the_goal_is_reported_for_tasks_that_carry_the_cube() -> None:
+    """place_cube's expert closes on the cube centre: the offset's component toward the pad is ~0;
+    pick_cube (the goal is the cube's own place) reports none. Then a hand moved 3 cm from the cube
+    straight toward the pad and 2 cm sideways reads +3 cm (computed here from the positions)."""
+    for task, has in (("place_cube", True), ("pick_cube", False)):
+        env = sim.make(task, image_size=32, cameras=["front"])
+        try:
+            rec = _Recorder(env)
+            expert = sim.make_expert(env)
+            obs, _ = rec.reset(seed=3)
+            expert.reset()
+            done = False
+            while not done and not env.unwrapped.task.diagnostics()["grasp"]:
+                obs, _, term, trunc, _ = rec.step(expert.act(obs))
+                done = term or trunc
+            g = env.unwrapped.task.diagnostics()["grasp"]
+            assert ("close_offset_toward_goal_m" in g) is has, g
+            if has:
+                assert abs(g["close_offset_toward_goal_m"]) < 0.01, g
+        finally:
+            env.close()
+    env = sim.make("place_cube", image_size=32, cameras=["front"])
+    try:
+        env.reset(seed=4)
+        t = env.unwrapped.task
+        cube, pad = t.cube_pos(t.target)[:2], t.goal_xy()
+        u = (pad - cube) / np.hypot(*(pad - cube))
+        hand = cube + 0.03 * u + 0.02 * np.array([-u[1], u[0]])
+        t.pinch_pos = lambda: np.array([hand[0], hand[1], 0.05])  # where the hand is, for the report
+        t.on_gripper_command(7, True)  # the first close command: the task records the grasp
+        g = t.diagnostics()["grasp"]
+        assert np.isclose(g["close_offset_toward_goal_m"], 0.03, atol=1e-9)
+        assert np.isclose(g["close_xy_to_target_m"], np.hypot(0.03, 0.02), atol=1e-9)
+    finally:
+        env.close()
+
+
 def test_grasp_summary_counts() -> None:
     eps = [
         {"grasp": {}},
@@ -46,6 +83,14 @@ def test_grasp_summary_counts() -> None:
     s = summarize_diagnostics("pick_cube", eps)["grasp_summary"]
     assert (s["never_closed"], s["closed"], s["closed_nearest_target"]) == (1, 2, 1)
     assert np.isclose(s["median_close_xy_to_target_m"], 0.05)
+    assert "median_close_offset_toward_goal_m" not in s  # a pick has no goal away from the cube
+    place = [
+        {"grasp": {**e["grasp"], "close_offset_toward_goal_m": v}} for e, v in zip(eps[1:], (0.02, -0.01))
+    ]
+    assert np.isclose(
+        summarize_diagnostics("place_cube", place)["grasp_summary"]["median_close_offset_toward_goal_m"],
+        0.005,
+    )
     records = [
         EpisodeRecord(
             episode=i,

@@ -254,7 +254,13 @@ def _report_line(res: dict[str, Any], ckpt: Path, part: str, out_dir: str) -> No
     g = res.get("grasp_summary")  # the cube tasks' diagnostics summary (sim.tasks.base.CubeTask)
     grip = (
         f"gripper closed in {g['closed']} (nearest the target in {g['closed_nearest_target']}, median "
-        f"{g['median_close_xy_to_target_m'] * 100:.1f} cm off), never in {g['never_closed']} | "
+        f"{g['median_close_xy_to_target_m'] * 100:.1f} cm off"
+        + (
+            f", {g['median_close_offset_toward_goal_m'] * 100:+.1f} cm toward the goal"
+            if "median_close_offset_toward_goal_m" in g
+            else ""
+        )
+        + f"), never in {g['never_closed']} | "
         if g
         else ""
     )
