@@ -48,11 +48,12 @@ def offset_toward_goal(hand_xy: np.ndarray, cube_xy: np.ndarray, goal_xy: np.nda
     """{"close_offset_toward_goal_m": the hand's offset from the cube along cube -> goal} [m]: > 0
     when the hand closed on the goal's side (drifting toward where it will carry the cube); empty
     when the goal is within 2 cm of the cube (a pick's goal is the cube's own place)."""
-    to_goal = np.asarray(goal_xy, np.float64)[:2] - np.asarray(cube_xy, np.float64)
+    cube = np.asarray(cube_xy, np.float64)
+    to_goal = np.asarray(goal_xy, np.float64)[:2] - cube
     d = float(np.linalg.norm(to_goal))
     if d <= 0.02:
         return {}
-    return {"close_offset_toward_goal_m": float((np.asarray(hand_xy) - cube_xy) @ to_goal / d)}
+    return {"close_offset_toward_goal_m": float((np.asarray(hand_xy, np.float64) - cube) @ to_goal / d)}
 
 
 def grasp_summary(episodes: list[dict[str, Any]]) -> dict[str, Any]:

@@ -252,15 +252,11 @@ def _eval_config(r: dict[str, Any], task: str, env: dict, out_dir: str, shard: i
 def _report_line(res: dict[str, Any], ckpt: Path, part: str, out_dir: str) -> None:
     lo, hi = res["success_ci95"]
     g = res.get("grasp_summary")  # the cube tasks' diagnostics summary (sim.tasks.base.CubeTask)
+    toward = g.get("median_close_offset_toward_goal_m") if g else None  # place, stack, push
     grip = (
         f"gripper closed in {g['closed']} (nearest the target in {g['closed_nearest_target']}, median "
         f"{g['median_close_xy_to_target_m'] * 100:.1f} cm off"
-        + (
-            f", {g['median_close_offset_toward_goal_m'] * 100:+.1f} cm toward the goal"
-            if "median_close_offset_toward_goal_m" in g
-            else ""
-        )
-        + f"), never in {g['never_closed']} | "
+        f"{'' if toward is None else f', {toward * 100:+.1f} cm toward the goal'}), never in {g['never_closed']} | "
         if g
         else ""
     )
