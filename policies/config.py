@@ -72,6 +72,10 @@ class PolicyConfig:
     # attention pool in 99% (ARCHITECTURE.md, "Token front ends").
     text_pool: str = "mean"
     n_text_queries: int = 4
+    # spatial_softmax only: each keypoint's heatmap query also depends on the instruction (a linear
+    # map of the pooled text per keypoint, `SpatialKeypoints.text_queries`), not only through the
+    # FiLM all keypoints of a camera share. Off: checkpoints written before it load unchanged.
+    keypoint_text_queries: bool = False
     # Gaussian noise (normalized units) added to the state in compute_loss only (Policy.augment_state).
     state_noise_std: float = 0.0
     # Auxiliary loss (weight > 0): an MLP predicts the normalized state at t + each offset from the

@@ -118,6 +118,13 @@ CASES: list[tuple[str, str, str, int, list[str]]] = [
         2,
         ["data.grounding.workers", ">= 1"],
     ),
+    (
+        "train-grounding-rollouts",
+        "train",
+        "{train} dataset={dataset} data.grounding.n_scenes=8 data.grounding.rollouts=2 data.grounding.rollout_steps=3 run_dir={tmp}/run_gr",
+        2,
+        ["configs/train.yaml: data.grounding", "frames_per_rollout <= rollout_steps"],
+    ),
     # --- vla-pretrain-encoder
     (
         "pretrain-render-workers",

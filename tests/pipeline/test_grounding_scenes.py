@@ -16,6 +16,7 @@ from pipeline_helpers import IMAGE_SIZE, train_overrides
 from safetensors.torch import load_file
 
 from vla.training.grounding import GroundedLoader, GroundingSet, GroundingSpec, render_grounding_scenes
+from vla.training.grounding_render import ROLLOUT_SEED_OFFSET
 
 PUSH_DISTANCE = 0.08  # push_cube's default success distance [m], restated here as the oracle's own
 
@@ -126,6 +127,61 @@ def test_grounding_spec_refuses_bad_values() -> None:
         GroundingSpec(tasks=("pick_cube", "push_cube"), n_scenes=1)
     with pytest.raises(ValueError, match="'all'"):
         GroundingSpec(tasks=("all",), n_scenes=4)
+    with pytest.raises(ValueError, match="rollouts"):
+        GroundingSpec(tasks=("pick_cube",), n_scenes=4, rollouts=-1)
+    with pytest.raises(ValueError, match="frames_per_rollout"):
+        GroundingSpec(tasks=("pick_cube",), n_scenes=4, rollouts=2, frames_per_rollout=5, rollout_steps=4)
+
+
+def test_rollout_frames_are_labelled_with_where_the_cube_is_then(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rollouts add `frames_per_rollout` mid-episode frames each, after every reset scene. Oracle: with
+    every step in [1, rollout_steps] kept, the labels are the named cube's and pad's MuJoCo body
+    positions after each step of an independent re-run of the scripted expert from the same seed;
+    the set is the same rendered in 1 or 2 processes, and its reset scenes are those of the spec
+    without rollouts."""
+    import sim
+    import vla.scene_workers
+
+    monkeypatch.setattr(vla.scene_workers, "MIN_SCENES_PER_WORKER", 1)
+    steps = 6
+    spec = GroundingSpec(
+        tasks=("place_cube",), n_scenes=2, env={"place_cube": {"image_size": IMAGE_SIZE}}, seed=41,
+        rollouts=2, frames_per_rollout=steps, rollout_steps=steps,
+    )  # fmt: skip
+    frames, instructions, xy = render_grounding_scenes(spec, ["front", "wrist"], workers=1)
+    assert xy.shape == (2 + 2 * steps, 4) and frames["wrist"].shape[0] == 2 + 2 * steps
+    plain = render_grounding_scenes(
+        GroundingSpec(tasks=spec.tasks, n_scenes=2, env=spec.env, seed=41), ["front"]
+    )
+    np.testing.assert_array_equal(frames["front"][:2], plain[0]["front"])
+    np.testing.assert_array_equal(xy[:2], plain[2])
+    two = render_grounding_scenes(spec, ["front", "wrist"], workers=2)
+    assert two[1] == instructions
+    np.testing.assert_array_equal(two[2], xy)
+    np.testing.assert_array_equal(two[0]["wrist"], frames["wrist"])
+
+    env = sim.make("place_cube", image_size=IMAGE_SIZE)
+    try:
+        for j in range(2):
+            obs, _ = env.reset(seed=41 + ROLLOUT_SEED_OFFSET + j)
+            expert = sim.make_expert(env)
+            expert.reset()
+            words = str(obs["instruction"]).split()
+            cube = _named(env.unwrapped.task.colours, words, "cube")[0]
+            pad = _named(env.unwrapped.task.colours, words, "pad")[0]
+            start = _body_xy(env.unwrapped, f"obj/{cube}").copy()
+            for k in range(steps):
+                obs, *_ = env.step(expert.act(obs))
+                row = 2 + j * steps + k
+                assert instructions[row] == str(obs["instruction"])
+                np.testing.assert_allclose(xy[row, :2], _body_xy(env.unwrapped, f"obj/{cube}"), atol=1e-5)
+                np.testing.assert_allclose(xy[row, 2:], _body_xy(env.unwrapped, f"pad/{pad}"), atol=1e-5)
+            # The frames show the arm moving: the last wrist view is not the first.
+            first, last = frames["wrist"][2 + j * steps], frames["wrist"][2 + j * steps + steps - 1]
+            assert np.abs(first.astype(int) - last.astype(int)).mean() > 1.0
+            np.testing.assert_allclose(xy[2 + j * steps, :2], start, atol=0.01)
+    finally:
+        env.close()
     assert GroundingSpec(tasks=("a", "b", "c"), n_scenes=8).scenes_per_task() == [3, 3, 2]
 
 

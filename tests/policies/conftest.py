@@ -43,6 +43,11 @@ VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
     ),
     ("transformer-spatial", "transformer", {"token_pool": "spatial_softmax", "tokens_per_camera": 4}),
     (
+        "diffusion-unet-spatial-textqueries",
+        "diffusion",
+        {"token_pool": "spatial_softmax", "tokens_per_camera": 4, "keypoint_text_queries": True},
+    ),
+    (
         "diffusion-unet-aux-noise",
         "diffusion",
         {"aux_future_weight": 1.0, "aux_future_offsets": (2, 5), "state_noise_std": 0.1},

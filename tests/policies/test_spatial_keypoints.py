@@ -182,3 +182,30 @@ def test_attention_keeps_word_roles_that_the_mean_loses() -> None:
     mean_acc, attn_acc = fit(False), fit(True)
     assert mean_acc < 0.65, mean_acc
     assert attn_acc > 0.9, attn_acc
+
+
+def test_keypoint_text_queries_start_as_the_plain_front_end_and_condition_each_keypoint() -> None:
+    """`text_queries`: zero at init (the same output as without them, for the same weights); once
+    trained, the instruction moves one keypoint's heatmap without touching another's (the FiLM,
+    shared by a camera's keypoints, cannot)."""
+    plain = _front(k=2)
+    torch.manual_seed(0)
+    queried = SpatialKeypoints(
+        D, 16, n_keypoints=2, n_cameras=C, tokens_per_camera=P, hidden=16, text_queries=True
+    )
+    missing, unexpected = queried.load_state_dict(plain.state_dict(), strict=False)
+    assert sorted(missing) == ["text_queries.bias", "text_queries.weight"] and not unexpected
+    tokens, mask, text_mask = _batch(3)
+    torch.testing.assert_close(queried(tokens, mask, text_mask)[0], plain(tokens, mask, text_mask)[0])
+
+    # Train keypoint 0's query only (weights laid out (camera, hidden, keypoint)); FiLM stays identity.
+    with torch.no_grad():
+        w = torch.zeros(C, 16, 2, D)
+        w[:, :, 0] = torch.randn(C, 16, D)
+        queried.text_queries.weight.copy_(w.view(C * 16 * 2, D))
+    other = tokens.clone()
+    other[:, C * P :] = torch.randn(3, L, D, generator=torch.Generator().manual_seed(9))
+    a, b = queried(tokens, mask, text_mask)[0], queried(other, mask, text_mask)[0]
+    kp = a[:, : C * 2].view(3, C, 2, -1), b[:, : C * 2].view(3, C, 2, -1)
+    assert (kp[0][:, :, 0] - kp[1][:, :, 0]).abs().max() > 1e-3  # keypoint 0 follows the text
+    torch.testing.assert_close(kp[0][:, :, 1], kp[1][:, :, 1])  # keypoint 1 does not

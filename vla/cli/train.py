@@ -130,9 +130,15 @@ def _grounding_spec(r: dict[str, Any]) -> GroundingSpec | None:
         names, envs = (str(task["name"]),), {str(task["name"]): shared}
     try:
         return GroundingSpec(
-            tasks=names, n_scenes=n, env=envs, seed=int(g.get("seed", DEFAULT_GROUNDING_SEED))
+            tasks=names,
+            n_scenes=n,
+            env=envs,
+            seed=int(g.get("seed", DEFAULT_GROUNDING_SEED)),
+            rollouts=int(g.get("rollouts", 0) or 0),
+            frames_per_rollout=int(g.get("frames_per_rollout", 4)),
+            rollout_steps=int(g.get("rollout_steps", 60)),
         )
-    except ValueError as e:
+    except (TypeError, ValueError) as e:
         raise ValueError(f"configs/train.yaml: data.grounding: {e}") from e
 
 

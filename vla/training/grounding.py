@@ -17,6 +17,14 @@ Every scene is a task's reset from seed `spec.seed + i` (its own instruction, co
 the arm at its start pose); the label is the table (x, y) of the task's `target` cube, then the
 (x, y) where the instruction says it must end (`goal_xy`: the named pad, the bottom cube, the
 pushed-to point; a pick's own position), normalized by the scenes' mean and standard deviation.
+
+Rollout frames (`GroundingSpec.rollouts` > 0) add mid-episode views: the task's scripted expert runs
+from reset seed `spec.seed + ROLLOUT_SEED_OFFSET + j` and `frames_per_rollout` frames are kept at
+distinct random steps in [1, rollout_steps], labelled with where the cube and its goal are *then*
+(rendering, both kinds: `vla.training.grounding_render`).
+Why: reset frames show the arm parked away from the objects and the wrist camera looking at the
+table from its start pose; a readout trained on them alone is 10-25 cm off once the arm reaches in
+(place_cube, 6000-step checkpoint), exactly when the policy must find the cube to close on it.
 The head regresses the first `PolicyConfig.aux_ground_dim` columns (2: the cube, 4: both).
 Nothing of this reaches inference: the checkpoint keeps only the head (with its auxiliary MLP,
 unused when acting).
@@ -39,7 +47,7 @@ import torch
 
 from vla.encoders import FrozenEncoder
 from vla.processor import Processor
-from vla.scene_workers import map_in_processes, render_workers, split_range
+from vla.training.grounding_render import render_grounding_scenes
 
 # Far from every other seed range the project uses (demos from 0, evaluation 100000+ and 200000+,
 # the encoder's pretraining and its held-out scenes, the grounding probe's 1000000+).
@@ -56,6 +64,9 @@ class GroundingSpec:
     n_scenes: int
     env: dict[str, dict[str, Any]] = field(default_factory=dict)
     seed: int = DEFAULT_GROUNDING_SEED
+    rollouts: int = 0
+    frames_per_rollout: int = 4
+    rollout_steps: int = 60
 
     def __post_init__(self) -> None:
         if self.n_scenes < len(self.tasks) or not self.tasks:
@@ -64,6 +75,13 @@ class GroundingSpec:
             )
         if "all" in self.tasks:
             raise ValueError("GroundingSpec.tasks: name the simulator tasks, not 'all'")
+        if self.rollouts < 0:
+            raise ValueError(f"GroundingSpec.rollouts must be >= 0, got {self.rollouts}")
+        if self.rollouts and not 1 <= self.frames_per_rollout <= self.rollout_steps:
+            raise ValueError(
+                "GroundingSpec: need 1 <= frames_per_rollout <= rollout_steps (distinct steps), got "
+                f"frames_per_rollout={self.frames_per_rollout}, rollout_steps={self.rollout_steps}"
+            )
 
     def at_image_size(self, size: int) -> GroundingSpec:
         """The same scenes rendered at `size` x `size` pixels (every task's env)."""
@@ -73,6 +91,15 @@ class GroundingSpec:
     def scenes_per_task(self) -> list[int]:
         k, r = divmod(self.n_scenes, len(self.tasks))
         return [k + (i < r) for i in range(len(self.tasks))]
+
+    def rollouts_per_task(self) -> list[int]:
+        k, r = divmod(self.rollouts, len(self.tasks))
+        return [k + (i < r) for i in range(len(self.tasks))]
+
+    @property
+    def n_frames(self) -> int:
+        """Labelled frames in all: the reset scenes, then every rollout's frames."""
+        return self.n_scenes + self.rollouts * self.frames_per_rollout
 
 
 @dataclass
@@ -97,76 +124,19 @@ class GroundingSet:
         return int(self.tokens.shape[0])
 
 
-def render_grounding_scenes(
-    spec: GroundingSpec, cameras: Sequence[str], workers: int | None = None
-) -> tuple[dict[str, np.ndarray], list[str], np.ndarray]:
-    """Reset each task once per seed: frames {camera: uint8 (S, H, W, 3)}, S instructions, and the
-    target cube's table (x, y) and its goal's (`goal_xy`) float32 (S, 4) [m].
-
-    workers: render in this many spawned processes, each a contiguous block of the scenes (None:
-    the CPU's cores up to 4; fewer when there are under 256 scenes a worker: `vla.scene_workers`).
-    A scene depends on its task and seed only, so the result is the same for any number of workers."""
-    blocks = [(name, 0, n) for name, n in zip(spec.tasks, spec.scenes_per_task(), strict=True)]
-    n_workers = render_workers(spec.n_scenes, workers, "render_grounding_scenes")
-    parts = map_in_processes(
-        _render_block, [(spec, tuple(cameras), run) for run in _split_blocks(blocks, n_workers)]
-    )
-    frames = {c: np.concatenate([p[0][c] for p in parts]) for c in cameras}
-    instructions = [t for p in parts for t in p[1]]
-    return frames, instructions, np.concatenate([p[2] for p in parts])
-
-
-def _split_blocks(blocks: list[tuple[str, int, int]], k: int) -> list[list[tuple[str, int, int]]]:
-    """Cut the (task, first, stop) scene ranges, in order, into `k` runs of about equal length."""
-    out: list[list[tuple[str, int, int]]] = []
-    for lo, hi in split_range(sum(stop - start for _, start, stop in blocks), k):
-        run, pos = [], 0
-        for name, start, stop in blocks:
-            a, b = max(lo, pos), min(hi, pos + stop - start)
-            if a < b:
-                run.append((name, start + a - pos, start + b - pos))
-            pos += stop - start
-        out.append(run)
-    return out
-
-
-def _render_block(
-    spec: GroundingSpec, cameras: tuple[str, ...], blocks: list[tuple[str, int, int]]
-) -> tuple[dict[str, np.ndarray], list[str], np.ndarray]:
-    """Scenes first..stop-1 of each (task, first, stop): `render_grounding_scenes`' arrays."""
-    import sim
-
-    frames: dict[str, list[np.ndarray]] = {c: [] for c in cameras}
-    instructions: list[str] = []
-    xy: list[np.ndarray] = []
-    for name, first, stop in blocks:
-        env = sim.make(name, **{**spec.env.get(name, {}), "cameras": list(cameras)})
-        try:
-            task = env.unwrapped.task
-            if not hasattr(task, "target") or not hasattr(task, "goal_xy"):
-                raise ValueError(
-                    f"grounding scenes: task {name!r} names no target cube and goal (`target`, `goal_xy`)"
-                )
-            for i in range(first, stop):
-                obs, _ = env.reset(seed=spec.seed + i)
-                for c in cameras:
-                    frames[c].append(obs[f"image_{c}"])
-                instructions.append(str(obs["instruction"]))
-                xy.append(np.concatenate([task.cube_pos(task.target)[:2], task.goal_xy()]).astype(np.float32))
-        finally:
-            env.close()
-    return {c: np.stack(v) for c, v in frames.items()}, instructions, np.stack(xy)
-
-
 def grounding_cache_key(
     spec: GroundingSpec, cameras: Sequence[str], encoder_fingerprint: str, use_text: bool
 ) -> str:
     """Hex digest of everything that decides a grounding set's tokens: the scenes (tasks, counts,
     env overrides, seeds), the cameras' order, the encoder (its fingerprint covers weights and
     settings) and whether instruction tokens follow the image tokens."""
+    spec_fields = dataclasses.asdict(spec)
+    if not spec.rollouts:  # without rollouts, the key of the caches written before they existed
+        for k in ("rollouts", "frames_per_rollout", "rollout_steps"):
+            spec_fields.pop(k)
     ident = {
         "format": 2,  # 2: labels (S, 4) with the goal (format 1 caches held (S, 2))
-        "spec": dataclasses.asdict(spec),
+        "spec": spec_fields,
         "cameras": list(cameras),
         "encoder": encoder_fingerprint,
         "use_text": bool(use_text),
