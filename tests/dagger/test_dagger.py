@@ -133,6 +133,36 @@ def test_vla_dagger_debug_round_end_to_end(tmp_path: Path) -> None:
         cli.main(["experiment=debug", f"out_dir={out}"])
     assert json.loads((out / "dagger.json").read_text())["rounds"] == rows
     assert ReplayBuffer.open(out / "bootstrap" / "demos.zarr").n_episodes == 3 + n_new
+    _round0_reuse(out, state, rows)
+
+
+def _round0_reuse(out: Path, state: dict, rows: list[dict]) -> None:
+    """`dagger.round0_eval`: the round-0 eval.json the run just wrote (a real `evaluate` report) is
+    accepted for the same checkpoint and settings, and refused, naming the field, for another
+    checkpoint, other seeds, fewer episodes, or a report that does not record its denoising steps."""
+    from dataclasses import replace
+
+    from vla.dagger.round0 import reused_round0
+    from vla.dagger.rounds import DaggerConfig
+
+    cfg = DaggerConfig(**{**state["config"], "train_overrides": tuple(state["config"]["train_overrides"])})
+    report = out / "round_0" / "eval" / "eval.json"
+    start = Path(rows[0]["checkpoint"])
+    res = reused_round0(report, start, cfg)
+    assert res["successes"] == rows[0]["successes"] and res["n_episodes"] == cfg.eval_episodes
+    with pytest.raises(ValueError, match="checkpoint"):
+        reused_round0(report, Path(rows[1]["checkpoint"]), cfg)
+    with pytest.raises(ValueError, match=r"seed .*round 0"):
+        reused_round0(report, start, replace(cfg, eval_seed=cfg.eval_seed + 1))
+    with pytest.raises(ValueError, match="n_episodes"):
+        reused_round0(report, start, replace(cfg, eval_episodes=cfg.eval_episodes + 1))
+    with pytest.raises(ValueError, match="safety"):
+        reused_round0(report, start, replace(cfg, safety=not cfg.safety))
+    old = json.loads(report.read_text())
+    del old["num_inference_steps"]
+    (out / "old.json").write_text(json.dumps(old))
+    with pytest.raises(ValueError, match="num_inference_steps 'not recorded'"):
+        reused_round0(out / "old.json", start, cfg)
 
 
 def test_vla_dagger_help_and_missing_checkpoint(capsys) -> None:

@@ -16,7 +16,8 @@ Each round r = 1..N:
    on the grown dataset (`vla-train resume=`: same config, normalizer and optimizer state);
 6. evaluate the fine-tuned policy on the fixed evaluation seeds (success + 95% CI).
 
-Round 0 is the starting policy's evaluation. `out_dir/dagger.json` holds every round's figures and
+Round 0 is the starting policy's evaluation (or, with `round0_eval`, a vla-eval eval.json of it on
+the same episodes and loop settings, read instead of evaluating again: `reused_round0`). `out_dir/dagger.json` holds every round's figures and
 is rewritten after each round (atomically), so an interrupted run continues where it stopped
 (`vla-dagger` with the same out_dir); `dagger.png` plots success per round with its CI.
 """
@@ -32,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from vla.dagger.round0 import eval_config, reused_round0
 
 STATE_FILE = "dagger.json"
 
@@ -62,6 +65,9 @@ class DaggerConfig:
     mode / smoothing / margin_steps / latency_s: the control loop's schedule for rollouts and
         evaluations (`vla.evaluation.simulator.EvalConfig`), by default vla-eval's (vla-deploy's).
     n_videos: videos of the first rollouts and evaluation episodes per round.
+    round0_eval: a vla-eval eval.json of `checkpoint` (sharded or not) whose episodes and loop
+        settings are round 0's: read instead of evaluating again (~7 min for 50 place_cube episodes
+        on the 2-core CPU); refused, naming the field, when anything that decides the episodes differs.
     threads: torch threads while rolling out and evaluating (the fine-tuning uses its run's own
         `threads`): one, as vla-eval, since the gate's MuJoCo rollouts share the cores with inference
         (2 threads made the 50 evaluation episodes 4x slower here: 4.5 min instead of ~1).
@@ -94,6 +100,7 @@ class DaggerConfig:
     smoothing: str = "auto"
     margin_steps: int = 2
     latency_s: float = 0.18
+    round0_eval: str | None = None
 
     def __post_init__(self) -> None:
         if self.labels not in ("branch", "step"):
@@ -134,7 +141,7 @@ def _evaluate(
     import torch
 
     from vla.dagger.labeler import MixedPolicy
-    from vla.evaluation.simulator import EvalConfig, evaluate
+    from vla.evaluation.simulator import evaluate
     from vla.policy import VLAPolicy
 
     torch.set_num_threads(cfg.threads)  # the fine-tuning before may have set its own
@@ -143,22 +150,7 @@ def _evaluate(
     if observer is not None:
         runner = MixedPolicy(policy, beta, rng if rng is not None else np.random.default_rng(seed))
         observer.mixed = runner
-    ecfg = EvalConfig(
-        task=cfg.task,
-        env_overrides=dict(cfg.env_overrides),
-        n_episodes=n,
-        seed=seed,
-        max_steps=cfg.max_steps,
-        safety=cfg.safety,
-        mode=cfg.mode,
-        smoothing=cfg.smoothing,
-        margin_steps=cfg.margin_steps,
-        latency_s=cfg.latency_s,
-        n_videos=cfg.n_videos,
-        out_dir=str(out),
-        progress=False,
-    )
-    res = evaluate(runner, ecfg, observer=observer)
+    res = evaluate(runner, eval_config(cfg, out, n, seed), observer=observer)
     return res, policy, runner
 
 
@@ -238,8 +230,14 @@ def run_dagger(
     t0 = time.perf_counter()
     if not rows:
         t = time.perf_counter()
-        res, *_ = _evaluate(start, cfg, out / "round_0" / "eval", cfg.eval_episodes, cfg.eval_seed)
+        if cfg.round0_eval:
+            res = reused_round0(Path(cfg.round0_eval), start, cfg)
+            log(f"round 0: read from {cfg.round0_eval} (the same checkpoint, episodes and settings)")
+        else:
+            res, *_ = _evaluate(start, cfg, out / "round_0" / "eval", cfg.eval_episodes, cfg.eval_seed)
         rows.append({**_row(0, start, res), "seconds": {"eval": time.perf_counter() - t}})
+        if cfg.round0_eval:
+            rows[-1]["reused_eval"] = str(cfg.round0_eval)
         _write_json(state_path, state)
         log(_line(rows[-1]))
     for r in range(len(rows), cfg.rounds + 1):

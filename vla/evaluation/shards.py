@@ -46,7 +46,11 @@ def merge_shards(out_dir: str | Path, num_shards: int) -> dict[str, Any]:
         compute += [float(c) for c in part["compute_s"]]
         videos += part["videos"]
     cfg = EvalConfig(**{**common, "out_dir": str(out)})
-    about = {"used_ema": first["used_ema"], "checkpoint": first["checkpoint"]}
+    about = {
+        "used_ema": first["used_ema"],
+        "checkpoint": first["checkpoint"],
+        "num_inference_steps": first.get("num_inference_steps"),
+    }
     seconds = sum(float(p["seconds"]) for _, p in parts)
     out.mkdir(parents=True, exist_ok=True)
     results = write_report(episodes, compute, cfg, seconds, int(first["n_action_steps"]), videos, about, out)

@@ -290,8 +290,13 @@ def evaluate(policy: ChunkPolicy, cfg: EvalConfig, observer: EpisodeObserver | N
             gate.close()
     seconds = time.perf_counter() - t0
     ckpt = getattr(policy, "checkpoint", None)
-    # Which weights were evaluated: EMA or raw (None: not a checkpoint policy, or not known).
-    about = {"used_ema": getattr(policy, "used_ema", None), "checkpoint": str(ckpt) if ckpt else None}
+    # Which weights were evaluated: EMA or raw (None: not a checkpoint policy, or not known), and
+    # the denoising-step override (None: the head's own count), so a reuse can tell (vla-dagger).
+    about = {
+        "used_ema": getattr(policy, "used_ema", None),
+        "checkpoint": str(ckpt) if ckpt else None,
+        "num_inference_steps": getattr(policy, "num_inference_steps", None),
+    }
     if cfg.num_shards > 1:
         raw = {
             "config": asdict(cfg),
