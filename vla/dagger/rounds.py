@@ -17,9 +17,10 @@ Each round r = 1..N:
 6. evaluate the fine-tuned policy on the fixed evaluation seeds (success + 95% CI).
 
 Round 0 is the starting policy's evaluation (or, with `round0_eval`, a vla-eval eval.json of it on
-the same episodes and loop settings, read instead of evaluating again: `reused_round0`). `out_dir/dagger.json` holds every round's figures and
-is rewritten after each round (atomically), so an interrupted run continues where it stopped
-(`vla-dagger` with the same out_dir); `dagger.png` plots success per round with its CI.
+the same episodes and loop settings, read instead of evaluating again: `reused_round0`).
+`out_dir/dagger.json` holds every round's figures and is rewritten after each round (atomically),
+so an interrupted run continues where it stopped (`vla-dagger` with the same out_dir);
+`dagger.png` plots success per round with its CI.
 """
 
 from __future__ import annotations
@@ -235,9 +236,8 @@ def run_dagger(
             log(f"round 0: read from {cfg.round0_eval} (the same checkpoint, episodes and settings)")
         else:
             res, *_ = _evaluate(start, cfg, out / "round_0" / "eval", cfg.eval_episodes, cfg.eval_seed)
-        rows.append({**_row(0, start, res), "seconds": {"eval": time.perf_counter() - t}})
-        if cfg.round0_eval:
-            rows[-1]["reused_eval"] = str(cfg.round0_eval)
+        reused = {"reused_eval": str(cfg.round0_eval)} if cfg.round0_eval else {}
+        rows.append({**_row(0, start, res), "seconds": {"eval": time.perf_counter() - t}, **reused})
         _write_json(state_path, state)
         log(_line(rows[-1]))
     for r in range(len(rows), cfg.rounds + 1):

@@ -23,8 +23,8 @@ from reset seed `spec.seed + ROLLOUT_SEED_OFFSET + j` and `frames_per_rollout` f
 distinct random steps in [1, rollout_steps], labelled with where the cube and its goal are *then*
 (rendering, both kinds: `vla.training.grounding_render`).
 Why: reset frames show the arm parked away from the objects and the wrist camera looking at the
-table from its start pose; a readout trained on them alone is 10-25 cm off once the arm reaches in
-(place_cube, 6000-step checkpoint), exactly when the policy must find the cube to close on it.
+table from its start pose; a readout trained on them alone is a median 8-16 cm off once the arm
+reaches in (place_cube, 6000-step checkpoint), exactly when the policy must find the cube to close on it.
 The head regresses the first `PolicyConfig.aux_ground_dim` columns (2: the cube, 4: both).
 Nothing of this reaches inference: the checkpoint keeps only the head (with its auxiliary MLP,
 unused when acting).
@@ -89,17 +89,15 @@ class GroundingSpec:
         return dataclasses.replace(self, env=env)
 
     def scenes_per_task(self) -> list[int]:
-        k, r = divmod(self.n_scenes, len(self.tasks))
-        return [k + (i < r) for i in range(len(self.tasks))]
+        return self._per_task(self.n_scenes)
 
     def rollouts_per_task(self) -> list[int]:
-        k, r = divmod(self.rollouts, len(self.tasks))
-        return [k + (i < r) for i in range(len(self.tasks))]
+        return self._per_task(self.rollouts)
 
-    @property
-    def n_frames(self) -> int:
-        """Labelled frames in all: the reset scenes, then every rollout's frames."""
-        return self.n_scenes + self.rollouts * self.frames_per_rollout
+    def _per_task(self, n: int) -> list[int]:
+        """`n` split as evenly as possible over the tasks, the first ones taking the remainder."""
+        k, r = divmod(n, len(self.tasks))
+        return [k + (i < r) for i in range(len(self.tasks))]
 
 
 @dataclass

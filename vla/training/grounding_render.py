@@ -28,7 +28,7 @@ def render_grounding_scenes(
 ) -> tuple[dict[str, np.ndarray], list[str], np.ndarray]:
     """Reset each task once per seed (then run the rollouts): frames {camera: uint8 (F, H, W, 3)},
     F instructions, and the target cube's table (x, y) and its goal's (`goal_xy`) float32 (F, 4) [m];
-    F = `spec.n_frames`, the reset scenes first, then the rollouts' frames, task by task.
+    F = n_scenes + rollouts * frames_per_rollout: the reset scenes first, then the rollouts' frames.
 
     workers: render in this many spawned processes, each a contiguous block of the scenes and of the
     rollouts (None: the CPU's cores up to 4; fewer when there is little work: `vla.scene_workers`).
